@@ -1,0 +1,236 @@
+"""`build("resnet50")` and `ResNet(depth=50, ...)`: a spec row from specs.py, assembled from blocks.py."""
+
+import sys
+
+import keras
+
+from keras_resnet import normalization, specs, weights as weights_lib
+from keras_resnet.blocks import BlockOptions, Blocks
+
+DOWNSAMPLE_BLOCKS = ("first", "last")
+POOLINGS = (None, "avg", "max")
+
+# Defaults of the arguments that pretrained weights may dictate (see weights.required_layout);
+# they default to None in the signatures so that a conflicting explicit value can be refused.
+_LAYOUT_DEFAULTS = {
+    "version": "v1.5",
+    "conv_bias": False,
+    "bn_epsilon": 1e-5,
+    "input_normalization": "torch",
+    "downsample_block": "first",
+    "plain": False,
+}
+
+
+def build(name, **kwargs):
+    """Builds a ResNet by name: "resnet50", "plain56", "resnet101v2", "resnet20", …
+
+    Names are `resnetD` or `plainD` (the same network without shortcuts), optionally followed by a
+    version (v1, v1.5, v2). ImageNet-style depths are 18, 34, 50, 101, 152, 200; CIFAR-style depths
+    are 6n+2 (20, 32, 44, 56, 110, 1202, …). Keyword arguments are those of `ResNet`.
+
+    >>> model = build("resnet20", classes=10)
+    >>> model = build("resnet50", weights="imagenet")  # keras.applications' weights, downloaded once
+    """
+    depth, plain, version = specs.parse_name(name)
+    for key, from_name in (("plain", plain), ("version", version)):
+        if from_name is not None and kwargs.get(key) not in (None, from_name):
+            raise ValueError(f"The name {name!r} implies {key}={from_name!r}. Received: {key}={kwargs[key]!r}.")
+        if from_name is not None:
+            kwargs[key] = from_name
+    kwargs.setdefault("name", name.lower())
+    return ResNet(depth, **kwargs)
+
+
+def ResNet(
+    depth,
+    *,
+    family=None,
+    plain=None,
+    version=None,
+    shortcut=None,
+    include_top=True,
+    weights=None,
+    input_shape=None,
+    pooling=None,
+    classes=None,
+    classifier_activation="softmax",
+    include_preprocessing=True,
+    input_normalization=None,
+    zero_init_residual=False,
+    weight_decay=0.0,
+    conv_bias=None,
+    bn_epsilon=None,
+    bn_momentum=0.9,
+    downsample_block=None,
+    name=None,
+    keras_module=None,
+):
+    """Builds the ResNet of `depth` as a Keras functional model.
+
+    Args:
+        depth: 18, 34, 50, 101, 152, 200 (ImageNet-style) or 6n+2 (CIFAR-style).
+        family: "imagenet" or "cifar"; by default ImageNet-style wherever that depth exists.
+        plain: True builds the paper's plain network: the same layers and names, no shortcuts.
+        version: "v1" (stride on a bottleneck's first 1x1, as in the paper), "v1.5" (stride on the
+            3x3; default) or "v2" (pre-activation).
+        shortcut: paper option "A" (parameter-free identity; CIFAR default), "B" (projection where
+            the width changes; ImageNet default) or "C" (projection on every block).
+        include_top: end with average pooling and a `classes`-way classifier.
+        weights: None (random), "imagenet" (keras.applications' weights for resnet50/101/152 and
+            their v2 forms), or a path: a keras.applications .h5 file, or a `.keras` / `.weights.h5`
+            file of a model built by this package with the same arguments.
+        input_shape: (height, width, channels); default the family's size, (224, 224, 3) or
+            (32, 32, 3). Any size works, None for height and width too.
+        pooling: with include_top=False, None (feature map), "avg" or "max".
+        classes: number of classes; default 1000 (ImageNet-style) or 10 (CIFAR-style).
+        classifier_activation: activation of the classifier ("softmax", or None for logits).
+        include_preprocessing: True (default): the model takes RGB pixels in [0, 255] and normalizes
+            them itself. False: it takes `keras_resnet.normalize(pixels, input_normalization)`.
+        input_normalization: "torch" ((x/255 - mean)/std; default), "caffe" or "tf".
+        zero_init_residual: start the last batch norm (v2: last conv) of every residual branch at 0.
+        weight_decay: L2 weight decay of convolution and classifier kernels, as SGD weight decay.
+        conv_bias: biases on convolutions, as keras.applications has them (default False).
+        bn_epsilon: batch-norm epsilon (default 1e-5; keras.applications uses 1.001e-5).
+        bn_momentum: batch-norm moving-average momentum (default 0.9, i.e. PyTorch's 0.1).
+        downsample_block: "first" (default) downsamples in each stage's first block; "last" in the
+            previous stage's last block (keras.applications' v2 layout).
+        name: the model's name.
+        keras_module: keras (default) or tf_keras, to build the Keras 2 twin used for
+            quantization-aware training.
+
+    Raises:
+        ValueError: for an invalid argument, saying what was received and what is valid.
+    """
+    keras_module = keras_module or keras
+    spec = specs.spec_for_depth(depth, family=family)
+    requested = {
+        "version": version,
+        "conv_bias": conv_bias,
+        "bn_epsilon": bn_epsilon,
+        "input_normalization": input_normalization,
+        "downsample_block": downsample_block,
+        "plain": plain,
+        "shortcut": shortcut,
+    }
+    layout = _resolve_layout(requested, weights_lib.required_layout(weights, spec=spec, version=version), weights)
+    layout["shortcut"] = _check_choice("shortcut", (layout["shortcut"] or spec.family.shortcut).upper(), specs.SHORTCUTS)
+    _check_choice("version", layout["version"], specs.VERSIONS)
+    _check_choice("downsample_block", layout["downsample_block"], DOWNSAMPLE_BLOCKS)
+    normalization.check_style(layout["input_normalization"])
+
+    classes = _check_classes(spec.family.classes if classes is None else classes)
+    input_shape = _check_input_shape(input_shape, spec, include_preprocessing=include_preprocessing)
+    _check_choice("pooling", pooling, POOLINGS)
+    if include_top and pooling == "max":
+        raise ValueError("include_top=True ends with average pooling. Received: pooling='max'; use include_top=False.")
+    if include_top:
+        keras_module.activations.get(classifier_activation)  # raises for an unknown activation
+    if layout["plain"] and zero_init_residual:
+        raise ValueError("zero_init_residual=True would zero every block of a plain network. Received: plain=True.")
+    if not isinstance(weight_decay, (int, float)) or weight_decay < 0:
+        raise ValueError(f"weight_decay must be a number >= 0. Received: weight_decay={weight_decay!r}.")
+
+    blocks = Blocks(
+        keras_module,
+        BlockOptions(
+            block=spec.block,
+            version=layout["version"],
+            shortcut=layout["shortcut"],
+            plain=layout["plain"],
+            conv_bias=layout["conv_bias"],
+            bn_epsilon=layout["bn_epsilon"],
+            bn_momentum=bn_momentum,
+            zero_init_residual=zero_init_residual,
+            weight_decay=weight_decay,
+        ),
+    )
+    inputs = keras_module.Input(shape=input_shape, name="images")
+    x = inputs
+    if include_preprocessing:
+        scale, offset = normalization.STYLES[layout["input_normalization"]]
+        x = keras_module.layers.Rescaling(list(scale), list(offset), name="normalize")(x)
+    x = blocks.stem(x, kind=spec.family.stem, width=spec.family.stage_widths[0])
+    strides = _block_strides(spec.blocks_per_stage, downsample_block=layout["downsample_block"])
+    for stage, (width, out_channels, stage_strides) in enumerate(
+        zip(spec.family.stage_widths, spec.stage_channels, strides), start=1
+    ):
+        for index, stride in enumerate(stage_strides, start=1):
+            x = blocks.block(x, width=width, out_channels=out_channels, stride=stride, name=f"stage{stage}_block{index}")
+    x = blocks.head(
+        x, include_top=include_top, pooling=pooling, classes=classes, classifier_activation=classifier_activation
+    )
+    allow_graph_depth(layers=8 * sum(spec.blocks_per_stage) + 30)  # a block has at most 8 layers in line
+    default_name = f"{'plain' if layout['plain'] else 'resnet'}{depth}"
+    model = keras_module.Model(inputs, x, name=name or default_name)
+
+    if weights is not None:
+        weights_lib.load(model, weights, spec=spec, version=layout["version"], include_top=include_top, classes=classes)
+    return model
+
+
+def allow_graph_depth(*, layers):
+    """Keras walks, saves and loads functional graphs recursively, about 1.5 Python frames per layer
+    in line: ResNet-1202 (4,213 layers) needs a recursion limit of some 6,000, not Python's 1,000."""
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 3 * layers + 1000))
+
+
+def _block_strides(blocks_per_stage, *, downsample_block):
+    """Stride of every block, stage by stage: stage 1 keeps the resolution, each later stage halves it,
+    in its first block or (downsample_block="last") in the previous stage's last block."""
+    strides = [[1] * blocks for blocks in blocks_per_stage]
+    for stage in range(1, len(strides)):
+        if downsample_block == "first":
+            strides[stage][0] = 2
+        else:
+            strides[stage - 1][-1] = 2
+    return strides
+
+
+def _resolve_layout(requested, required, weights):
+    layout = {}
+    for key, value in requested.items():
+        if key in required:
+            if value is not None and value != required[key]:
+                raise ValueError(
+                    f"weights={weights!r} need {key}={required[key]!r} (keras.applications' layout). "
+                    f"Received: {key}={value!r}."
+                )
+            value = required[key]
+        layout[key] = _LAYOUT_DEFAULTS.get(key) if value is None else value
+    return layout
+
+
+def _check_choice(argument, value, valid):
+    if value not in valid:
+        raise ValueError(f"Invalid {argument}. Received: {value!r}. Valid: {', '.join(map(repr, valid))}.")
+    return value
+
+
+def _check_classes(classes):
+    if not isinstance(classes, int) or isinstance(classes, bool) or classes < 1:
+        raise ValueError(f"classes must be a positive int. Received: classes={classes!r}.")
+    return classes
+
+
+def _check_input_shape(input_shape, spec, *, include_preprocessing):
+    if input_shape is None:
+        return (spec.family.input_size, spec.family.input_size, 3)
+    shape = tuple(input_shape) if isinstance(input_shape, (tuple, list)) else None
+    if (
+        shape is None
+        or len(shape) != 3
+        or not all(size is None or (isinstance(size, int) and size > 0) for size in shape[:2])
+        or not isinstance(shape[2], int)
+        or shape[2] < 1
+    ):
+        raise ValueError(
+            f"input_shape must be (height, width, channels), channels last, with positive sizes "
+            f"(None allowed for height and width). Received: input_shape={input_shape!r}."
+        )
+    if include_preprocessing and shape[2] != 3:
+        raise ValueError(
+            f"include_preprocessing=True normalizes RGB images and needs 3 channels. "
+            f"Received: input_shape={input_shape!r}; pass include_preprocessing=False for other inputs."
+        )
+    return shape
