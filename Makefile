@@ -14,7 +14,7 @@ $(VENV)/installed: requirements.txt pyproject.toml
 	touch $@
 
 demo: setup
-	$(BIN)/python -m keras_resnet summary resnet50
+	$(BIN)/python train.py --depth 20 --epochs 6
 
 test: setup
 	$(BIN)/python -m pytest

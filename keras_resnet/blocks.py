@@ -9,7 +9,7 @@ QAT and debugging rely on them.
 
 import dataclasses
 
-from keras_resnet.layers import channel_zero_pad_layer
+from keras_resnet.layers import batch_normalization_layer, channel_zero_pad_layer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,6 +21,7 @@ class BlockOptions:
     conv_bias: bool
     bn_epsilon: float
     bn_momentum: float
+    sync_batch_norm: bool
     zero_init_residual: bool
     weight_decay: float
 
@@ -65,10 +66,11 @@ class Blocks:
         )(x)
 
     def batch_norm(self, x, *, name, zero_init=False):
-        return self.layers.BatchNormalization(
+        return batch_normalization_layer(self.keras)(
             epsilon=self.options.bn_epsilon,
             momentum=self.options.bn_momentum,
             gamma_initializer="zeros" if zero_init else "ones",
+            synchronized=self.options.sync_batch_norm,
             name=name,
         )(x)
 

@@ -6,6 +6,7 @@ import keras
 
 from keras_resnet import normalization, specs, weights as weights_lib
 from keras_resnet.blocks import BlockOptions, Blocks
+from keras_resnet.layers import FUSED_MIN_EPSILON
 
 DOWNSAMPLE_BLOCKS = ("first", "last")
 POOLINGS = (None, "avg", "max")
@@ -15,7 +16,7 @@ POOLINGS = (None, "avg", "max")
 _LAYOUT_DEFAULTS = {
     "version": "v1.5",
     "conv_bias": False,
-    "bn_epsilon": 1e-5,
+    "bn_epsilon": FUSED_MIN_EPSILON,
     "input_normalization": "torch",
     "downsample_block": "first",
     "plain": False,
@@ -62,6 +63,7 @@ def ResNet(
     conv_bias=None,
     bn_epsilon=None,
     bn_momentum=0.9,
+    sync_batch_norm=False,
     downsample_block=None,
     name=None,
     keras_module=None,
@@ -91,8 +93,11 @@ def ResNet(
         zero_init_residual: start the last batch norm (v2: last conv) of every residual branch at 0.
         weight_decay: L2 weight decay of convolution and classifier kernels, as SGD weight decay.
         conv_bias: biases on convolutions, as keras.applications has them (default False).
-        bn_epsilon: batch-norm epsilon (default 1e-5; keras.applications uses 1.001e-5).
+        bn_epsilon: batch-norm epsilon (default 1.001e-5, as keras.applications: the smallest that
+            TensorFlow's fused batch norm takes; smaller values run unfused, slower).
         bn_momentum: batch-norm moving-average momentum (default 0.9, i.e. PyTorch's 0.1).
+        sync_batch_norm: batch statistics over the global batch of all replicas in distributed
+            training (default False: per replica). Without effect on one device and at inference.
         downsample_block: "first" (default) downsamples in each stage's first block; "last" in the
             previous stage's last block (keras.applications' v2 layout).
         name: the model's name.
@@ -141,6 +146,7 @@ def ResNet(
             conv_bias=layout["conv_bias"],
             bn_epsilon=layout["bn_epsilon"],
             bn_momentum=bn_momentum,
+            sync_batch_norm=sync_batch_norm,
             zero_init_residual=zero_init_residual,
             weight_decay=weight_decay,
         ),

@@ -14,6 +14,8 @@ import h5py
 import keras
 import numpy as np
 
+from keras_resnet.layers import FUSED_MIN_EPSILON
+
 BASE_URL = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
 
 # (depth, version) -> (keras.applications' name, md5 of the file with classifier, md5 without).
@@ -29,7 +31,7 @@ IMAGENET_CLASSES = 1000
 # Where downloaded weight files are kept; None: Keras' cache, $KERAS_HOME/models or ~/.keras/models.
 CACHE_DIR = None
 
-_COMMON_LAYOUT = {"conv_bias": True, "bn_epsilon": 1.001e-5, "plain": False, "shortcut": "B"}
+_COMMON_LAYOUT = {"conv_bias": True, "bn_epsilon": FUSED_MIN_EPSILON, "plain": False, "shortcut": "B"}
 KERAS_APPLICATIONS_LAYOUT = {
     "v1": {**_COMMON_LAYOUT, "version": "v1", "input_normalization": "caffe", "downsample_block": "first"},
     "v2": {**_COMMON_LAYOUT, "version": "v2", "input_normalization": "tf", "downsample_block": "last"},

@@ -1,0 +1,87 @@
+"""Training throughput: our ResNet-50 as train.py runs it, against keras.applications.ResNet50 in its
+default float32 setup. Same batch, same input, same optimizer, measured in one run.
+
+    python bench/train_throughput.py                 # ResNet-50, 224x224, batch 16
+    python bench/train_throughput.py --batch-size 32 --steps 20
+"""
+
+import argparse
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from keras_resnet.quiet import import_tensorflow_quietly  # noqa: E402
+
+
+def measure(model, batches, *, warmup, steps, batch_size):
+    """Images/s over `steps` training steps, timed inside one fit() from the end of the warm-up
+    steps (compilation, and oneDNN's first calls, which run slower) to the end of the last."""
+    import keras
+
+    ends = []
+
+    class StepEnds(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            ends.append(time.perf_counter())
+
+    model.fit(batches, epochs=1, steps_per_epoch=warmup + steps, verbose=0, callbacks=[StepEnds()])
+    return steps * batch_size / (ends[-1] - ends[warmup - 1])
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch-size", type=int, default=16, help="images per step (default 16)")
+    parser.add_argument("--image-size", type=int, default=224, help="input size (default 224)")
+    parser.add_argument("--steps", type=int, default=10, help="timed steps per model (default 10)")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed steps before timing (default 5)")
+    args = parser.parse_args(argv)
+    import_tensorflow_quietly()
+    import keras
+    import tensorflow as tf
+
+    from keras_resnet.data import pipeline, sources
+    from keras_resnet.training import distribute, trainer
+
+    config = trainer.resolve_config(depth=50, image_size=args.image_size, batch_size=args.batch_size)
+    config["model"]["classes"] = 1000
+    precision = distribute.resolve_precision(config["runtime"]["precision"], strategy_name="default")
+    source = sources.open_source("synthetic", image_size=args.image_size, train_examples=4 * args.batch_size)
+    source.class_names = [str(index) for index in range(1000)]  # a 1000-way head, as keras.applications'
+    # A few batches held in memory: the input costs nothing, and both models see the same images.
+    batches = (
+        pipeline.training_dataset(source, image_size=args.image_size, augmentation="imagenet", batch_size=args.batch_size, seed=0)
+        .take(4)
+        .cache()
+        .repeat()
+    )
+
+    results = []
+    for policy in dict.fromkeys([precision, "float32"]):  # train.py's default, and float32 if that differs
+        keras.mixed_precision.set_global_policy(policy)
+        ours = trainer.build_and_compile(config, steps_per_epoch=1000, total_steps=100_000)
+        label = "train.py defaults" if policy == precision else "same, float32"
+        rate = measure(ours, batches, warmup=args.warmup, steps=args.steps, batch_size=args.batch_size)
+        results.append((f"keras_resnet resnet50 ({label}: {policy})", rate))
+        del ours
+    keras.mixed_precision.set_global_policy("float32")
+    reference = keras.applications.ResNet50(weights=None, input_shape=(args.image_size, args.image_size, 3))
+    reference.compile(keras.optimizers.SGD(0.1, momentum=0.9), keras.losses.CategoricalCrossentropy(), metrics=["accuracy"])
+    normalized = batches.map(lambda images, labels: (keras.applications.resnet.preprocess_input(images), labels))
+    rate = measure(reference, normalized, warmup=args.warmup, steps=args.steps, batch_size=args.batch_size)
+    results.append(("keras.applications.ResNet50 (float32)", rate))
+
+    print(f"\nTraining throughput, {args.image_size}x{args.image_size}, batch {args.batch_size}, {args.steps} timed steps, "
+          f"{os.cpu_count()} CPU cores, TensorFlow {tf.__version__}")
+    print("| model | images/s |\n|---|---|")
+    for name, rate in results:
+        print(f"| {name} | {rate:.2f} |")
+    print(f"\nratio (ours, train.py defaults / keras.applications float32): {results[0][1] / results[-1][1]:.2f}x")
+    if len(results) == 3:
+        print(f"ratio ({precision} / float32, our model): {results[0][1] / results[1][1]:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

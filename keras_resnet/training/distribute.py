@@ -1,0 +1,146 @@
+"""Which tf.distribute strategy and which precision a run uses."""
+
+import json
+import os
+import types
+
+import tensorflow as tf
+
+from keras_resnet.quiet import list_devices_quietly
+
+STRATEGIES = ("auto", "default", "one-device", "mirrored", "multi-worker", "tpu")
+PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+
+
+class DistributeError(ValueError):
+    """A strategy or precision that cannot be used here."""
+
+
+def make_strategy(name, *, tpu=None, cpu_replicas=1):
+    """The strategy `name` stands for; "auto" picks TPUStrategy with a TPU address,
+    MultiWorkerMirroredStrategy when TF_CONFIG is set, MirroredStrategy over two or more GPUs (or
+    over `cpu_replicas` logical CPUs), one device on a single GPU, and the default strategy on CPU."""
+    if name not in STRATEGIES:
+        raise DistributeError(f"Unknown strategy {name!r}. Valid: {', '.join(STRATEGIES)}.")
+    if cpu_replicas > 1:
+        # Logical CPUs let the distributed code paths run on machines without accelerators.
+        cpu = list_devices_quietly("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * cpu_replicas)
+    gpus = list_devices_quietly("GPU")
+    if name == "auto":
+        if tpu:
+            name = "tpu"
+        elif os.environ.get("TF_CONFIG"):
+            name = "multi-worker"
+        elif len(gpus) >= 2 or cpu_replicas > 1:
+            name = "mirrored"
+        else:
+            name = "one-device" if gpus else "default"
+
+    if name == "default":
+        return tf.distribute.get_strategy(), name
+    if name == "one-device":
+        return tf.distribute.OneDeviceStrategy("/gpu:0" if gpus else "/cpu:0"), name
+    if name == "mirrored":
+        devices = None if gpus else [device.name for device in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices=devices), name
+    if name == "multi-worker":
+        if not os.environ.get("TF_CONFIG"):
+            raise DistributeError(
+                "--strategy multi-worker needs the TF_CONFIG environment variable describing the cluster "
+                "(see the README's multi-worker section)."
+            )
+        try:
+            json.loads(os.environ["TF_CONFIG"])
+        except json.JSONDecodeError as error:
+            raise DistributeError(f"TF_CONFIG is not valid JSON ({error}).") from None
+        return tf.distribute.MultiWorkerMirroredStrategy(), name
+    if not tpu:
+        raise DistributeError("--strategy tpu needs --tpu ADDRESS (a TPU name, or grpc://host:port, or 'local').")
+    resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
+    tf.config.experimental_connect_to_cluster(resolver)
+    tf.tpu.experimental.initialize_tpu_system(resolver)
+    return tf.distribute.TPUStrategy(resolver), name
+
+
+def resolve_precision(name, *, strategy_name):
+    """"auto": mixed_float16 on GPUs that run float16 fast (compute capability 7.0+), mixed_bfloat16
+    on TPUs and on CPUs with bfloat16 instructions, float32 otherwise."""
+    if name not in PRECISIONS:
+        raise DistributeError(f"Unknown precision {name!r}. Valid: {', '.join(PRECISIONS)}.")
+    if name != "auto":
+        return name
+    if strategy_name == "tpu":
+        return "mixed_bfloat16"
+    gpus = list_devices_quietly("GPU")
+    if gpus:
+        capabilities = [tf.config.experimental.get_device_details(gpu).get("compute_capability", (0, 0)) for gpu in gpus]
+        return "mixed_float16" if min(capabilities) >= (7, 0) else "float32"
+    return "mixed_bfloat16" if cpu_has_bfloat16() else "float32"
+
+
+def cpu_has_bfloat16():
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            flags = next((line for line in cpuinfo if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def is_chief(strategy):
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    if resolver.task_type == "chief":
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
+
+
+def worker_index(strategy):
+    resolver = getattr(strategy, "cluster_resolver", None)
+    return resolver.task_id if resolver is not None and resolver.task_id is not None else 0
+
+
+def is_multi_worker(strategy):
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+
+def prepare_model_for_multi_worker(model, strategy):
+    """Keras 3.15's fit breaks under MultiWorkerMirroredStrategy in two places (keras-team/keras#20585,
+    tensorflow/tensorflow#72388):
+    - before training it cross-worker reduces the first input batch, only to learn its shapes, and
+      that eager reduce fails: one local replica's batch has the same shapes;
+    - it averages per-replica scalar metrics over axis 0, which scalars lack: the mean over replicas
+      is what single-worker training reports.
+    Both are replaced here, for this model and this strategy only."""
+    if not is_multi_worker(strategy):
+        return
+    from keras.src.backend.tensorflow import trainer as keras_trainer
+
+    def build_from_one_local_batch(self, iterator=None, data_batch=None):
+        if iterator is not None:
+            for _, _, batches in iterator:
+                data_batch = strategy.experimental_local_results(next(batches))[0]
+                break
+        with self.distribute_strategy.scope():
+            self._symbolic_build(data_batch=data_batch)
+
+    model._maybe_symbolic_build = types.MethodType(build_from_one_local_batch, model)
+
+    if not getattr(keras_trainer.reduce_per_replica, "multi_worker_mean", False):
+        original = keras_trainer.reduce_per_replica
+
+        def reduce_per_replica(values, strategy_, reduction):
+            if reduction in ("auto", "mean") and keras_trainer._collective_all_reduce_multi_worker(strategy_):
+                return tf.nest.map_structure(
+                    lambda value: strategy_.reduce("MEAN", value, axis=None)
+                    if isinstance(value, tf.distribute.DistributedValues)
+                    else value,
+                    values,
+                )
+            return original(values, strategy_, reduction)
+
+        reduce_per_replica.multi_worker_mean = True
+        keras_trainer.reduce_per_replica = reduce_per_replica

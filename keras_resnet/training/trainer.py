@@ -1,0 +1,474 @@
+"""Training and evaluation: the one code path of train.py and of the experiments.
+
+`resolve_config(...)` turns the user's choices into a complete configuration (the paper's recipe
+filling every default), `train(config, ...)` runs it into a run directory and survives crashes,
+`evaluate(path)` measures a trained model on its validation split.
+"""
+
+import math
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+
+import keras
+import tensorflow as tf
+
+import keras_resnet
+from keras_resnet import specs
+from keras_resnet.data import pipeline, sources
+from keras_resnet.training import distribute, recipe as recipes
+from keras_resnet.training.callbacks import Curves, StepBackup, Throughput, read_history
+from keras_resnet.training.run_dir import RunDirectory, default_path, find_interrupted, same_training
+
+
+class UsageError(ValueError):
+    """Bad input: a flag, a path, a dataset or a combination that cannot work. Exit code 2."""
+
+
+class TrainingError(RuntimeError):
+    """Training started but could not go on (a non-finite loss). Exit code 1."""
+
+
+class Interrupted(Exception):
+    """Ctrl-C: the state was backed up. Exit code 130."""
+
+
+DEFAULT_SAVE_EVERY_STEPS = 200
+
+
+def resolve_config(
+    *,
+    model=None,
+    depth=None,
+    plain=False,
+    shortcut=None,
+    version=None,
+    family=None,
+    image_size=None,
+    zero_init_residual=False,
+    dataset="synthetic",
+    data_dir=None,
+    train_examples=None,
+    validation_examples=None,
+    epochs=None,
+    steps=None,
+    batch_size=None,
+    lr=None,
+    schedule="step",
+    warmup_epochs=None,
+    weight_decay=None,
+    label_smoothing=0.0,
+    seed=0,
+    save_every_steps=DEFAULT_SAVE_EVERY_STEPS,
+    strategy="auto",
+    precision="auto",
+    jit_compile=False,
+    cpu_replicas=1,
+    tpu=None,
+):
+    """A complete training configuration (JSON-ready) from the user's choices; None means the
+    paper's default for the network's family. Raises UsageError for invalid choices."""
+    try:
+        if model is None and depth is None:
+            raise UsageError("Name a network: --depth D or --model NAME (e.g. --depth 20, --model plain56).")
+        name = model or f"{'plain' if plain else 'resnet'}{depth}"
+        name_depth, name_plain, name_version = specs.parse_name(name)
+        if depth is not None and model is not None and depth != name_depth:
+            raise UsageError(f"--depth {depth} contradicts --model {model}.")
+        if plain and not name_plain:
+            name = name.replace("resnet", "plain", 1)
+        if name_version and version and name_version != version:
+            raise UsageError(f"--version {version} contradicts --model {model}.")
+        version = version or name_version or "v1.5"
+        spec = specs.spec_for_depth(name_depth, family=family)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    name = name.lower().removesuffix(name_version or "")
+    base = recipes.RECIPES[spec.family.name]
+
+    _check(schedule in recipes.SCHEDULES, f"Unknown --schedule {schedule!r}. Valid: step, cosine.")
+    _check(epochs is None or steps is None, "Pass --epochs or --steps, not both.")
+    for flag, value in (("--epochs", epochs), ("--steps", steps), ("--batch-size", batch_size), ("--image-size", image_size),
+                        ("--save-every-steps", save_every_steps), ("--cpu-replicas", cpu_replicas),
+                        ("--train-examples", train_examples), ("--validation-examples", validation_examples)):
+        _check(value is None or value >= 1, f"{flag} must be at least 1. Received: {value}.")
+    for flag, value in (("--lr", lr), ("--weight-decay", weight_decay), ("--warmup-epochs", warmup_epochs)):
+        _check(value is None or value >= 0, f"{flag} must not be negative. Received: {value}.")
+    _check(0 <= label_smoothing < 1, f"--label-smoothing must be in [0, 1). Received: {label_smoothing}.")
+    _check(dataset != "folder:", "--dataset folder:PATH needs a path after 'folder:'.")
+
+    synthetic = dataset == "synthetic"
+    if epochs is None and steps is None:
+        if synthetic:
+            epochs = recipes.SYNTHETIC_EPOCHS
+        else:
+            epochs, steps = base.epochs, base.steps
+    batch_size = batch_size or base.batch_size
+    if warmup_epochs is None:
+        warmup_epochs = recipes.COSINE_WARMUP_EPOCHS if schedule == "cosine" else 0
+    model_config = {
+        "name": name,
+        "family": spec.family.name,
+        "version": version,
+        "shortcut": (shortcut or spec.family.shortcut).upper(),
+        "input_shape": [image_size or spec.family.input_size] * 2 + [3],
+        "zero_init_residual": zero_init_residual,
+        "weight_decay": base.weight_decay if weight_decay is None else weight_decay,
+    }
+    _check(model_config["shortcut"] in specs.SHORTCUTS, f"Unknown --shortcut {shortcut!r}. Valid: A, B, C.")
+    _check(version in specs.VERSIONS, f"Unknown --version {version!r}. Valid: v1, v1.5, v2.")
+    return {
+        "model": model_config,
+        "data": {
+            "dataset": dataset,
+            "data_dir": data_dir,
+            "image_size": model_config["input_shape"][0],
+            "augmentation": base.augmentation,
+            "min_crop_area": recipes.SYNTHETIC_MIN_CROP_AREA if synthetic else base.min_crop_area,
+            "train_examples": train_examples,
+            "validation_examples": validation_examples,
+        },
+        "training": {
+            "epochs": epochs,
+            "steps": steps,
+            "batch_size": batch_size,
+            # The paper's rate at its batch, scaled linearly with the global batch (Goyal et al.).
+            "learning_rate": lr if lr is not None else base.learning_rate * batch_size / base.reference_batch,
+            "schedule": schedule,
+            "step_boundaries": list(base.step_boundaries),
+            "warmup_epochs": warmup_epochs,
+            "momentum": base.momentum,
+            "label_smoothing": label_smoothing,
+            "seed": seed,
+        },
+        "runtime": {
+            "strategy": strategy,
+            "precision": precision,
+            "jit_compile": jit_compile,
+            "cpu_replicas": cpu_replicas,
+            "tpu": tpu,
+            "save_every_steps": save_every_steps,
+        },
+    }
+
+
+def _check(condition, message):
+    if not condition:
+        raise UsageError(message)
+
+
+# -- training -----------------------------------------------------------------------------------
+
+
+def train(config, *, output=None, resume=False, log=print):
+    """Trains as `config` says into a run directory, resuming one that a crash interrupted.
+    Returns the RunDirectory. Raises UsageError, TrainingError or Interrupted."""
+    training, runtime, data = config["training"], config["runtime"], config["data"]
+    try:
+        strategy, strategy_name = distribute.make_strategy(
+            runtime["strategy"], tpu=runtime["tpu"], cpu_replicas=runtime["cpu_replicas"]
+        )
+        precision = distribute.resolve_precision(runtime["precision"], strategy_name=strategy_name)
+    except (distribute.DistributeError, ValueError) as error:
+        raise UsageError(str(error)) from None
+    replicas = strategy.num_replicas_in_sync
+    batch_size = training["batch_size"]
+    _check(
+        batch_size % replicas == 0,
+        f"--batch-size {batch_size} (the global batch) does not split evenly over {replicas} replicas: "
+        f"use a multiple of {replicas}.",
+    )
+    multi_worker = distribute.is_multi_worker(strategy)
+    _check(not (multi_worker and output is None), "Multi-worker training needs --output: the same path on every worker.")
+    chief = distribute.is_chief(strategy)
+    if chief and output is not None and not resume and not RunDirectory(output).is_empty() and not RunDirectory(output).has_backup():
+        raise UsageError(
+            f"{output} already holds a run: pass --resume to continue it, or choose another --output. Nothing was changed."
+        )
+
+    source = sources.open_source(
+        data["dataset"],
+        image_size=data["image_size"],
+        data_dir=data["data_dir"],
+        seed=training["seed"],
+        train_examples=data["train_examples"],
+        validation_examples=data["validation_examples"],
+    )
+    config["model"]["classes"] = len(source.class_names)
+    steps_per_epoch = source.train_examples // batch_size
+    _check(
+        steps_per_epoch >= 1,
+        f"The training split has {source.train_examples} examples, fewer than one batch of {batch_size}: lower --batch-size.",
+    )
+    total_steps = training["steps"] or training["epochs"] * steps_per_epoch
+    epochs = math.ceil(total_steps / steps_per_epoch)
+
+    if chief:
+        run = _run_directory(config, output=output, resume=resume, log=log)
+    else:
+        # Every worker saves its copy (identical to the chief's), but only the chief into the run itself.
+        run = RunDirectory(os.path.join(output, f"worker-{distribute.worker_index(strategy)}"))
+    _prepare_directory(run, config, source.class_names)
+
+    previous_policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(precision)
+    try:
+        return _train(config, run, strategy, strategy_name, precision, source, total_steps, epochs, steps_per_epoch, resume, log)
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
+
+
+def _train(config, run, strategy, strategy_name, precision, source, total_steps, epochs, steps_per_epoch, resume, log):
+    training, runtime, data = config["training"], config["runtime"], config["data"]
+    batch_size = training["batch_size"]
+    replicas = strategy.num_replicas_in_sync
+    keras.utils.set_random_seed(training["seed"])
+    with strategy.scope():
+        model = build_and_compile(config, steps_per_epoch=steps_per_epoch, total_steps=total_steps, replicas=replicas)
+    distribute.prepare_model_for_multi_worker(model, strategy)
+
+    backup = StepBackup(run.backup, save_every_steps=runtime["save_every_steps"])
+    backup.set_model(model)
+    done = backup.restore() if run.has_backup() else _restore_from_last(model, run) if resume else 0
+    if done >= total_steps:
+        log(f"{run} has already trained {done} of {total_steps} steps: nothing to do.")
+        return run
+    if done:
+        log(f"Resuming {run} at step {done} of {total_steps}.")
+
+    throughput = Throughput(batch_size)
+    best_so_far = max((row.get("val_accuracy", -1.0) for row in read_history(run.history)), default=None)
+    callbacks = [
+        keras.callbacks.TerminateOnNaN(raise_error=True),  # before anything that saves
+        backup,
+        throughput,
+        keras.callbacks.CSVLogger(run.history, append=True),
+        Curves(run.history, run.curves, title=f"{config['model']['name']} on {data['dataset']}"),
+        keras.callbacks.ModelCheckpoint(
+            run.best_model, monitor="val_accuracy", mode="max", save_best_only=True, initial_value_threshold=best_so_far
+        ),
+        keras.callbacks.ModelCheckpoint(run.last_model),
+        keras.callbacks.TensorBoard(run.tensorboard, write_graph=False, profile_batch=0),
+    ]
+    validation = pipeline.evaluation_dataset(
+        source, image_size=data["image_size"], augmentation=data["augmentation"], batch_size=batch_size
+    )
+    log(
+        f"Training {config['model']['name']} on {data['dataset']} ({source.train_examples} training, "
+        f"{source.validation_examples} validation images, {len(source.class_names)} classes): {total_steps} steps "
+        f"({epochs} epochs of {steps_per_epoch}), global batch {batch_size} over {replicas} replica(s) "
+        f"[{strategy_name}], {precision}. Run directory: {run}"
+    )
+    started = time.time()
+    try:
+        for initial_epoch, final_epoch, steps in plan_fits(done, total_steps, steps_per_epoch):
+            start_step = max(done, initial_epoch * steps_per_epoch)
+            train_data = pipeline.training_dataset(
+                source,
+                image_size=data["image_size"],
+                augmentation=data["augmentation"],
+                batch_size=batch_size,
+                seed=training["seed"] + start_step,  # a resumed run continues with fresh, reproducible shuffles
+                min_crop_area=data["min_crop_area"],
+            )
+            model.fit(
+                train_data,
+                validation_data=validation,
+                initial_epoch=initial_epoch,
+                epochs=final_epoch,
+                steps_per_epoch=steps,
+                callbacks=callbacks,
+                shuffle=False,  # the pipeline shuffles
+                verbose=1 if sys.stdout.isatty() else 2,
+            )
+    except KeyboardInterrupt:
+        backup.save_now()
+        raise Interrupted(
+            f"Interrupted at step {int(model.optimizer.iterations.numpy())} of {total_steps}; the state is backed up "
+            f"in {run.backup}. Run the same command again to resume."
+        ) from None
+    except RuntimeError as error:
+        if "NaN or Inf loss" not in str(error):
+            raise
+        last = run.last_model if os.path.exists(run.last_model) else None
+        raise TrainingError(
+            f"The loss became NaN or infinite at step {int(model.optimizer.iterations.numpy())}: training stopped. "
+            f"The last good model is {last or 'not saved yet'} and the backup in {run.backup} is from before. "
+            f"Try a lower --lr, a warm-up (--warmup-epochs) or --precision float32."
+        ) from None
+
+    history = read_history(run.history)
+    final = history[-1]
+    best = max(history, key=lambda row: row.get("val_accuracy", -1.0))
+    rates = throughput.per_epoch or [row["images_per_second"] for row in history if "images_per_second" in row]
+    metrics = {
+        "top1": final.get("val_accuracy"),
+        "top5": final.get("val_top5"),
+        "loss": final.get("val_loss"),
+        "best_top1": best.get("val_accuracy"),
+        "best_epoch": int(best["epoch"]) + 1,
+        "images_per_second": statistics.median(rates) if rates else None,
+        "epochs": epochs,
+        "steps": int(model.optimizer.iterations.numpy()),
+        "training_seconds": round(time.time() - started, 1),
+        "precision": precision,
+        "replicas": replicas,
+    }
+    run.write_json(run.metrics, metrics)
+    shutil.rmtree(run.backup, ignore_errors=True)  # finished: last.keras holds the final state
+    log(
+        f"Finished {metrics['steps']} steps. Validation: top-1 {_percent(metrics['top1'])}, top-5 "
+        f"{_percent(metrics['top5'])}, loss {metrics['loss']:.4f} (best top-1 {_percent(metrics['best_top1'])} at "
+        f"epoch {metrics['best_epoch']}); {metrics['images_per_second'] or 0:.1f} training images/s. Run directory: {run}"
+    )
+    return run
+
+
+def build_and_compile(config, *, steps_per_epoch, total_steps, replicas=1):
+    """The model of `config`, compiled with its recipe (under the current strategy's scope)."""
+    training = config["training"]
+    model = keras_resnet.build(
+        config["model"]["name"],
+        **{key: value for key, value in config["model"].items() if key != "name"},
+        sync_batch_norm=replicas > 1,
+    )
+    schedule = recipes.learning_rate_schedule(
+        schedule=training["schedule"],
+        learning_rate=training["learning_rate"],
+        total_steps=total_steps,
+        warmup_steps=round(training["warmup_epochs"] * steps_per_epoch),
+        step_boundaries=training["step_boundaries"],
+    )
+    model.compile(
+        optimizer=keras.optimizers.SGD(schedule, momentum=training["momentum"]),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=training["label_smoothing"]),
+        metrics=compiled_metrics(config["model"]["classes"]),
+        jit_compile=config["runtime"]["jit_compile"],
+    )
+    model.optimizer.build(model.trainable_variables)
+    return model
+
+
+def compiled_metrics(classes):
+    return [
+        keras.metrics.CategoricalAccuracy(name="accuracy"),
+        keras.metrics.TopKCategoricalAccuracy(k=min(5, classes), name="top5"),
+    ]
+
+
+def plan_fits(done, total, steps_per_epoch):
+    """The fit() calls that take training from step `done` to `total`: [(initial_epoch, epochs,
+    steps_per_epoch)]. A partial epoch (the rest of an interrupted one, or a last one cut short by
+    --steps) gets a call of its own; whole epochs share one."""
+    calls = []
+    step = done
+    while step < total:
+        epoch, offset = divmod(step, steps_per_epoch)
+        steps = min(steps_per_epoch - offset, total - step)
+        if calls and calls[-1][2] == steps == steps_per_epoch and calls[-1][1] == epoch:
+            calls[-1] = (calls[-1][0], epoch + 1, steps)
+        else:
+            calls.append((epoch, epoch + 1, steps))
+        step += steps
+    return calls
+
+
+def _run_directory(config, *, output, resume, log):
+    if output is None:
+        interrupted = find_interrupted(config["model"]["name"], config["data"]["dataset"], config)
+        if interrupted is not None:
+            log(f"Found the backup of an interrupted run with this configuration: {interrupted}")
+            return interrupted
+        return RunDirectory(default_path(config["model"]["name"], config["data"]["dataset"]))
+    run = RunDirectory(output)
+    if not run.is_empty():
+        if not os.path.exists(run.config):
+            raise UsageError(f"{output} is not empty and holds no run (no config.json): choose another --output.")
+        if not same_training(run.read_config(), config, ignore_length=resume):
+            raise UsageError(
+                f"{output} holds a run with another configuration (see its config.json): "
+                f"resume it with its own flags, or choose another --output."
+            )
+    return run
+
+
+def _prepare_directory(run, config, class_names):
+    try:
+        os.makedirs(run.path, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=run.path):
+            pass
+    except OSError as error:
+        raise UsageError(f"Cannot write to the run directory {run} ({error.strerror or error}).") from None
+    if not os.path.exists(run.config) or run.read_config()["training"] != config["training"]:
+        # New, or resumed for longer: config.json records the run as it now goes.
+        run.write_json(run.config, {**config, "class_names": list(class_names)})
+    if not os.path.exists(run.labels):
+        run.write_labels(class_names)
+
+
+def _restore_from_last(model, run):
+    """--resume of a finished (or stopped) run: its last model, with the optimizer's state."""
+    if not os.path.exists(run.last_model):
+        raise UsageError(f"--resume: {run} has neither a backup nor last.keras to continue from.")
+    previous = keras.saving.load_model(run.last_model)
+    model.set_weights(previous.get_weights())
+    for variable, saved in zip(model.optimizer.variables, previous.optimizer.variables):
+        variable.assign(saved)
+    return int(model.optimizer.iterations.numpy())
+
+
+def _percent(value):
+    return "n/a" if value is None else f"{100 * value:.2f} %"
+
+
+# -- evaluation ---------------------------------------------------------------------------------
+
+
+def evaluate(path, *, batch_size=None, data_dir=None, log=print):
+    """Top-1, top-5 and loss of a run's best model (or a .keras file inside a run directory) on the
+    validation split of its dataset. Returns the metrics dict."""
+    if os.path.isdir(path):
+        run = RunDirectory(path)
+        model_path = run.best_model if os.path.exists(run.best_model) else run.last_model
+        _check(os.path.exists(run.config), f"{path} is not a run directory (no config.json).")
+        _check(os.path.exists(model_path), f"Run directory {path} holds no model yet (best.keras or last.keras).")
+    else:
+        _check(os.path.exists(path), f"No such run directory or model file: {path}.")
+        _check(path.endswith(".keras"), f"{path} is neither a run directory nor a .keras model.")
+        run = RunDirectory(os.path.dirname(os.path.abspath(path)))
+        model_path = path
+        _check(os.path.exists(run.config), f"{path} has no config.json beside it: evaluate its run directory.")
+    try:
+        model = keras.saving.load_model(model_path, compile=False)
+    except Exception as error:  # a damaged or foreign file: Keras raises many kinds
+        raise UsageError(f"Cannot load {model_path} as a Keras model ({type(error).__name__}: {str(error)[:200]}).") from None
+
+    config = run.read_config()
+    data = config["data"]
+    source = sources.open_source(
+        data["dataset"],
+        image_size=data["image_size"],
+        data_dir=data_dir or data["data_dir"],
+        seed=config["training"]["seed"],
+        validation_examples=data["validation_examples"],
+        train_examples=data["train_examples"],
+    )
+    classes = len(source.class_names)
+    _check(
+        model.output_shape[-1] == classes,
+        f"{model_path} outputs {model.output_shape[-1]} classes but {data['dataset']} has {classes}.",
+    )
+    model.compile(loss=keras.losses.CategoricalCrossentropy(), metrics=compiled_metrics(classes))
+    batch_size = batch_size or config["training"]["batch_size"]
+    dataset = pipeline.evaluation_dataset(
+        source, image_size=data["image_size"], augmentation=data["augmentation"], batch_size=batch_size
+    )
+    results = model.evaluate(dataset, return_dict=True, verbose=1 if sys.stdout.isatty() else 0)
+    log(
+        f"{model_path} on {source.validation_examples} validation images of {data['dataset']}: "
+        f"top-1 {_percent(results['accuracy'])}, top-5 {_percent(results['top5'])}, loss {results['loss']:.4f}"
+    )
+    return {"top1": results["accuracy"], "top5": results["top5"], "loss": results["loss"]}

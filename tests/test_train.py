@@ -1,0 +1,333 @@
+"""train.py: recipes, the run directory, resuming after kill -9 and Ctrl-C, distribution, bad input."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+import keras_resnet
+import train
+from keras_resnet.data import synthetic
+from keras_resnet.training import distribute, recipe, trainer
+from keras_resnet.training.run_dir import RunDirectory
+
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# A tiny, fast configuration: ResNet-8 on 16x16 synthetic images, 4 steps per epoch.
+TINY = ["--depth", "8", "--image-size", "16", "--batch-size", "16", "--train-examples", "64", "--validation-examples", "32"]
+
+
+def run_train(*args, cwd=None, env=None, timeout=300):
+    return subprocess.run(
+        [sys.executable, os.path.join(REPOSITORY, "train.py"), *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": REPOSITORY, **(env or {})},
+        timeout=timeout,
+    )
+
+
+def one_line_error(result, code=2):
+    assert result.returncode == code, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+# -- recipes ------------------------------------------------------------------------------------
+
+
+def test_cifar_recipe_is_the_papers():
+    config = trainer.resolve_config(depth=20, dataset="cifar10")
+    training = config["training"]
+    assert (training["batch_size"], training["learning_rate"], training["steps"], training["epochs"]) == (128, 0.1, 64_000, None)
+    assert training["step_boundaries"] == [0.5, 0.75] and training["momentum"] == 0.9
+    assert config["model"]["weight_decay"] == 1e-4 and config["model"]["shortcut"] == "A"
+    assert config["data"]["augmentation"] == "cifar" and config["model"]["input_shape"] == [32, 32, 3]
+
+
+def test_imagenet_recipe_is_the_papers_and_lr_scales_with_the_global_batch():
+    config = trainer.resolve_config(depth=50, dataset="imagenet2012", batch_size=1024)
+    training = config["training"]
+    assert training["epochs"] == 90 and training["learning_rate"] == pytest.approx(0.4)
+    assert training["step_boundaries"] == pytest.approx([1 / 3, 2 / 3]) and training["warmup_epochs"] == 0
+    assert config["model"]["shortcut"] == "B" and config["data"]["augmentation"] == "imagenet"
+    cosine = trainer.resolve_config(depth=50, dataset="imagenet2012", schedule="cosine")
+    assert cosine["training"]["warmup_epochs"] == 5
+    assert trainer.resolve_config(depth=56, plain=True)["model"]["name"] == "plain56"
+    assert trainer.resolve_config(model="resnet50v2")["model"] == trainer.resolve_config(depth=50, version="v2")["model"]
+
+
+def test_step_schedule_divides_by_ten_at_its_boundaries_after_warmup():
+    schedule = recipe.learning_rate_schedule(
+        schedule="step", learning_rate=0.1, total_steps=1000, warmup_steps=10, step_boundaries=(0.5, 0.75)
+    )
+    rates = {step: float(schedule(step)) for step in (0, 4, 9, 10, 499, 500, 749, 750, 999)}
+    assert rates[0] == pytest.approx(0.01) and rates[4] == pytest.approx(0.05) and rates[9] == pytest.approx(0.1)
+    assert rates[10] == rates[499] == pytest.approx(0.1)
+    assert rates[500] == rates[749] == pytest.approx(0.01)
+    assert rates[750] == rates[999] == pytest.approx(0.001)
+    rebuilt = recipe.StepDecay.from_config(json.loads(json.dumps(schedule.get_config())))
+    assert float(rebuilt(600)) == pytest.approx(0.01)
+    cosine = recipe.learning_rate_schedule(schedule="cosine", learning_rate=0.1, total_steps=100, warmup_steps=10, step_boundaries=())
+    assert float(cosine(10)) == pytest.approx(0.1) and float(cosine(100)) == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    "done, total, per_epoch, expected",
+    [
+        (0, 12, 4, [(0, 3, 4)]),
+        (6, 12, 4, [(1, 2, 2), (2, 3, 4)]),
+        (0, 10, 4, [(0, 2, 4), (2, 3, 2)]),
+        (5, 10, 4, [(1, 2, 3), (2, 3, 2)]),
+        (12, 12, 4, []),
+    ],
+)
+def test_plan_fits_continues_exactly_where_training_stopped(done, total, per_epoch, expected):
+    calls = trainer.plan_fits(done, total, per_epoch)
+    assert calls == expected
+    assert sum((last - first) * steps for first, last, steps in calls) == total - done
+
+
+def test_precision_auto_follows_the_cpu():
+    expected = "mixed_bfloat16" if distribute.cpu_has_bfloat16() else "float32"
+    assert distribute.resolve_precision("auto", strategy_name="default") == expected
+    assert distribute.resolve_precision("auto", strategy_name="tpu") == "mixed_bfloat16"
+    assert distribute.resolve_precision("float32", strategy_name="default") == "float32"
+
+
+# -- a run directory ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    output = tmp_path_factory.mktemp("runs") / "tiny"
+    assert train.main([*TINY, "--epochs", "2", "--output", str(output)]) == 0
+    return RunDirectory(output)
+
+
+def test_run_directory_holds_everything_conversion_needs(finished_run):
+    run = finished_run
+    for path in (run.best_model, run.last_model, run.config, run.labels, run.history, run.curves, run.metrics):
+        assert os.path.getsize(path) > 0, path
+    assert os.listdir(run.tensorboard) and not os.path.exists(run.backup)
+    assert run.read_labels() == list(synthetic.CLASS_NAMES)
+    metrics = json.load(open(run.metrics))
+    assert metrics["steps"] == 8 and metrics["epochs"] == 2
+    assert 0 <= metrics["top1"] <= metrics["top5"] <= 1 and metrics["images_per_second"] > 0
+    with open(run.history) as file:
+        assert len(file.read().strip().splitlines()) == 1 + 2
+    with open(run.curves, "rb") as file:
+        assert file.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_config_json_rebuilds_the_trained_model(finished_run, rng):
+    config = finished_run.read_config()
+    rebuilt = keras_resnet.build(**config["model"], weights=finished_run.last_model)
+    trained = keras.saving.load_model(finished_run.last_model)
+    assert [layer.name for layer in rebuilt.layers] == [layer.name for layer in trained.layers]
+    for mine, saved in zip(rebuilt.weights, trained.weights):
+        np.testing.assert_array_equal(mine.numpy(), saved.numpy())
+    # The saved model computes in bfloat16 as it trained (mixed_bfloat16 here); the rebuild in float32.
+    images = rng.uniform(0, 255, (2, 16, 16, 3)).astype("float32")
+    np.testing.assert_allclose(rebuilt(images).numpy(), trained(images).numpy(), atol=2e-2)
+    assert config["class_names"] == finished_run.read_labels()
+
+
+def test_existing_run_directory_is_refused_without_resume(finished_run):
+    before = {name: os.path.getmtime(os.path.join(finished_run.path, name)) for name in os.listdir(finished_run.path)}
+    result = run_train(*TINY, "--epochs", "2", "--output", finished_run.path)
+    assert "already holds a run: pass --resume" in one_line_error(result)
+    after = {name: os.path.getmtime(os.path.join(finished_run.path, name)) for name in os.listdir(finished_run.path)}
+    assert after == before
+
+
+def test_resume_continues_a_finished_run_with_more_epochs(finished_run, tmp_path):
+    copy = tmp_path / "copy"
+    subprocess.run(["cp", "-r", finished_run.path, str(copy)], check=True)
+    assert train.main([*TINY, "--epochs", "3", "--output", str(copy), "--resume"]) == 0
+    assert json.load(open(copy / "metrics.json"))["steps"] == 12
+    assert json.load(open(copy / "config.json"))["training"]["epochs"] == 3
+    with open(copy / "history.csv") as file:
+        assert [line.split(",")[0] for line in file.read().split()[1:]] == ["0", "1", "2"]
+
+
+def test_evaluate_a_run_and_a_model_file(finished_run, capsys):
+    assert train.main(["--evaluate", finished_run.path]) == 0
+    out = capsys.readouterr().out
+    assert "best.keras on 32 validation images of synthetic: top-1" in out and "top-5" in out and "loss" in out
+    assert train.main(["--evaluate", finished_run.last_model]) == 0
+    assert "last.keras on 32 validation images" in capsys.readouterr().out
+
+
+# -- bad input ----------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--depth", "21"], "error: Invalid depth. Received: depth=21."),
+        (["--model", "vgg16"], "error: Unknown model name. Received: 'vgg16'"),
+        (["--depth", "8", "--dataset", "no_such_dataset"], "error: Unknown dataset 'no_such_dataset'"),
+        (["--depth", "8", "--epochs", "0"], "error: --epochs must be at least 1. Received: 0."),
+        (["--depth", "8", "--epochs", "2", "--steps", "5"], "error: Pass --epochs or --steps, not both."),
+        ([*TINY, "--cpu-replicas", "2", "--batch-size", "15"], "error: --batch-size 15 (the global batch) does not split evenly over 2 replicas"),
+        (["--evaluate", "/nonexistent/run"], "error: No such run directory or model file: /nonexistent/run."),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_code_2(args, message, tmp_path):
+    result = run_train(*args, cwd=tmp_path)
+    assert one_line_error(result).startswith(message)
+    assert not os.path.exists(tmp_path / "runs") or not os.listdir(tmp_path / "runs")
+
+
+@pytest.mark.slow
+def test_bad_paths(tmp_path):
+    empty = tmp_path / "empty"
+    (empty / "a").mkdir(parents=True)
+    (empty / "b").mkdir()
+    assert "holds no images" in one_line_error(run_train(*TINY, "--dataset", f"folder:{empty}", cwd=tmp_path))
+    not_a_model = tmp_path / "model.keras"
+    not_a_model.write_text("not a model")
+    (tmp_path / "config.json").write_text("{}")
+    assert "Cannot load" in one_line_error(run_train("--evaluate", str(not_a_model)))
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert "Cannot write to the run directory" in one_line_error(run_train(*TINY, "--output", str(blocker / "run")))
+
+
+@pytest.mark.slow
+def test_tfds_offline_is_one_line_and_exit_code_2(tmp_path):
+    line = one_line_error(run_train("--depth", "20", "--dataset", "cifar10", "--data-dir", str(tmp_path)))
+    assert "Could not download or prepare TFDS dataset 'cifar10'" in line and "--dataset synthetic" in line
+
+
+def test_non_finite_loss_stops_with_a_clear_message_and_saves_nothing_bad(tmp_path, capsys):
+    output = tmp_path / "exploding"
+    code = train.main([*TINY, "--epochs", "2", "--lr", "1e12", "--precision", "float32", "--output", str(output)])
+    assert code == 1
+    assert "The loss became NaN or infinite at step" in capsys.readouterr().err
+    assert not os.path.exists(output / "last.keras") and not os.path.exists(output / "metrics.json")
+
+
+# -- data sources through train.py --------------------------------------------------------------
+
+
+def test_trains_on_a_tfds_dataset(tmp_path):
+    with tfds.testing.mock_data(num_examples=40):
+        assert train.main(["--depth", "8", "--dataset", "cifar10", "--steps", "3", "--batch-size", "8", "--output", str(tmp_path / "c")]) == 0
+    config = json.load(open(tmp_path / "c" / "config.json"))
+    assert config["model"]["classes"] == 10 and config["data"]["augmentation"] == "cifar"
+    assert json.load(open(tmp_path / "c" / "metrics.json"))["steps"] == 3
+
+
+def test_trains_on_a_folder_of_images(tmp_path):
+    from test_data import write_folder
+
+    root = write_folder(tmp_path / "photos", per_class=20)
+    assert train.main(["--depth", "18", "--image-size", "32", "--dataset", f"folder:{root}", "--epochs", "1",
+                       "--batch-size", "8", "--output", str(tmp_path / "f")]) == 0
+    assert RunDirectory(tmp_path / "f").read_labels() == ["cats", "dogs", "owls"]
+
+
+# -- crash and resume ---------------------------------------------------------------------------
+
+
+def wait_for_backup_step(run_root, minimum, process, timeout=240):
+    deadline = time.time() + timeout
+    while time.time() < deadline and process.poll() is None:
+        for metadata in run_root.glob("*/backup/training_metadata.json"):
+            try:
+                step = json.loads(metadata.read_text())["step"]
+            except (ValueError, KeyError):
+                continue
+            if step >= minimum:
+                return step
+        time.sleep(0.02)
+    raise AssertionError(f"no backup at step >= {minimum} before the run ended: {process.communicate()}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop", ["kill -9", "ctrl-c"])
+def test_interrupted_run_resumes_with_the_same_command_and_the_same_step_count(stop, tmp_path):
+    # 6 epochs of 8 steps, a backup every 3 steps; the run directory is the default one under runs/.
+    args = ["--depth", "20", "--batch-size", "32", "--train-examples", "256", "--validation-examples", "64",
+            "--epochs", "6", "--save-every-steps", "3"]
+    process = subprocess.Popen(
+        [sys.executable, os.path.join(REPOSITORY, "train.py"), *args],
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": REPOSITORY}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    backed_up = wait_for_backup_step(tmp_path / "runs", 12, process)
+    process.send_signal(signal.SIGKILL if stop == "kill -9" else signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+    if stop == "ctrl-c":
+        assert process.returncode == 130
+        assert err.strip().splitlines()[-1].startswith("Interrupted at step ") and "Traceback" not in err
+    else:
+        assert process.returncode == -signal.SIGKILL
+    (run_path,) = (tmp_path / "runs").iterdir()
+    saved = json.loads((run_path / "backup" / "training_metadata.json").read_text())["step"]
+    assert saved >= backed_up and saved < 48
+
+    result = run_train(*args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f"Resuming {os.path.join('runs', run_path.name)} at step {saved} of 48." in result.stdout
+    assert [path.name for path in (tmp_path / "runs").iterdir()] == [run_path.name]
+    metrics = json.loads((run_path / "metrics.json").read_text())
+    assert metrics["steps"] == 48
+    epochs = [line.split(",")[0] for line in (run_path / "history.csv").read_text().split()[1:]]
+    assert epochs == ["0", "1", "2", "3", "4", "5"]
+
+
+# -- distribution -------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_mirrored_strategy_over_two_logical_cpus(tmp_path):
+    result = run_train(*TINY, "--epochs", "1", "--cpu-replicas", "2", "--output", str(tmp_path / "m"))
+    assert result.returncode == 0, result.stderr
+    assert "over 2 replica(s) [mirrored]" in result.stdout
+    assert json.load(open(tmp_path / "m" / "metrics.json"))["replicas"] == 2
+
+
+def free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for sock in sockets:
+        sock.bind(("127.0.0.1", 0))
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
+
+
+@pytest.mark.slow
+def test_multi_worker_training_on_two_local_processes_ends_with_identical_models(tmp_path):
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
+    output = tmp_path / "mw"
+    processes = [
+        subprocess.Popen(
+            [sys.executable, os.path.join(REPOSITORY, "train.py"), *TINY, "--epochs", "2", "--output", str(output)],
+            env={**os.environ, "PYTHONPATH": REPOSITORY, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})},
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for index in (0, 1)
+    ]
+    results = [process.communicate(timeout=300) for process in processes]
+    for process, (out, err) in zip(processes, results):
+        assert process.returncode == 0, err
+    assert "over 2 replica(s) [multi-worker]" in results[0][0]
+    chief = keras.saving.load_model(output / "last.keras")
+    worker = keras.saving.load_model(output / "worker-1" / "last.keras")
+    assert len(chief.weights) == len(worker.weights)
+    for mine, theirs in zip(chief.weights, worker.weights):
+        np.testing.assert_array_equal(mine.numpy(), theirs.numpy(), err_msg=mine.path)
+    assert json.load(open(output / "metrics.json"))["steps"] == 8
