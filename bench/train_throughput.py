@@ -61,9 +61,9 @@ def main(argv=None):
     for policy in dict.fromkeys([precision, "float32"]):  # train.py's default, and float32 if that differs
         keras.mixed_precision.set_global_policy(policy)
         ours = trainer.build_and_compile(config, steps_per_epoch=1000, total_steps=100_000)
-        label = "train.py defaults" if policy == precision else "same, float32"
+        label = f"train.py defaults, {policy}" if policy == precision else policy
         rate = measure(ours, batches, warmup=args.warmup, steps=args.steps, batch_size=args.batch_size)
-        results.append((f"keras_resnet resnet50 ({label}: {policy})", rate))
+        results.append((f"keras_resnet resnet50 ({label})", rate))
         del ours
     keras.mixed_precision.set_global_policy("float32")
     reference = keras.applications.ResNet50(weights=None, input_shape=(args.image_size, args.image_size, 3))
