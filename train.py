@@ -9,6 +9,7 @@
 """
 
 import argparse
+import inspect
 import sys
 
 from keras_resnet.quiet import import_tensorflow_quietly
@@ -74,35 +75,9 @@ def main(argv=None):
         if args.evaluate:
             trainer.evaluate(args.evaluate, batch_size=args.batch_size, data_dir=args.data_dir)
             return 0
-        config = trainer.resolve_config(
-            model=args.model,
-            depth=args.depth,
-            plain=args.plain,
-            shortcut=args.shortcut,
-            version=args.version,
-            family=args.family,
-            image_size=args.image_size,
-            zero_init_residual=args.zero_init_residual,
-            dataset=args.dataset,
-            data_dir=args.data_dir,
-            train_examples=args.train_examples,
-            validation_examples=args.validation_examples,
-            epochs=args.epochs,
-            steps=args.steps,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            schedule=args.schedule,
-            warmup_epochs=args.warmup_epochs,
-            weight_decay=args.weight_decay,
-            label_smoothing=args.label_smoothing,
-            seed=args.seed,
-            save_every_steps=args.save_every_steps,
-            strategy=args.strategy,
-            precision=args.precision,
-            jit_compile=args.jit_compile,
-            cpu_replicas=args.cpu_replicas,
-            tpu=args.tpu,
-        )
+        # Every flag but the output ones is a parameter of resolve_config, under the same name.
+        choices = inspect.signature(trainer.resolve_config).parameters
+        config = trainer.resolve_config(**{name: getattr(args, name) for name in choices})
         trainer.train(config, output=args.output, resume=args.resume)
         return 0
     except (trainer.UsageError, DatasetError) as error:
