@@ -15,10 +15,19 @@ import sys
 from keras_resnet.quiet import import_tensorflow_quietly
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each flag's default, unless its help already explains it (family-dependent ones)."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def parser():
     p = argparse.ArgumentParser(
         description="Train a ResNet (He et al., 2016). Defaults follow the paper's recipe for the network's family.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     network = p.add_argument_group("network")
     network.add_argument("--depth", type=int, help="ImageNet-style 18/34/50/101/152/200 or CIFAR-style 6n+2 (20, 32, 44, 56, 110, …)")

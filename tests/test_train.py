@@ -331,3 +331,19 @@ def test_multi_worker_training_on_two_local_processes_ends_with_identical_models
     for mine, theirs in zip(chief.weights, worker.weights):
         np.testing.assert_array_equal(mine.numpy(), theirs.numpy(), err_msg=mine.path)
     assert json.load(open(output / "metrics.json"))["steps"] == 8
+
+
+def test_help_documents_every_flag_and_its_default():
+    parser = train.parser()
+    text = " ".join(parser.format_help().split())
+    # Flags whose absence means "not used" have no default to state.
+    unset_means_off = {"depth", "model", "family", "tpu", "evaluate", "train_examples", "validation_examples"}
+    for action in parser._actions:
+        if action.dest == "help":
+            continue
+        assert action.help, action.option_strings
+        documented = " ".join(action.help.split())
+        if action.nargs == 0 or action.dest in unset_means_off:
+            assert documented in text or documented.replace("%%", "%") in text
+            continue
+        assert "default" in documented or f"(default: {action.default})" in text, action.option_strings
