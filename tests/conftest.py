@@ -19,3 +19,12 @@ def layer_names(model):
 
 def layers_of_type(model, type_name):
     return [layer for layer in model.layers if type(layer).__name__ == type_name]
+
+
+def one_line_error(result, code=2):
+    """Asserts a finished subprocess failed as users are promised: exit `code`, one line on stderr
+    starting "error: ", no traceback. Returns that line."""
+    assert result.returncode == code, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]

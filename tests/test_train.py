@@ -16,6 +16,7 @@ import tensorflow_datasets as tfds
 
 import keras_resnet
 import train
+from conftest import one_line_error
 from keras_resnet.data import synthetic
 from keras_resnet.training import distribute, recipe, trainer
 from keras_resnet.training.run_dir import RunDirectory
@@ -34,13 +35,6 @@ def run_train(*args, cwd=None, env=None, timeout=300):
         env={**os.environ, "PYTHONPATH": REPOSITORY, **(env or {})},
         timeout=timeout,
     )
-
-
-def one_line_error(result, code=2):
-    assert result.returncode == code, result.stdout + result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    return lines[0]
 
 
 # -- recipes ------------------------------------------------------------------------------------
