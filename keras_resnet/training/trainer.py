@@ -216,12 +216,25 @@ def train(config, *, output=None, resume=False, log=print):
     previous_policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(precision)
     try:
-        return _train(config, run, strategy, strategy_name, precision, source, total_steps, epochs, steps_per_epoch, resume, log)
+        return _train(
+            config,
+            run,
+            strategy=strategy,
+            strategy_name=strategy_name,
+            precision=precision,
+            source=source,
+            total_steps=total_steps,
+            epochs=epochs,
+            steps_per_epoch=steps_per_epoch,
+            resume=resume,
+            log=log,
+        )
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
 
 
-def _train(config, run, strategy, strategy_name, precision, source, total_steps, epochs, steps_per_epoch, resume, log):
+def _train(config, run, *, strategy, strategy_name, precision, source, total_steps, epochs, steps_per_epoch, resume, log):
+    """The training itself, under the run's precision policy (train() restores the previous one)."""
     training, runtime, data = config["training"], config["runtime"], config["data"]
     batch_size = training["batch_size"]
     replicas = strategy.num_replicas_in_sync
