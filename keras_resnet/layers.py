@@ -11,11 +11,14 @@ import functools
 import keras
 
 
-def _make_channel_zero_pad(keras_module, pad):
+def _make_channel_zero_pad(keras_module, ops):
     class ChannelZeroPad(keras_module.layers.Layer):
         """Appends `channels` all-zero channels: the parameter-free shortcut of option A (He et al.,
-        Sec. 3.3), which widens the identity to the residual branch's width. Lowers to one PAD op in
-        LiteRT."""
+        Sec. 3.3), which widens the identity to the residual branch's width.
+
+        Written as a concatenation with zeros rather than a pad: in LiteRT that is one
+        CONCATENATION with a constant zero tensor, which the Edge TPU runs (it pads only along
+        height and width, and an unsupported op sends the rest of the graph to the CPU)."""
 
         def __init__(self, channels, **kwargs):
             super().__init__(**kwargs)
@@ -24,7 +27,9 @@ def _make_channel_zero_pad(keras_module, pad):
             self.channels = channels
 
         def call(self, inputs):
-            return pad(inputs, [[0, 0], [0, 0], [0, 0], [0, self.channels]])
+            shape = ops.shape(inputs)
+            zeros = ops.zeros((*shape[:-1], self.channels), dtype=inputs.dtype)
+            return ops.concatenate([inputs, zeros], axis=-1)
 
         def compute_output_shape(self, input_shape):
             channels = input_shape[-1]
@@ -38,7 +43,7 @@ def _make_channel_zero_pad(keras_module, pad):
     return keras_module.utils.register_keras_serializable(package="keras_resnet")(ChannelZeroPad)
 
 
-ChannelZeroPad = _make_channel_zero_pad(keras, keras.ops.pad)
+ChannelZeroPad = _make_channel_zero_pad(keras, keras.ops)
 
 
 @functools.cache
@@ -46,9 +51,30 @@ def channel_zero_pad_layer(keras_module):
     """The ChannelZeroPad class for `keras_module` (keras or tf_keras)."""
     if keras_module is keras:
         return ChannelZeroPad
-    import tensorflow as tf
+    return _make_channel_zero_pad(keras_module, _TensorFlowOps)
 
-    return _make_channel_zero_pad(keras_module, tf.pad)
+
+class _TensorFlowOps:
+    """The three keras.ops that ChannelZeroPad uses, for tf_keras (which has no keras.ops)."""
+
+    @staticmethod
+    def shape(tensor):
+        import tensorflow as tf
+
+        static, dynamic = tensor.shape, tf.shape(tensor)
+        return tuple(dynamic[axis] if size is None else size for axis, size in enumerate(static))
+
+    @staticmethod
+    def zeros(shape, dtype):
+        import tensorflow as tf
+
+        return tf.zeros(tf.stack(shape) if any(tf.is_tensor(size) for size in shape) else shape, dtype=dtype)
+
+    @staticmethod
+    def concatenate(tensors, axis):
+        import tensorflow as tf
+
+        return tf.concat(tensors, axis=axis)
 
 
 # The smallest epsilon TensorFlow's fused batch norm accepts as given (cuDNN's minimum, 1e-5, with
