@@ -1,0 +1,249 @@
+"""One conversion: every requested target written, labelled, measured against the Keras model and
+reported. A target that fails is reported and the others still written."""
+
+import dataclasses
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+from keras_resnet.litert import inspection, labels as labels_lib, qat, report as report_lib, targets as targets_lib
+from keras_resnet.litert.runtime import LiteRTModel
+from keras_resnet.litert.source import ConversionError
+
+
+@dataclasses.dataclass
+class Settings:
+    targets: list
+    output: str
+    calibration_steps: int = 4
+    qat_epochs: int = 1
+    qat_lr: float | None = None  # default: the run's initial rate / 100
+    qat_steps_per_epoch: int | None = None  # default: one pass over the training split
+    eval_images: int | None = None  # default: the whole validation split
+    latency_runs: int = 100
+    threads: int | None = None  # default: every core
+
+
+class TargetFailed(Exception):
+    """One target could not be produced; the others go on."""
+
+
+def convert(source, settings, *, log=print):
+    """Writes settings.targets for `source` into settings.output with labels.txt, report.json and
+    report.md. Returns (report, failures: {target: message})."""
+    os.makedirs(settings.output, exist_ok=True)
+    threads = settings.threads or os.cpu_count()
+    data = _Data(source, settings, log=log) if source.data else None
+    images, truth = data.validation() if data else (None, None)
+    keras_probabilities = source.model.predict(images, batch_size=64, verbose=0) if images is not None else None
+    keras_top1 = _top1(keras_probabilities, truth)
+    labels_lib.write_labels_file(os.path.join(settings.output, labels_lib.LABELS_FILE), source.class_names)
+
+    report = {
+        "model": source.name,
+        "source": source.path,
+        "build_arguments": source.build_arguments,
+        "images": 0 if images is None else len(images),
+        "threads": threads,
+        "keras": {"top1": keras_top1, "size_bytes": os.path.getsize(source.path)},
+        "targets": {},
+    }
+    failures = {}
+    compiler_present = inspection.shutil.which(inspection.EDGETPU_COMPILER) is not None
+    for target in settings.targets:
+        started = time.perf_counter()
+        log(f"[{target}] {targets_lib.TARGETS[target].description}")
+        try:
+            content = _produce(target, source, data, settings, log=log)
+        except TargetFailed as error:
+            failures[target] = str(error)
+            report["targets"][target] = {"error": str(error)}
+            log(f"[{target}] error: {error}")
+            continue
+        path = os.path.join(settings.output, targets_lib.file_name(source.name, target))
+        _write_atomically(path, labels_lib.with_labels(content, source.class_names))
+        row = _measure(target, content, path, images, truth, keras_probabilities, keras_top1, settings, threads, compiler_present)
+        report["targets"][target] = row
+        log(f"[{target}] {path}: {row['size_bytes'] / 1e6:.2f} MB, {time.perf_counter() - started:.0f} s")
+    if not compiler_present and any(targets_lib.TARGETS[t].integer for t in report["targets"]):
+        report["edgetpu_compiler"] = inspection.EDGETPU_COMPILER_HELP
+    report["failures"] = failures
+    with open(os.path.join(settings.output, "report.json"), "w") as file:
+        json.dump(report, file, indent=2)
+        file.write("\n")
+    table = report_lib.markdown(report)
+    with open(os.path.join(settings.output, "report.md"), "w") as file:
+        file.write(table + "\n")
+    log("")
+    log(table)
+    return report, failures
+
+
+def _produce(target, source, data, settings, *, log):
+    spec = targets_lib.TARGETS[target]
+    if spec.needs_training_data and data is None:
+        raise TargetFailed(
+            f"{target} needs the training data: convert the run directory, or pass --dataset (as train.py's) with --model"
+        )
+    model = source.model
+    representative = None
+    try:
+        if spec.quantization_aware:
+            model = _quantization_aware_model(source, data, settings, log=log)
+        elif spec.integer:
+            representative = data.calibration_images
+        return targets_lib.convert(model, target, image_size=source.image_size, representative_images=representative)
+    except ConversionError as error:
+        raise TargetFailed(str(error)) from None
+    except Exception as error:  # the converter reports failures as many kinds of exception
+        message = str(error).strip().splitlines()
+        raise TargetFailed(f"conversion failed ({type(error).__name__}: {message[-1][:300] if message else ''})") from None
+
+
+def _quantization_aware_model(source, data, settings, *, log):
+    twin = qat.tf_keras_twin(source)
+    images, _ = data.validation(limit=32)
+    difference = qat.check_twin(source, twin, images)
+    log(f"[int8-qat] tf_keras twin agrees with the Keras model (max |Δp| {difference:.1e}); fine-tuning")
+    model = qat.quantization_aware(twin)
+    calibration = (images for images, _ in data.training().take(settings.calibration_steps).as_numpy_iterator())
+    qat.calibrate_ranges(model, twin, calibration)
+    steps = settings.qat_steps_per_epoch or max(1, data.source.train_examples // data.batch_size)
+    learning_rate = settings.qat_lr if settings.qat_lr is not None else data.learning_rate / 100
+    qat.fine_tune(
+        model,
+        data.training(),
+        epochs=settings.qat_epochs,
+        steps_per_epoch=steps,
+        learning_rate=learning_rate,
+        verbose=1 if sys.stdout.isatty() else 2,
+    )
+    low, high = qat.input_range(model)
+    if (low, high) != qat.PIXEL_RANGE:
+        raise ConversionError(f"training images fall outside [0, 255] (seen {low:g}…{high:g}): int8-qat expects raw pixels")
+    return model
+
+
+def _measure(target, content, path, images, truth, keras_probabilities, keras_top1, settings, threads, compiler_present):
+    spec = targets_lib.TARGETS[target]
+    runtime = LiteRTModel(content, threads=threads)
+    row = {
+        "file": path,
+        "size_bytes": os.path.getsize(path),
+        "input": _tensor_summary(runtime.input),
+        "output": _tensor_summary(runtime.output),
+        **inspection.summary(content),
+    }
+    if images is not None:
+        probabilities = runtime.predict(images)
+        same = np.argmax(probabilities, axis=1) == np.argmax(keras_probabilities, axis=1)
+        row["agreement"] = float(np.mean(same))
+        difference = np.abs(probabilities - keras_probabilities)
+        row["max_abs_diff"] = None if spec.integer else float(difference.max())
+        row["mean_abs_diff"] = None if spec.integer else float(difference.mean())
+        row["top1"] = _top1(probabilities, truth)
+        row["keras_top1"] = keras_top1
+        row["acceptance"] = report_lib.acceptance(target, row, keras_top1)
+        sample = images[0]
+    else:
+        row.update(agreement=None, max_abs_diff=None, mean_abs_diff=None, top1=None, keras_top1=None, acceptance=None)
+        sample = np.random.default_rng(0).uniform(0, 255, (*runtime.input["shape"][1:],)).astype(np.float32)
+    row["latency"] = {**runtime.latency(sample, runs=settings.latency_runs), "threads": threads}
+    if spec.integer:
+        row["float_tensors"] = inspection.float_tensors(content)
+    row["gpu_delegate"] = inspection.gpu_compatibility(content)
+    row["edgetpu"] = inspection.edgetpu_readiness(content)
+    if spec.integer and compiler_present:
+        compiled = inspection.compile_for_edgetpu(path, output_dir=os.path.dirname(path))
+        if compiled.get("file"):
+            compiled.pop("log")
+            if labels_lib.read_labels(compiled["file"]) is None:  # the compiler rewrites the flatbuffer alone
+                with open(compiled["file"], "rb") as file:
+                    packed = labels_lib.with_labels(file.read(), labels_lib.read_labels(path))
+                _write_atomically(compiled["file"], packed)
+        row["edgetpu"]["compiled"] = compiled
+    return row
+
+
+def _tensor_summary(detail):
+    scale, zero_point = detail["quantization"]
+    summary = {"dtype": np.dtype(detail["dtype"]).name, "shape": detail["shape"].tolist()}
+    if scale:
+        summary.update(scale=float(scale), zero_point=int(zero_point))
+    return summary
+
+
+def _top1(probabilities, truth):
+    if probabilities is None:
+        return None
+    return float(np.mean(np.argmax(probabilities, axis=1) == truth))
+
+
+def _write_atomically(path, content):
+    temporary = f"{path}.tmp"
+    with open(temporary, "wb") as file:
+        file.write(content)
+    os.replace(temporary, path)
+
+
+class _Data:
+    """The source's dataset, prepared as in training: validation images for the comparisons,
+    training batches for calibration and quantization-aware fine-tuning."""
+
+    def __init__(self, source, settings, *, log):
+        from keras_resnet.data import sources
+
+        self.config = source.data
+        self.settings = settings
+        self.batch_size = self.config["batch_size"]
+        self.learning_rate = self.config.get("learning_rate", 0.1 * self.batch_size / 128)
+        try:
+            self.source = sources.open_source(
+                self.config["dataset"],
+                image_size=self.config["image_size"],
+                data_dir=self.config.get("data_dir"),
+                seed=self.config["seed"],
+                train_examples=self.config.get("train_examples"),
+                validation_examples=self.config.get("validation_examples"),
+            )
+        except sources.DatasetError as error:
+            raise ConversionError(str(error)) from None
+        self._validation = None
+
+    def validation(self, limit=None):
+        """(images float32 (N, H, W, 3) in [0, 255], labels (N,)) of the validation split."""
+        from keras_resnet.data import pipeline
+
+        if self._validation is None:
+            wanted = self.settings.eval_images or self.source.validation_examples
+            dataset = pipeline.evaluation_dataset(
+                self.source, image_size=self.config["image_size"], augmentation=self.config["augmentation"], batch_size=256
+            ).unbatch().take(wanted)
+            images, labels = [], []
+            for image, label in dataset.as_numpy_iterator():
+                images.append(image)
+                labels.append(np.argmax(label))
+            self._validation = (np.stack(images), np.asarray(labels))
+        images, labels = self._validation
+        return (images[:limit], labels[:limit]) if limit else (images, labels)
+
+    def training(self):
+        from keras_resnet.data import pipeline
+
+        return pipeline.training_dataset(
+            self.source,
+            image_size=self.config["image_size"],
+            augmentation=self.config["augmentation"],
+            batch_size=self.batch_size,
+            seed=self.config["seed"],
+            min_crop_area=self.config.get("min_crop_area", 0.08),
+        )
+
+    def calibration_images(self):
+        """--calibration-steps training batches, one image at a time (the models have batch 1)."""
+        for images, _ in self.training().take(self.settings.calibration_steps).as_numpy_iterator():
+            for image in images:
+                yield image[None]
