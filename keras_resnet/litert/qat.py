@@ -147,12 +147,18 @@ def _foldable(layer):
 def _pin_input_range(model):
     """Start the input quantizer at the pixel range. TFMOT's input quantizer keeps the smallest and
     largest value it has seen, so with pixels in [0, 255] the range stays exactly that."""
-    layer = model.get_layer("quantize_layer")
+    layer = _input_quantizer(model)
     for variable in layer.weights:
         if variable.name.endswith("min:0") or "_min" in variable.name:
             variable.assign(PIXEL_RANGE[0])
         elif variable.name.endswith("max:0") or "_max" in variable.name:
             variable.assign(PIXEL_RANGE[1])
+
+
+def _input_quantizer(model):
+    """TFMOT's QuantizeLayer after the input: named quantize_layer, _1, … as tf_keras counts, and
+    not in TFMOT's public API, so found by its type's name."""
+    return next(layer for layer in model.layers if type(layer).__name__ == "QuantizeLayer")
 
 
 def calibrate_ranges(model, twin, batches):
@@ -217,7 +223,7 @@ def fine_tune(model, dataset, *, epochs, steps_per_epoch, learning_rate, momentu
 
 def input_range(model):
     """The (min, max) the QAT model's input quantizer ends with."""
-    layer = model.get_layer("quantize_layer")
+    layer = _input_quantizer(model)
     values = {variable.name: float(variable.numpy()) for variable in layer.weights}
     low = next(value for name, value in values.items() if "min" in name)
     high = next(value for name, value in values.items() if "max" in name)

@@ -7,13 +7,18 @@ import time
 import numpy as np
 from ai_edge_litert import interpreter as litert
 
+from keras_resnet.quiet import native_stderr_silenced
+
 
 class LiteRTModel:
     """One .tflite model on the CPU (XNNPACK, LiteRT's default delegate), batch 1."""
 
     def __init__(self, content, *, threads=None):
-        self.interpreter = litert.Interpreter(model_content=bytes(content), num_threads=threads or os.cpu_count())
-        self.interpreter.allocate_tensors()
+        # LiteRT announces its XNNPACK delegate on stderr ("INFO: Created TensorFlow Lite XNNPACK
+        # delegate for CPU.") from C++; our messages there are one line each. Failures still raise.
+        with native_stderr_silenced():
+            self.interpreter = litert.Interpreter(model_content=bytes(content), num_threads=threads or os.cpu_count())
+            self.interpreter.allocate_tensors()
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
 

@@ -8,9 +8,11 @@ frames as they are) and output uint8 scores (probability = score / 256).
 import contextlib
 import dataclasses
 import io
-import os
+import warnings
 
 import tensorflow as tf
+
+from keras_resnet.quiet import native_stderr_silenced
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,8 +82,10 @@ def convert(model, target, *, image_size, representative_images=None):
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.uint8
         converter.inference_output_type = tf.uint8
-    # The converter prints every captured tensor on stdout; its verdict comes as an exception.
-    with contextlib.redirect_stdout(io.StringIO()), _quiet_native_stderr():
+    # The converter prints every captured tensor on stdout; its verdict comes as an exception. It
+    # also warns that a uint8 input has no "statistics": the input range is in the model already.
+    with contextlib.redirect_stdout(io.StringIO()), native_stderr_silenced(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")
         return converter.convert()
 
 
@@ -100,19 +104,3 @@ def _keras_module_of(model):
     import keras
 
     return keras
-
-
-@contextlib.contextmanager
-def _quiet_native_stderr():
-    """MLIR and the calibrator log from C++ straight to fd 2; show it only when asked."""
-    if os.environ.get("KERAS_RESNET_TF_LOGS") == "1":
-        yield
-        return
-    saved = os.dup(2)
-    with open(os.devnull, "w") as devnull:
-        os.dup2(devnull.fileno(), 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)

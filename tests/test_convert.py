@@ -1,0 +1,299 @@
+"""convert/to_tflite.py: the five LiteRT targets of a trained run checked against its Keras model,
+integer-only graphs for every variant the package builds, the report, labels inside the model file,
+bad input. Every model is read back with the real LiteRT interpreter."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+
+import keras
+import numpy as np
+import pytest
+from ai_edge_litert import interpreter as litert
+
+import keras_resnet
+import train
+from conftest import one_line_error
+from keras_resnet.data import synthetic
+from keras_resnet.litert import targets
+
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPOSITORY, "convert"))
+import to_tflite  # noqa: E402
+
+# Short training on the embedded dataset that still gives a model worth quantizing: ResNet-8 on
+# the embedded dataset (95.7 % top-1 in 45 s on 2 cores). The acceptance bounds are checked on its 1000 validation images.
+TRAINED = ["--depth", "8", "--epochs", "6", "--validation-examples", "1000"]
+# The smallest run of a variant: enough for its graph, not for its accuracy.
+TINY = ["--image-size", "16", "--batch-size", "16", "--train-examples", "64", "--validation-examples", "16", "--epochs", "1"]
+QUICK_CONVERSION = ["--calibration-steps", "2", "--qat-steps-per-epoch", "2", "--eval-images", "16", "--latency-runs", "5"]
+INTEGER_TYPES = (np.uint8, np.int8, np.int32)
+
+
+def run_convert(*args, timeout=300):
+    return subprocess.run(
+        [sys.executable, os.path.join(REPOSITORY, "convert", "to_tflite.py"), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": REPOSITORY},
+        timeout=timeout,
+    )
+
+
+def interpreter(path):
+    model = litert.Interpreter(model_path=str(path))
+    model.allocate_tensors()
+    return model
+
+
+def tensor_types(model):
+    """{dtype name} of every tensor an operator reads or writes."""
+    tensors = {tensor["index"]: tensor for tensor in model.get_tensor_details()}
+    return {
+        np.dtype(tensors[index]["dtype"]).name
+        for op in model._get_ops_details()
+        for index in (*op["inputs"], *op["outputs"])
+        if index >= 0
+    }
+
+
+def float_tensors(model):
+    tensors = {tensor["index"]: tensor for tensor in model.get_tensor_details()}
+    return sorted(
+        f"{op['op_name']}:{tensors[index]['name']}"
+        for op in model._get_ops_details()
+        for index in (*op["inputs"], *op["outputs"])
+        if index >= 0 and np.dtype(tensors[index]["dtype"]).type not in INTEGER_TYPES
+    )
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    output = tmp_path_factory.mktemp("runs") / "resnet8"
+    assert train.main([*TRAINED, "--output", str(output)]) == 0
+    return output
+
+
+@pytest.fixture(scope="module")
+def converted(trained_run):
+    assert to_tflite.main(["--run", str(trained_run), "--latency-runs", "50"]) == 0
+    output = trained_run / "tflite"
+    with open(output / "report.json") as file:
+        return output, json.load(file)
+
+
+# -- the five targets -----------------------------------------------------------------------------
+
+
+def test_every_target_is_written_with_a_batch_of_one(converted):
+    output, _ = converted
+    for target in targets.TARGETS:
+        model = interpreter(output / f"resnet8_{target}.tflite")
+        (given,), (produced,) = model.get_input_details(), model.get_output_details()
+        assert given["shape"].tolist() == given["shape_signature"].tolist() == [1, 32, 32, 3], target
+        assert produced["shape"].tolist() == [1, 10], target
+        if targets.TARGETS[target].integer:
+            # Camera frames as they are: uint8 pixels, scale 1, zero point 0.
+            assert given["dtype"] == np.uint8 and given["quantization"] == (1.0, 0), target
+            assert produced["dtype"] in (np.uint8, np.int8), target
+        else:
+            assert given["dtype"] == produced["dtype"] == np.float32, target
+
+
+def test_float16_and_dynamic_range_targets_hold_their_weight_types(converted):
+    output, report = converted
+    assert "float16" in tensor_types(interpreter(output / "resnet8_gpu.tflite"))
+    dynamic = tensor_types(interpreter(output / "resnet8_dynamic.tflite"))
+    assert "int8" in dynamic and "float32" in dynamic
+    sizes = {target: os.path.getsize(output / f"resnet8_{target}.tflite") for target in targets.TARGETS}
+    assert sizes["gpu"] < 0.6 * sizes["fp32"] and sizes["int8-qat"] < 0.4 * sizes["fp32"]
+    assert {target: row["size_bytes"] for target, row in report["targets"].items()} == sizes
+
+
+def test_integer_models_hold_no_float_tensor(converted):
+    output, _ = converted
+    for target in ("int8-ptq", "int8-qat"):
+        assert float_tensors(interpreter(output / f"resnet8_{target}.tflite")) == [], target
+
+
+def test_fp32_model_computes_what_the_keras_model_computes(trained_run, converted, rng):
+    output, _ = converted
+    config = json.loads((trained_run / "config.json").read_text())
+    keras.config.set_dtype_policy("float32")
+    keras_model = keras_resnet.build(**config["model"], weights=str(trained_run / "best.keras"))
+    images = rng.uniform(0, 255, (8, 32, 32, 3)).astype(np.float32)
+    model = interpreter(output / "resnet8_fp32.tflite")
+    for image, expected in zip(images, keras_model.predict(images, verbose=0)):
+        model.set_tensor(model.get_input_details()[0]["index"], image[None])
+        model.invoke()
+        np.testing.assert_allclose(model.get_tensor(model.get_output_details()[0]["index"])[0], expected, atol=1e-5)
+
+
+# -- the report -------------------------------------------------------------------------------------
+
+
+def test_report_meets_the_acceptance_bounds_on_a_trained_model(converted):
+    _, report = converted
+    rows = report["targets"]
+    assert report["images"] == 1000 and report["failures"] == {}
+    keras_top1 = report["keras"]["top1"]
+    assert keras_top1 > 0.8, "the short training should give a model worth quantizing"
+    assert rows["fp32"]["agreement"] == 1.0 and rows["fp32"]["max_abs_diff"] < 1e-4
+    assert rows["gpu"]["agreement"] >= 0.995
+    assert rows["int8-ptq"]["top1"] >= keras_top1 - 0.01
+    assert rows["int8-qat"]["top1"] >= keras_top1 - 0.005
+    for target in ("fp32", "gpu", "int8-ptq", "int8-qat"):
+        assert rows[target]["acceptance"]["met"] is True, target
+        assert rows[target]["keras_top1"] == keras_top1
+
+
+def test_report_fields(converted):
+    output, report = converted
+    assert report["model"] == "resnet8" and report["build_arguments"]["input_shape"] == [32, 32, 3]
+    for target, row in report["targets"].items():
+        assert row["file"] == str(output / f"resnet8_{target}.tflite")
+        assert 0 <= row["agreement"] <= 1 and 0 <= row["top1"] <= 1
+        latency = row["latency"]
+        assert 0 < latency["median_ms"] <= latency["p90_ms"] and latency["runs"] == 50 and latency["threads"] >= 1
+        assert row["gpu_delegate"] == {"compatible": True, "incompatible_ops": []}, target
+        assert "CONV_2D" in row["ops"] and row["op_count"] > 10
+        integer = targets.TARGETS[target].integer
+        assert row["edgetpu"]["ready"] is integer, (target, row["edgetpu"])
+        if integer:
+            assert row["max_abs_diff"] is None and row["float_tensors"] == []
+            assert row["input"] == {"dtype": "uint8", "shape": [1, 32, 32, 3], "scale": 1.0, "zero_point": 0}
+        else:
+            assert 0 <= row["mean_abs_diff"] <= row["max_abs_diff"] and row["edgetpu"]["float_model"]
+    if shutil.which("edgetpu_compiler") is None:
+        assert "apt-get install edgetpu-compiler" in report["edgetpu_compiler"]
+    table = (output / "report.md").read_text()
+    for target in targets.TARGETS:
+        assert f"| {target} |" in table
+
+
+def test_labels_travel_inside_every_model_file(converted):
+    output, _ = converted
+    assert (output / "labels.txt").read_text().split("\n")[:-1] == list(synthetic.CLASS_NAMES)
+    for target in targets.TARGETS:
+        with zipfile.ZipFile(output / f"resnet8_{target}.tflite") as packed:
+            assert packed.read("labels.txt").decode().split() == list(synthetic.CLASS_NAMES)
+
+
+# -- every variant converts to an integer-only graph -----------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "variant",
+    [
+        ["--depth", "8", "--version", "v2"],
+        ["--depth", "8", "--plain"],
+        ["--depth", "8", "--shortcut", "B", "--version", "v1"],
+        ["--depth", "8", "--shortcut", "C"],
+        ["--depth", "50", "--image-size", "32", "--version", "v2"],
+    ],
+    ids=["v2-option-A", "plain", "v1-option-B", "option-C", "imagenet-resnet50v2"],
+)
+def test_every_variant_converts_to_an_integer_only_graph(variant, tmp_path):
+    run = tmp_path / "run"
+    assert train.main([*TINY, *variant, "--output", str(run)]) == 0
+    assert to_tflite.main(["--run", str(run), "--targets", "int8-ptq,int8-qat", *QUICK_CONVERSION]) == 0
+    report = json.loads((run / "tflite" / "report.json").read_text())
+    for target in ("int8-ptq", "int8-qat"):
+        model = interpreter(report["targets"][target]["file"])
+        assert float_tensors(model) == [], target
+        assert model.get_input_details()[0]["dtype"] == np.uint8
+        assert report["targets"][target]["edgetpu"]["ready"], report["targets"][target]["edgetpu"]
+
+
+# -- models outside a run directory, and bad input --------------------------------------------------
+
+
+def test_a_model_file_with_labels_converts_without_its_run(trained_run, tmp_path):
+    model = tmp_path / "mine.keras"
+    shutil.copy(trained_run / "best.keras", model)
+    labels = tmp_path / "names.txt"
+    labels.write_text("".join(f"class {index}\n" for index in range(10)))
+    assert to_tflite.main(["--model", str(model), "--labels", str(labels), "--targets", "gpu", "--latency-runs", "5"]) == 0
+    with zipfile.ZipFile(tmp_path / "tflite" / "resnet8_gpu.tflite") as packed:
+        assert packed.read("labels.txt").decode().splitlines() == [f"class {index}" for index in range(10)]
+
+
+def test_a_target_that_cannot_be_produced_fails_alone(trained_run, tmp_path):
+    model = tmp_path / "mine.keras"
+    shutil.copy(trained_run / "best.keras", model)
+    result = run_convert("--model", str(model), "--targets", "fp32,int8-ptq", "--latency-runs", "5")
+    line = one_line_error(result)
+    assert line.startswith("error: int8-ptq: int8-ptq needs the training data") and "--dataset" in line
+    assert sorted(os.listdir(tmp_path / "tflite")) == ["labels.txt", "report.json", "report.md", "resnet8_fp32.tflite"]
+    report = json.loads((tmp_path / "tflite" / "report.json").read_text())
+    assert report["targets"]["fp32"]["agreement"] is None and "error" in report["targets"]["int8-ptq"]
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("not-a-model", "Cannot load"),
+        ("foreign-model", "was not built by keras_resnet"),
+        ("run-without-model", "holds no model yet"),
+        ("unknown-target", "Unknown --targets int4. Valid: all or a list of fp32"),
+        ("no-such-run", "No such run directory"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_code_2(case, message, tmp_path):
+    if case == "not-a-model":
+        (tmp_path / "model.keras").write_text("not a model")
+        args = ["--model", str(tmp_path / "model.keras")]
+    elif case == "foreign-model":
+        foreign = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Flatten(), keras.layers.Dense(2)], name="resnet20")
+        foreign.save(tmp_path / "model.keras")
+        args = ["--model", str(tmp_path / "model.keras")]
+    elif case == "run-without-model":
+        (tmp_path / "config.json").write_text("{}")
+        args = ["--run", str(tmp_path)]
+    elif case == "unknown-target":
+        args = ["--run", str(tmp_path), "--targets", "fp32,int4"]
+    else:
+        args = ["--run", str(tmp_path / "nothing")]
+    assert message in one_line_error(run_convert(*args))
+    assert not os.path.exists(tmp_path / "tflite")
+
+
+# -- the Edge TPU compiler, when installed ----------------------------------------------------------
+
+
+def test_edgetpu_compiler_output_is_read_and_the_compiled_model_keeps_its_labels(trained_run, tmp_path, monkeypatch):
+    """Coral's compiler is x86-64 Debian only and not installable here: a stand-in with its command
+    line and summary lines (without the appended labels, as it rewrites the flatbuffer) shows that
+    the compiled file is found, labelled and counted, and a failure reported."""
+    compiler = tmp_path / "bin" / "edgetpu_compiler"
+    compiler.parent.mkdir()
+    compiler.write_text(
+        "#!/bin/sh\n"
+        'test "$1" = --show_operations -a "$2" = --out_dir || exit 3\n'
+        'out="$3"; model="$4"; compiled="$out/$(basename "$model" .tflite)_edgetpu.tflite"\n'
+        'size=$(python3 -c "import sys, zipfile; print(zipfile.ZipFile(sys.argv[1]).infolist()[0].header_offset)" "$model")\n'
+        'head -c "$size" "$model" > "$compiled"\n'
+        'echo "Number of operations that will run on Edge TPU: 25"\n'
+        'echo "Number of operations that will run on CPU: 1"\n'
+    )
+    compiler.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{compiler.parent}{os.pathsep}{os.environ['PATH']}")
+    output = tmp_path / "out"
+    conversion = ["--run", str(trained_run), "--output", str(output), "--eval-images", "16", "--latency-runs", "5"]
+    assert to_tflite.main([*conversion, "--targets", "int8-ptq"]) == 0
+    report = json.loads((output / "report.json").read_text())
+    compiled = report["targets"]["int8-ptq"]["edgetpu"]["compiled"]
+    assert compiled == {"file": str(output / "resnet8_int8-ptq_edgetpu.tflite"), "tpu_ops": 25, "cpu_ops": 1}
+    assert "edgetpu_compiler" not in report and "compiled: 25 ops on TPU, 1 on CPU" in (output / "report.md").read_text()
+    with zipfile.ZipFile(compiled["file"]) as packed:
+        assert packed.read("labels.txt").decode().split() == list(synthetic.CLASS_NAMES)
+
+    compiler.write_text("#!/bin/sh\necho 'Model not quantized' >&2\nexit 1\n")
+    assert to_tflite.main([*conversion, "--targets", "fp32,int8-ptq"]) == 0
+    report = json.loads((output / "report.json").read_text())
+    assert report["targets"]["int8-ptq"]["edgetpu"]["compiled"] == {"error": "edgetpu_compiler failed: Model not quantized"}
+    assert "compiled" not in report["targets"]["fp32"]["edgetpu"]
