@@ -3,7 +3,10 @@
 import csv
 import json
 import math
+import contextlib
 import os
+import signal
+import threading
 import time
 
 import keras
@@ -48,6 +51,40 @@ class StepBackup(keras.callbacks.BackupAndRestore):
         # Overwrite Keras' metadata (epoch, batch within the epoch) with the global step.
         with open(self._training_metadata_path, "w") as file:
             json.dump({"step": int(self.model.optimizer.iterations.numpy()), "epoch": self._current_epoch}, file)
+
+
+class InterruptAtStepEnd(keras.callbacks.Callback):
+    """Ctrl-C stops training at the end of the current step, never in the middle of a file write.
+
+    A KeyboardInterrupt raised wherever the signal lands can be swallowed by a bare `except:` in
+    Keras' saving code (training then simply goes on) or leave a file half written. So while
+    `catching()` is active the first SIGINT only sets a flag, and this callback raises the
+    KeyboardInterrupt after the step; a second Ctrl-C interrupts at once.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.requested = False
+
+    @contextlib.contextmanager
+    def catching(self):
+        if threading.current_thread() is not threading.main_thread():
+            yield  # signal handlers belong to the main thread
+            return
+        previous = signal.signal(signal.SIGINT, self._handle)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.requested:
+            raise KeyboardInterrupt
 
 
 class Throughput(keras.callbacks.Callback):

@@ -20,7 +20,7 @@ import keras_resnet
 from keras_resnet import specs
 from keras_resnet.data import pipeline, sources
 from keras_resnet.training import distribute, recipe as recipes
-from keras_resnet.training.callbacks import Curves, StepBackup, Throughput, read_history
+from keras_resnet.training.callbacks import Curves, InterruptAtStepEnd, StepBackup, Throughput, read_history
 from keras_resnet.training.run_dir import RunDirectory, default_path, find_interrupted, same_training
 
 
@@ -254,7 +254,9 @@ def _train(config, run, *, strategy, strategy_name, precision, source, total_ste
 
     throughput = Throughput(batch_size)
     best_so_far = max((row.get("val_accuracy", -1.0) for row in read_history(run.history)), default=None)
+    interrupt = InterruptAtStepEnd()
     callbacks = [
+        interrupt,
         keras.callbacks.TerminateOnNaN(raise_error=True),  # before anything that saves
         backup,
         throughput,
@@ -277,26 +279,27 @@ def _train(config, run, *, strategy, strategy_name, precision, source, total_ste
     )
     started = time.time()
     try:
-        for initial_epoch, final_epoch, steps in plan_fits(done, total_steps, steps_per_epoch):
-            start_step = max(done, initial_epoch * steps_per_epoch)
-            train_data = pipeline.training_dataset(
-                source,
-                image_size=data["image_size"],
-                augmentation=data["augmentation"],
-                batch_size=batch_size,
-                seed=training["seed"] + start_step,  # a resumed run continues with fresh, reproducible shuffles
-                min_crop_area=data["min_crop_area"],
-            )
-            model.fit(
-                train_data,
-                validation_data=validation,
-                initial_epoch=initial_epoch,
-                epochs=final_epoch,
-                steps_per_epoch=steps,
-                callbacks=callbacks,
-                shuffle=False,  # the pipeline shuffles
-                verbose=1 if sys.stdout.isatty() else 2,
-            )
+        with interrupt.catching():
+            for initial_epoch, final_epoch, steps in plan_fits(done, total_steps, steps_per_epoch):
+                start_step = max(done, initial_epoch * steps_per_epoch)
+                train_data = pipeline.training_dataset(
+                    source,
+                    image_size=data["image_size"],
+                    augmentation=data["augmentation"],
+                    batch_size=batch_size,
+                    seed=training["seed"] + start_step,  # a resumed run continues with fresh, reproducible shuffles
+                    min_crop_area=data["min_crop_area"],
+                )
+                model.fit(
+                    train_data,
+                    validation_data=validation,
+                    initial_epoch=initial_epoch,
+                    epochs=final_epoch,
+                    steps_per_epoch=steps,
+                    callbacks=callbacks,
+                    shuffle=False,  # the pipeline shuffles
+                    verbose=1 if sys.stdout.isatty() else 2,
+                )
     except KeyboardInterrupt:
         backup.save_now()
         raise Interrupted(
