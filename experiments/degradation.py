@@ -1,0 +1,163 @@
+"""The paper's central experiment (He et al., 2016, Sec. 4.2, Fig. 6): plain and residual networks of
+growing depth, trained alike. Deeper plain nets train worse (the degradation problem); shortcuts
+fix it.
+
+    python experiments/degradation.py                       # embedded dataset, depths 20 and 56, CPU-sized
+    python experiments/degradation.py --dataset cifar10 --depths 20 32 44 56 --steps 64000 --output runs/degradation-cifar10
+
+Each network trains through train.py's code path (trainer.train: same recipe, data and seed) into
+its own run directory inside --output; a finished one is not trained again, an interrupted one
+resumes. Then the output directory gets:
+
+    degradation.png   Fig. 6's layout: plain | ResNet, training error dashed, test error solid
+    gradients.png     gradient norm per block, plain vs ResNet at the deepest depth, at
+                      initialisation and after training (log scale)
+    results.md        final training and test error per depth and net; results.json the same
+"""
+
+import argparse
+import json
+import os
+import sys
+
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPOSITORY)  # run from a checkout
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from keras_resnet.quiet import import_tensorflow_quietly  # noqa: E402
+
+# CPU-sized defaults: the four networks train in about 20 minutes on 2 cores. One epoch of warm-up
+# at a tenth of the rate, as the paper does for its deepest nets, keeps plain-56 from stalling at
+# chance in the first steps (which would show the optimizer's luck, not degradation).
+DEFAULT_DEPTHS = (20, 56)
+DEFAULT_EPOCHS = 8
+DEFAULT_WARMUP_EPOCHS = 1
+
+
+def parser():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--depths", type=int, nargs="+", default=list(DEFAULT_DEPTHS), help="CIFAR-style depths 6n+2 (default: 20 56)")
+    p.add_argument("--dataset", default="synthetic", help="as train.py's --dataset (default: synthetic, the embedded dataset)")
+    p.add_argument("--data-dir", help="TFDS data directory")
+    p.add_argument("--epochs", type=int, help=f"training epochs per network (default: {DEFAULT_EPOCHS} on synthetic, else the paper's steps)")
+    p.add_argument("--steps", type=int, help="training steps per network instead of epochs (the paper: 64000)")
+    p.add_argument("--batch-size", type=int, help="global batch (default: the paper's 128)")
+    p.add_argument("--lr", type=float, help="initial learning rate (default: the paper's 0.1 at batch 128)")
+    p.add_argument("--warmup-epochs", type=float, default=DEFAULT_WARMUP_EPOCHS, help="epochs of linear warm-up (default: 1)")
+    p.add_argument("--image-size", type=int, help="input size (default: 32)")
+    p.add_argument("--train-examples", type=int, help="use only this many training examples")
+    p.add_argument("--validation-examples", type=int, help="use only this many validation examples")
+    p.add_argument("--gradient-batch", type=int, default=128, help="training images for the gradient norms (default: 128)")
+    p.add_argument("--seed", type=int, default=0, help="the same seed for every network (default: 0)")
+    p.add_argument("--output", help="output directory (default: runs/degradation-DATASET)")
+    return p
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    sys.stdout.reconfigure(line_buffering=True)
+    if args.epochs is not None and args.steps is not None:
+        return _usage("Pass --epochs or --steps, not both.")
+    for flag in ("epochs", "steps", "gradient_batch"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            return _usage(f"--{flag.replace('_', '-')} must be at least 1. Received: {value}.")
+    bad = [depth for depth in args.depths if depth < 8 or (depth - 2) % 6]
+    if bad:
+        return _usage(f"--depths must be CIFAR-style depths 6n+2 of at least 8 (8, 14, 20, 32, 44, 56, 110, …). Received: {bad}.")
+    depths = sorted(set(args.depths))
+    import_tensorflow_quietly()
+    from keras_resnet.data.sources import DatasetError
+    from keras_resnet.training import trainer
+    from keras_resnet.training.run_dir import dataset_slug
+
+    output = args.output or os.path.join("runs", f"degradation-{dataset_slug(args.dataset)}")
+    epochs = args.epochs if args.epochs or args.steps else (DEFAULT_EPOCHS if args.dataset == "synthetic" else None)
+    try:
+        configs = {
+            (depth, plain): trainer.resolve_config(
+                depth=depth,
+                plain=plain,
+                family="cifar",
+                image_size=args.image_size,
+                dataset=args.dataset,
+                data_dir=args.data_dir,
+                train_examples=args.train_examples,
+                validation_examples=args.validation_examples,
+                epochs=epochs,
+                steps=args.steps,
+                batch_size=args.batch_size,
+                lr=args.lr,
+                warmup_epochs=args.warmup_epochs,
+                seed=args.seed,
+            )
+            for depth in depths
+            for plain in (True, False)
+        }
+        runs = {}
+        for number, ((depth, plain), config) in enumerate(configs.items(), start=1):
+            name = config["model"]["name"]
+            print(f"[{number}/{len(configs)}] {name}")
+            runs[depth, plain] = _train_once(trainer, config, os.path.join(output, name))
+    except (trainer.UsageError, DatasetError) as error:
+        return _usage(str(error))
+    except trainer.TrainingError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except trainer.Interrupted as message:
+        print(f"{message} (the finished networks are kept)", file=sys.stderr)
+        return 130
+
+    import plots
+    import gradients
+
+    results = plots.results(runs)
+    with open(os.path.join(output, "results.json"), "w") as file:
+        json.dump(results, file, indent=2)
+        file.write("\n")
+    table = plots.markdown_table(results)
+    with open(os.path.join(output, "results.md"), "w") as file:
+        file.write(table + "\n")
+    plots.degradation_figure(runs, os.path.join(output, "degradation.png"), dataset=args.dataset)
+
+    deepest = depths[-1]
+    print(f"Gradient norms per block of plain{deepest} and resnet{deepest}, at initialisation and after training")
+    norms = {
+        f"{'plain' if plain else 'resnet'}{deepest}": gradients.norms_at_start_and_end(runs[deepest, plain], batch=args.gradient_batch)
+        for plain in (True, False)
+    }
+    with open(os.path.join(output, "gradients.json"), "w") as file:
+        json.dump(norms, file, indent=2)
+        file.write("\n")
+    plots.gradient_figure(norms, os.path.join(output, "gradients.png"))
+    print()
+    print(table)
+    print(f"\nFigures: {os.path.join(output, 'degradation.png')}, {os.path.join(output, 'gradients.png')}")
+    return 0
+
+
+def _train_once(trainer, config, path):
+    """The run directory of `config` at `path`, trained unless it already finished."""
+    from keras_resnet.training.run_dir import RunDirectory, same_training
+
+    run = RunDirectory(path)
+    if run.is_finished():
+        saved = run.read_config()
+        # train() records the dataset's number of classes in the model's configuration.
+        requested = {**config, "model": {**config["model"], "classes": saved["model"].get("classes")}}
+        if not same_training(saved, requested):
+            raise trainer.UsageError(
+                f"{path} holds a finished run with another configuration: choose another --output or remove it."
+            )
+        print(f"{path} has finished: not trained again.")
+        return run
+    return trainer.train(config, output=path)
+
+
+def _usage(message):
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
