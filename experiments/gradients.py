@@ -2,6 +2,7 @@
 loss gradient with respect to each block's convolution kernels, on one batch of training images, for
 the network as initialised (same seed as the run) and as trained (its last.keras)."""
 
+import json
 import re
 
 import keras
@@ -16,14 +17,7 @@ def norms_at_start_and_end(run, *, batch):
     """{"blocks": [names, input to output], "initialisation": [norms], "trained": [norms], "steps": N}."""
     config = run.read_config()
     data, training = config["data"], config["training"]
-    source = sources.open_source(
-        data["dataset"],
-        image_size=data["image_size"],
-        data_dir=data["data_dir"],
-        seed=training["seed"],
-        train_examples=data["train_examples"],
-        validation_examples=data["validation_examples"],
-    )
+    source = sources.open_configured(data, seed=training["seed"])
     images, labels = next(iter(pipeline.training_dataset(
         source,
         image_size=data["image_size"],
@@ -44,8 +38,6 @@ def norms_at_start_and_end(run, *, batch):
     blocks, start = block_gradient_norms(initial, images, labels)
     _, end = block_gradient_norms(trained, images, labels)
     with open(run.metrics) as file:
-        import json
-
         steps = json.load(file)["steps"]
     return {"blocks": blocks, "initialisation": start, "trained": end, "steps": steps}
 

@@ -1,5 +1,7 @@
 """The experiment's results: the table of final errors, Fig. 6 of the paper, the gradient figure."""
 
+import json
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -18,8 +20,6 @@ def error_curves(run):
 
 def results(runs):
     """[{depth, net, training_error, test_error, best_test_error, epochs, steps}] in table order."""
-    import json
-
     rows = []
     for (depth, plain), run in sorted(runs.items(), key=lambda item: (not item[0][1], item[0][0])):
         epochs, training_error, test_error = error_curves(run)

@@ -38,6 +38,19 @@ class Source:
     stored_image_size: tuple = None
 
 
+def open_configured(data, *, seed, data_dir=None):
+    """The dataset a run was trained on, from its configuration's "data" section (config.json);
+    `data_dir` overrides where TFDS finds it."""
+    return open_source(
+        data["dataset"],
+        image_size=data["image_size"],
+        data_dir=data_dir or data.get("data_dir"),
+        seed=seed,
+        train_examples=data.get("train_examples"),
+        validation_examples=data.get("validation_examples"),
+    )
+
+
 def open_source(name, *, image_size, data_dir=None, seed=0, train_examples=None, validation_examples=None):
     """Opens a dataset by name: "synthetic", a TFDS name ("cifar10", "imagenet2012", …) or
     "folder:PATH". train_examples / validation_examples keep only that many (quick experiments)."""

@@ -52,7 +52,7 @@ def convert(source, settings, *, log=print):
         "targets": {},
     }
     failures = {}
-    compiler_present = inspection.shutil.which(inspection.EDGETPU_COMPILER) is not None
+    compiler_present = inspection.edgetpu_compiler_installed()
     for target in settings.targets:
         started = time.perf_counter()
         log(f"[{target}] {targets_lib.TARGETS[target].description}")
@@ -201,14 +201,7 @@ class _Data:
         self.batch_size = self.config["batch_size"]
         self.learning_rate = self.config.get("learning_rate", 0.1 * self.batch_size / 128)
         try:
-            self.source = sources.open_source(
-                self.config["dataset"],
-                image_size=self.config["image_size"],
-                data_dir=self.config.get("data_dir"),
-                seed=self.config["seed"],
-                train_examples=self.config.get("train_examples"),
-                validation_examples=self.config.get("validation_examples"),
-            )
+            self.source = sources.open_configured(self.config, seed=self.config["seed"])
         except sources.DatasetError as error:
             raise ConversionError(str(error)) from None
         self._validation = None

@@ -129,6 +129,10 @@ def _reduced_or_padded_axes(interpreter, op, tensors):
     return None
 
 
+def edgetpu_compiler_installed():
+    return shutil.which(EDGETPU_COMPILER) is not None
+
+
 def compile_for_edgetpu(path, *, output_dir):
     """Runs the Edge TPU compiler when it is on the PATH: {"file", "tpu_ops", "cpu_ops", "log"}, or
     {"error": ...} when it is absent or fails."""

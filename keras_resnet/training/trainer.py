@@ -189,14 +189,7 @@ def train(config, *, output=None, resume=False, log=print):
             f"{output} already holds a run: pass --resume to continue it, or choose another --output. Nothing was changed."
         )
 
-    source = sources.open_source(
-        data["dataset"],
-        image_size=data["image_size"],
-        data_dir=data["data_dir"],
-        seed=training["seed"],
-        train_examples=data["train_examples"],
-        validation_examples=data["validation_examples"],
-    )
+    source = sources.open_configured(data, seed=training["seed"])
     config["model"]["classes"] = len(source.class_names)
     steps_per_epoch = source.train_examples // batch_size
     _check(
@@ -464,14 +457,7 @@ def evaluate(path, *, batch_size=None, data_dir=None, log=print):
 
     config = run.read_config()
     data = config["data"]
-    source = sources.open_source(
-        data["dataset"],
-        image_size=data["image_size"],
-        data_dir=data_dir or data["data_dir"],
-        seed=config["training"]["seed"],
-        validation_examples=data["validation_examples"],
-        train_examples=data["train_examples"],
-    )
+    source = sources.open_configured(data, seed=config["training"]["seed"], data_dir=data_dir)
     classes = len(source.class_names)
     _check(
         model.output_shape[-1] == classes,
