@@ -1,0 +1,223 @@
+"""Serve the browser demo (edge_demo/web/) with a .tflite model, to open on a phone on the same network.
+
+    npm ci --prefix edge_demo/web                     # once: LiteRT.js from npm, as the lockfile pins it
+    python edge_demo/serve.py --model runs/…/tflite/resnet20_gpu.tflite
+    python edge_demo/serve.py --model M --certfile cert.pem --keyfile key.pem   # https: the phone's camera
+
+The page runs the model with LiteRT.js: on WebGPU when the browser has it (a phone's GPU), else on
+WASM/XNNPACK. Everything it loads comes from this server (no CDN). Needs only the standard library,
+ai-edge-litert, numpy and Pillow (the model's input and class names are read with classifier.py).
+"""
+
+import argparse
+import http.server
+import json
+import os
+import socket
+import ssl
+import sys
+from urllib.parse import unquote, urlsplit
+
+from classifier import Classifier, ClassifierError
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+WEB_DIR = os.path.join(HERE, "web")
+SAMPLES_DIR = os.path.join(HERE, "samples")
+NODE_MODULES = os.path.join(WEB_DIR, "node_modules")
+# URL prefix → directory. The page's import map points at /vendor/ (edge_demo/web/index.html).
+STATIC_ROOTS = {
+    "/vendor/litertjs/core/": os.path.join(NODE_MODULES, "@litertjs", "core"),
+    "/vendor/litertjs/wasm-utils/": os.path.join(NODE_MODULES, "@litertjs", "wasm-utils"),
+    "/samples/": SAMPLES_DIR,
+    "/": WEB_DIR,
+}
+CONTENT_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".json": "application/json",
+    ".map": "application/json",
+    ".wasm": "application/wasm",  # WebAssembly.instantiateStreaming insists on it
+    ".png": "image/png",
+    ".txt": "text/plain; charset=utf-8",
+    ".tflite": "application/octet-stream",
+}
+USAGE_ERROR = 2
+
+
+def parser():
+    p = argparse.ArgumentParser(
+        description="Serve the LiteRT.js browser demo with a .tflite model (open the printed URL on a phone).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--model", required=True, help="the .tflite file (convert/to_tflite.py; the gpu target suits WebGPU)")
+    p.add_argument("--labels", help="class names, one per line (default: the labels packed in the model file)")
+    p.add_argument("--host", default="0.0.0.0", help="address to listen on (0.0.0.0: every interface, so a phone can connect)")
+    p.add_argument("--port", type=int, default=8000, help="TCP port")
+    p.add_argument("--certfile", help="TLS certificate (PEM): serve https, which phones require for the camera")
+    p.add_argument("--keyfile", help="the certificate's private key (PEM)")
+    return p
+
+
+def model_description(classifier):
+    """What the page needs to feed the model and read its scores."""
+
+    def tensor(details):
+        scale, zero_point = details["quantization"]
+        return {
+            "shape": [int(d) for d in details["shape"]],
+            "dtype": details["dtype"].__name__,
+            "scale": float(scale),
+            "zero_point": int(zero_point),
+        }
+
+    return {
+        "name": os.path.basename(classifier.model_path),
+        "input": tensor(classifier.input),
+        "output": tensor(classifier.output),
+        "labels": classifier.labels,
+    }
+
+
+def handler_for(model_path, description):
+    model_json = json.dumps(description, indent=1).encode()
+    labels_txt = "".join(f"{name}\n" for name in description["labels"]).encode()
+    samples = sorted(name for name in os.listdir(SAMPLES_DIR) if name.endswith(".png")) if os.path.isdir(SAMPLES_DIR) else []
+    samples_json = json.dumps(samples).encode()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        server_version = "keras-resnet-edge-demo"
+
+        def do_GET(self):
+            self._respond(send_body=True)
+
+        def do_HEAD(self):
+            self._respond(send_body=False)
+
+        def _respond(self, *, send_body):
+            path = unquote(urlsplit(self.path).path)
+            generated = {"/model.json": (model_json, ".json"), "/labels.txt": (labels_txt, ".txt"), "/samples.json": (samples_json, ".json")}
+            if path in generated:
+                body, extension = generated[path]
+            elif path == "/model.tflite":
+                body, extension = _read(model_path), ".tflite"
+            else:
+                file_path = _static_file(path)
+                if file_path is None:
+                    self.send_error(404, "Not found")
+                    return
+                body, extension = _read(file_path), os.path.splitext(file_path)[1]
+            self.send_response(200)
+            self.send_header("Content-Type", CONTENT_TYPES.get(extension, "application/octet-stream"))
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-cache")
+            # Cross-origin isolation lets the page use SharedArrayBuffer: LiteRT.js's multi-threaded WASM.
+            self.send_header("Cross-Origin-Opener-Policy", "same-origin")
+            self.send_header("Cross-Origin-Embedder-Policy", "require-corp")
+            self.end_headers()
+            if send_body:
+                self.wfile.write(body)
+
+        def log_message(self, format, *args):
+            pass  # one line per request would bury the URL; errors still go through log_error
+
+        def log_error(self, format, *args):
+            if args and str(args[0]).startswith("404"):
+                sys.stderr.write(f"not found: {self.path}\n")
+
+    return Handler
+
+
+def _static_file(url_path):
+    """The file under one of STATIC_ROOTS that `url_path` names, or None (also for anything that
+    would leave its root)."""
+    if url_path.endswith("/"):
+        url_path += "index.html"
+    for prefix, root in STATIC_ROOTS.items():
+        if url_path.startswith(prefix):
+            root = os.path.realpath(root)
+            candidate = os.path.realpath(os.path.join(root, url_path[len(prefix):]))
+            if candidate.startswith(root + os.sep) and os.path.isfile(candidate):
+                return candidate
+            return None
+    return None
+
+
+def _read(path):
+    with open(path, "rb") as file:
+        return file.read()
+
+
+def lan_address():
+    """This machine's address on the network a phone would share (no packet is sent)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("10.254.254.254", 1))
+            return probe.getsockname()[0]
+        except OSError:
+            return None
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    sys.stdout.reconfigure(line_buffering=True)
+    if not 0 <= args.port <= 65535:
+        return _error(f"--port must be between 0 and 65535. Received: {args.port}.")
+    if bool(args.certfile) != bool(args.keyfile):
+        return _error("https needs both --certfile and --keyfile")
+    if not os.path.isfile(os.path.join(STATIC_ROOTS["/vendor/litertjs/core/"], "dist", "index.js")):
+        return _error(f"LiteRT.js is not installed in {os.path.relpath(NODE_MODULES)}: run `npm ci --prefix {os.path.relpath(WEB_DIR)}` first")
+    try:
+        description = model_description(Classifier(args.model, labels=args.labels, threads=1))
+    except ClassifierError as error:
+        return _error(str(error))
+    try:
+        server = http.server.ThreadingHTTPServer((args.host, args.port), handler_for(args.model, description))
+    except OSError as error:
+        return _error(f"cannot listen on {args.host}:{args.port} ({error.strerror or error}): pass another --port or --host")
+    scheme = "http"
+    if args.certfile:
+        try:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(args.certfile, args.keyfile)
+        except (OSError, ssl.SSLError) as error:
+            server.server_close()
+            return _error(f"cannot use {args.certfile} / {args.keyfile} for https ({error}): pass a PEM certificate and its key")
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+        scheme = "https"
+
+    port = server.server_address[1]
+    width, height = description["input"]["shape"][2], description["input"]["shape"][1]
+    print(f"Serving {description['name']} ({description['input']['dtype']} input {width}×{height}, {len(description['labels'])} classes)")
+    if args.host in ("0.0.0.0", "::"):
+        print(f"  on this machine:     {scheme}://localhost:{port}/")
+        address = lan_address()
+        if address:
+            print(f"  on a phone (same network): {scheme}://{address}:{port}/")
+    else:
+        print(f"  {scheme}://{args.host}:{port}/")
+    if scheme == "http":
+        print(
+            "Browsers allow the camera only on https:// or http://localhost; over plain http a phone can still\n"
+            "classify pictures it picks. For the phone's camera either serve https (--certfile/--keyfile, e.g.\n"
+            "openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj /CN=demo -keyout key.pem -out cert.pem,\n"
+            "then accept the warning on the phone), or connect the phone by USB and forward the port\n"
+            f"(Chrome: chrome://inspect → Port forwarding {port} → localhost:{port}) and open http://localhost:{port}/ on it."
+        )
+    print("Ctrl-C stops the server.")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        print("\nstopped")
+    finally:
+        server.server_close()
+    return 0
+
+
+def _error(message):
+    print(f"error: {message}", file=sys.stderr)
+    return USAGE_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

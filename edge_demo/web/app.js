@@ -1,0 +1,268 @@
+// The browser demo: a keras-resnet .tflite classifier run by LiteRT.js on WebGPU (a phone's GPU) when
+// the browser has it, on WASM/XNNPACK otherwise. Pictures come from the camera or a chosen file and go
+// through the preprocessing of edge_demo/classifier.py: the largest centred square, resized to the
+// model's input, transparency over white, raw [0, 255] pixels (quantized for integer models).
+import {isWebGPUSupported, loadAndCompile, loadLiteRt, supportsFeature, Tensor} from '@litertjs/core';
+
+const WASM_DIR = '/vendor/litertjs/core/wasm/';
+const TOP_K = 5;
+const INTEGER_TYPES = {uint8: Uint8Array, int8: Int8Array, int16: Int16Array, int32: Int32Array};
+const $ = (id) => document.getElementById(id);
+
+let model;        // the LiteRT.js CompiledModel
+let info;         // /model.json: input and output shapes, types, quantization, labels
+let canvas;       // the model's input size; pictures are drawn into it
+let cameraStream = null;
+let busy = false;
+
+function setStatus(message, {error = false} = {}) {
+  $('status').textContent = message;
+  $('status').classList.toggle('error', error);
+}
+
+async function webGpuUnavailable() {
+  if (!isWebGPUSupported()) return 'this browser has no WebGPU';
+  try {
+    const adapter = await navigator.gpu.requestAdapter();
+    return adapter ? null : 'WebGPU found no GPU adapter';
+  } catch (error) {
+    return `WebGPU failed (${error.message})`;
+  }
+}
+
+// WebGPU first (unless ?accelerator=wasm), WASM when the browser has no WebGPU or it cannot compile
+// the model. Returns the model and a sentence saying where it runs and why.
+async function openModel() {
+  const requested = new URLSearchParams(location.search).get('accelerator');
+  let whyNotGpu = requested === 'wasm' ? 'WASM was asked for (?accelerator=wasm)' : await webGpuUnavailable();
+  if (!whyNotGpu) {
+    // JSPI lets LiteRT.js run ops WebGPU lacks on WASM within one model; threads and JSPI exclude each other.
+    await loadLiteRt(WASM_DIR, {jspi: await supportsFeature('jspi')});
+    try {
+      const gpuModel = await loadAndCompile('model.tflite', {accelerator: 'webgpu'});
+      const coverage = gpuModel.isFullyAccelerated ? 'every op on the GPU' : 'some ops fall back to WASM';
+      return {model: gpuModel, accelerator: 'webgpu', sentence: `Running on WebGPU (${coverage}).`};
+    } catch (error) {
+      return openOnWasm(`WebGPU could not compile the model (${error.message})`, {numThreads: 1});
+    }
+  }
+  // Threads need relaxed SIMD and cross-origin isolation (serve.py sends the COOP/COEP headers).
+  const threads = self.crossOriginIsolated && (await supportsFeature('relaxedSimd')) && (await supportsFeature('threads'));
+  await loadLiteRt(WASM_DIR, {threads});
+  return openOnWasm(whyNotGpu, {numThreads: threads ? Math.min(navigator.hardwareConcurrency || 1, 4) : 1});
+}
+
+async function openOnWasm(whyNotGpu, {numThreads}) {
+  const cpuModel = await loadAndCompile('model.tflite', {accelerator: 'wasm', cpuOptions: {numThreads}});
+  const threadWord = numThreads === 1 ? 'thread' : 'threads';
+  return {
+    model: cpuModel,
+    accelerator: 'wasm',
+    sentence: `Running on WASM with XNNPACK (${numThreads} ${threadWord}): ${whyNotGpu}.`,
+  };
+}
+
+// Pixels of `source` (an <img>, <video> or ImageBitmap of sourceWidth × sourceHeight) as the model's
+// input tensor data.
+function inputData(source, sourceWidth, sourceHeight) {
+  const [, height, width] = info.input.shape;
+  const context = canvas.getContext('2d', {willReadFrequently: true});
+  const side = Math.min(sourceWidth, sourceHeight);
+  context.fillStyle = '#ffffff';
+  context.fillRect(0, 0, width, height);
+  context.imageSmoothingEnabled = true;
+  context.imageSmoothingQuality = 'high';
+  context.drawImage(source, (sourceWidth - side) / 2, (sourceHeight - side) / 2, side, side, 0, 0, width, height);
+  const rgba = context.getImageData(0, 0, width, height).data;
+
+  const IntegerArray = INTEGER_TYPES[info.input.dtype];
+  const data = IntegerArray ? new IntegerArray(width * height * 3) : new Float32Array(width * height * 3);
+  const {scale, zero_point: zeroPoint} = info.input;
+  const [low, high] = IntegerArray ? integerRange(info.input.dtype) : [0, 0];
+  for (let pixel = 0; pixel < width * height; pixel++) {
+    for (let channel = 0; channel < 3; channel++) {
+      const value = rgba[4 * pixel + channel];
+      data[3 * pixel + channel] = IntegerArray
+        ? Math.min(high, Math.max(low, Math.round(value / (scale || 1) + zeroPoint)))
+        : value;
+    }
+  }
+  return data;
+}
+
+function integerRange(dtype) {
+  const bits = {uint8: 8, int8: 8, int16: 16, int32: 32}[dtype];
+  return dtype.startsWith('u') ? [0, 2 ** bits - 1] : [-(2 ** (bits - 1)), 2 ** (bits - 1) - 1];
+}
+
+function scoresFrom(raw) {
+  if (!INTEGER_TYPES[info.output.dtype]) return Array.from(raw);
+  const {scale, zero_point: zeroPoint} = info.output;
+  return Array.from(raw, (q) => (q - zeroPoint) * (scale || 1));
+}
+
+// Runs the model once; returns the top classes and the milliseconds from input to scores on the CPU.
+async function classify(source, sourceWidth, sourceHeight) {
+  const [, height, width] = info.input.shape;
+  const input = new Tensor(inputData(source, sourceWidth, sourceHeight), [1, height, width, 3]);
+  const start = performance.now();
+  const outputs = await model.run(input);
+  const output = await outputs[0].moveTo('wasm');  // reading GPU results back is part of the cost
+  const raw = output.toTypedArray();
+  const milliseconds = performance.now() - start;
+  const scores = scoresFrom(raw);
+  input.delete();
+  output.delete();
+  for (const tensor of outputs) if (!tensor.deleted) tensor.delete();
+  const order = scores.map((score, index) => [score, index]).sort((a, b) => b[0] - a[0] || a[1] - b[1]);
+  const top = order.slice(0, TOP_K).map(([score, index]) => ({label: info.labels[index], score}));
+  return {top, milliseconds};
+}
+
+function showResults({top, milliseconds}, extra = '') {
+  const list = $('top5');
+  list.replaceChildren(...top.map(({label, score}) => {
+    const item = document.createElement('li');
+    item.dataset.label = label;
+    item.dataset.score = score.toFixed(6);
+    const name = document.createElement('span');
+    name.className = 'label';
+    name.textContent = label;
+    const bar = document.createElement('meter');
+    bar.min = 0;
+    bar.max = 1;
+    bar.value = Math.max(0, Math.min(1, score));
+    const value = document.createElement('span');
+    value.className = 'score';
+    value.textContent = score.toFixed(3);
+    item.append(name, bar, value);
+    return item;
+  }));
+  $('latency').textContent = `${milliseconds.toFixed(1)} ms per frame${extra}`;
+}
+
+async function classifyPicture(url, name) {
+  stopCamera();
+  const picture = $('picture');
+  picture.hidden = false;
+  picture.src = url;
+  try {
+    await picture.decode();
+  } catch {
+    setStatus(`${name}: not a picture this browser can read.`, {error: true});
+    document.body.dataset.state = 'error';
+    return;
+  }
+  busy = true;
+  try {
+    showResults(await classify(picture, picture.naturalWidth, picture.naturalHeight));
+    setStatus(`${name} classified.`);
+    document.body.dataset.state = 'classified';
+  } catch (error) {
+    setStatus(`Classifying ${name} failed: ${error.message}`, {error: true});
+    document.body.dataset.state = 'error';
+  } finally {
+    busy = false;
+  }
+}
+
+async function startCamera() {
+  if (!navigator.mediaDevices?.getUserMedia) {
+    setStatus(
+      `The camera needs https:// or http://localhost, and this page is ${location.origin}: ` +
+        'choose a picture instead, or serve https (serve.py --certfile/--keyfile, see the README).',
+      {error: true},
+    );
+    return;
+  }
+  try {
+    cameraStream = await navigator.mediaDevices.getUserMedia({video: {facingMode: 'environment'}, audio: false});
+  } catch (error) {
+    setStatus(`No camera: ${error.message}`, {error: true});
+    return;
+  }
+  const video = $('video');
+  video.srcObject = cameraStream;
+  video.hidden = false;
+  $('picture').hidden = true;
+  await video.play();
+  $('camera-button').textContent = 'Stop camera';
+  setStatus('Classifying the camera’s frames.');
+  let last = performance.now();
+  let framesPerSecond = 0;
+  const step = async () => {
+    if (!cameraStream) return;
+    if (!busy && video.videoWidth) {
+      busy = true;
+      const result = await classify(video, video.videoWidth, video.videoHeight);
+      busy = false;
+      const now = performance.now();
+      framesPerSecond = 0.9 * framesPerSecond + 0.1 * (1000 / (now - last));
+      last = now;
+      showResults(result, ` · ${framesPerSecond.toFixed(0)} frames/s`);
+    }
+    requestAnimationFrame(step);
+  };
+  requestAnimationFrame(step);
+}
+
+function stopCamera() {
+  if (!cameraStream) return;
+  for (const track of cameraStream.getTracks()) track.stop();
+  cameraStream = null;
+  $('video').hidden = true;
+  $('camera-button').textContent = 'Start camera';
+}
+
+async function showSamples() {
+  const response = await fetch('samples.json');
+  const names = response.ok ? await response.json() : [];
+  $('samples').replaceChildren(...names.map((name) => {
+    const button = document.createElement('button');
+    button.type = 'button';
+    button.className = 'sample';
+    button.title = name;
+    const thumbnail = document.createElement('img');
+    thumbnail.src = `samples/${name}`;
+    thumbnail.alt = name.replace(/\.png$/, '');
+    button.append(thumbnail);
+    button.addEventListener('click', () => classifyPicture(`samples/${name}`, name));
+    return button;
+  }));
+}
+
+async function main() {
+  try {
+    const response = await fetch('model.json');
+    if (!response.ok) throw new Error(`model.json: HTTP ${response.status}`);
+    info = await response.json();
+    const [, height, width] = info.input.shape;
+    $('model').textContent = `${info.name} · ${info.input.dtype} input ${width}×${height} · ${info.labels.length} classes`;
+    canvas = document.createElement('canvas');
+    canvas.width = width;
+    canvas.height = height;
+
+    const opened = await openModel();
+    model = opened.model;
+    $('backend').textContent = opened.sentence;
+    $('backend').dataset.accelerator = opened.accelerator;
+    await classify(canvas, width, height);  // warm-up: the first run sets up kernels (and GPU pipelines)
+  } catch (error) {
+    setStatus(`Could not start: ${error.message}`, {error: true});
+    document.body.dataset.state = 'error';
+    return;
+  }
+
+  $('file-input').disabled = false;
+  $('camera-button').disabled = false;
+  $('file-input').addEventListener('change', (event) => {
+    const file = event.target.files[0];
+    if (file) classifyPicture(URL.createObjectURL(file), file.name);
+  });
+  $('camera-button').addEventListener('click', () => (cameraStream ? stopCamera() : startCamera()));
+  await showSamples();
+  setStatus('Ready: start the camera, choose a picture or tap a sample.');
+  document.body.dataset.state = 'ready';
+}
+
+main();
