@@ -1,9 +1,11 @@
-# make demo: set up .venv, train ResNet-20 and convert it to LiteRT · make test: set up .venv and run the tests
+# make demo: set up .venv, train ResNet-20, convert it to LiteRT, classify a sample picture · make test: set up .venv and LiteRT.js, run the tests
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test
+WEB := edge_demo/web
+
+.PHONY: setup web demo test
 
 setup: $(VENV)/installed
 
@@ -13,12 +15,20 @@ $(VENV)/installed: requirements.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $@
 
-# Trains once (a finished run is resumed: nothing to do), then converts it to LiteRT with its report.
+# LiteRT.js for the browser demo, exactly as the lockfile pins it (npm writes .package-lock.json).
+web: $(WEB)/node_modules/.package-lock.json
+
+$(WEB)/node_modules/.package-lock.json: $(WEB)/package-lock.json
+	npm ci --prefix $(WEB) --no-audit --no-fund --loglevel=error
+
+# Trains once (a finished run is resumed: nothing to do), converts it to LiteRT with its report, then
+# classifies a sample picture with the int8 model as a board would (edge_demo/classify.py, no TensorFlow).
 DEMO_RUN := runs/demo-resnet20
 
 demo: setup
 	$(BIN)/python train.py --depth 20 --epochs 6 --output $(DEMO_RUN) $(if $(wildcard $(DEMO_RUN)/last.keras),--resume)
 	$(BIN)/python convert/to_tflite.py --run $(DEMO_RUN)
+	$(BIN)/python edge_demo/classify.py --model $(DEMO_RUN)/tflite/resnet20_int8-qat.tflite edge_demo/samples/triangle.png
 
-test: setup
+test: setup web
 	$(BIN)/python -m pytest

@@ -126,15 +126,16 @@ def to_rgb(image):
 def centre_crop_box(width, height):
     """The largest centred square of a width × height picture, as Pillow's (left, top, right, bottom)."""
     side = min(width, height)
-    left, top = (width - side) / 2, (height - side) / 2
+    left, top = (width - side) // 2, (height - side) // 2
     return (left, top, left + side, top + side)
 
 
 @contextlib.contextmanager
-def _native_stderr_silenced():
+def native_stderr_silenced():
     """LiteRT announces itself on stderr from C++ ("INFO: Created TensorFlow Lite XNNPACK delegate for
-    CPU."); our messages there are one line each. Failures still raise with their reason. Set
-    KERAS_RESNET_TF_LOGS=1 to see everything (as everywhere in keras-resnet)."""
+    CPU."), and OpenCV's capture back ends warn there; our messages there are one line each.
+    Failures still raise or return their reason. Set KERAS_RESNET_TF_LOGS=1 to see everything (as
+    everywhere in keras-resnet)."""
     if os.environ.get("KERAS_RESNET_TF_LOGS") == "1":
         yield
         return
@@ -181,7 +182,7 @@ class Classifier:
         self.delegate_library = delegate_library or (DELEGATES[delegate].library if DELEGATES[delegate] else None)
         self.runtime_name = runtime.__name__.split(".")[0]
         try:
-            with _native_stderr_silenced():
+            with native_stderr_silenced():
                 self.interpreter = runtime.Interpreter(
                     model_content=content, experimental_delegates=delegates, num_threads=self.threads
                 )
@@ -209,13 +210,17 @@ class Classifier:
         # Probe with ctypes first: when the library is missing, load_delegate raises an OSError and
         # then its half-built Delegate object prints an "Exception ignored" traceback when collected.
         try:
-            ctypes.CDLL(library)
+            shared_library = ctypes.CDLL(library)
         except OSError as error:
             raise ClassifierError(f"cannot load the {spec.description} library {library} ({_reason(error)}): {spec.missing}") from None
+        # The same for a library that is not a delegate (its __del__ wants the destroy function).
+        for symbol in ("tflite_plugin_create_delegate", "tflite_plugin_destroy_delegate"):
+            if not hasattr(shared_library, symbol):
+                raise ClassifierError(f"{library} is not a TFLite delegate library (it has no {symbol}): {spec.missing}")
         try:
-            with _native_stderr_silenced():
+            with native_stderr_silenced():
                 return runtime.load_delegate(library)
-        except (ValueError, AttributeError, RuntimeError) as error:
+        except (ValueError, RuntimeError) as error:
             detail = _reason(error).replace(f"Failed to load delegate from {library}", "").strip() or "no details"
             if spec.library == DELEGATES["edgetpu"].library:
                 detail += "; is the Edge TPU plugged in (lsusb shows 'Global Unichip' or 'Google Inc.')?"
@@ -248,8 +253,9 @@ class Classifier:
     def preprocess(self, image):
         """RGB Pillow image → float pixels in [0, 255] at the model's input size: the largest centred
         square, resized with Pillow's antialiasing bilinear filter (what a browser's canvas does too)."""
-        box = centre_crop_box(*image.size)
-        resized = image.resize(self.input_size, Image.BILINEAR, box=box)
+        # Cropped first, so that the filter sees the square alone, as if it were the whole picture.
+        square = image.crop(centre_crop_box(*image.size))
+        resized = square.resize(self.input_size, Image.BILINEAR)
         return np.asarray(resized, dtype=np.float32)
 
     def _set_input(self, pixels):

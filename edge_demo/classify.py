@@ -13,7 +13,7 @@ import argparse
 import os
 import sys
 
-from classifier import DELEGATES, Classifier, ClassifierError, load_image
+from classifier import DELEGATES, Classifier, ClassifierError, load_image, native_stderr_silenced
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 USAGE_ERROR = 2
@@ -130,7 +130,8 @@ def _classify_camera(classifier, camera, *, top_k, frames):
     from PIL import Image
 
     source = int(camera) if camera.isdigit() else camera
-    capture = cv2.VideoCapture(source)
+    with native_stderr_silenced():  # OpenCV's back ends log every one they try
+        capture = cv2.VideoCapture(source)
     if not capture.isOpened():
         raise ClassifierError(f"camera {camera} could not be opened: check `ls /dev/video*` and that no other program uses it")
     interactive = sys.stdout.isatty()
@@ -155,7 +156,7 @@ def _classify_camera(classifier, camera, *, top_k, frames):
         capture.release()
         if interactive:
             print()
-    print(f"{count} frames classified")
+    print(f"{count} frame{'' if count == 1 else 's'} classified")
     return 0
 
 

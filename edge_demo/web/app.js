@@ -11,7 +11,7 @@ const $ = (id) => document.getElementById(id);
 
 let model;        // the LiteRT.js CompiledModel
 let info;         // /model.json: input and output shapes, types, quantization, labels
-let canvas;       // the model's input size; pictures are drawn into it
+const cropCanvas = document.createElement('canvas');  // the centred square of each picture, 1:1
 let cameraStream = null;
 let busy = false;
 
@@ -62,32 +62,100 @@ async function openOnWasm(whyNotGpu, {numThreads}) {
   };
 }
 
-// Pixels of `source` (an <img>, <video> or ImageBitmap of sourceWidth × sourceHeight) as the model's
-// input tensor data.
+// Pixels of `source` (an <img>, <video> or canvas of sourceWidth × sourceHeight) as the model's input
+// tensor data: the centred square copied 1:1, then resized by resizeBilinear below, so that a picture
+// gives the page the same pixels it gives classify.py.
 function inputData(source, sourceWidth, sourceHeight) {
   const [, height, width] = info.input.shape;
-  const context = canvas.getContext('2d', {willReadFrequently: true});
   const side = Math.min(sourceWidth, sourceHeight);
-  context.fillStyle = '#ffffff';
-  context.fillRect(0, 0, width, height);
-  context.imageSmoothingEnabled = true;
-  context.imageSmoothingQuality = 'high';
-  context.drawImage(source, (sourceWidth - side) / 2, (sourceHeight - side) / 2, side, side, 0, 0, width, height);
-  const rgba = context.getImageData(0, 0, width, height).data;
+  if (cropCanvas.width !== side || cropCanvas.height !== side) {
+    cropCanvas.width = side;
+    cropCanvas.height = side;
+  }
+  const context = cropCanvas.getContext('2d', {willReadFrequently: true});
+  context.imageSmoothingEnabled = false;
+  context.fillStyle = '#ffffff';  // transparency over white, as classifier.to_rgb does
+  context.fillRect(0, 0, side, side);
+  const left = Math.floor((sourceWidth - side) / 2);
+  const top = Math.floor((sourceHeight - side) / 2);
+  context.drawImage(source, left, top, side, side, 0, 0, side, side);
+  const rgba = context.getImageData(0, 0, side, side).data;
+  const rgb = resizeBilinear(rgba, side, side, width, height);
 
   const IntegerArray = INTEGER_TYPES[info.input.dtype];
-  const data = IntegerArray ? new IntegerArray(width * height * 3) : new Float32Array(width * height * 3);
+  if (!IntegerArray) return Float32Array.from(rgb);
   const {scale, zero_point: zeroPoint} = info.input;
-  const [low, high] = IntegerArray ? integerRange(info.input.dtype) : [0, 0];
-  for (let pixel = 0; pixel < width * height; pixel++) {
-    for (let channel = 0; channel < 3; channel++) {
-      const value = rgba[4 * pixel + channel];
-      data[3 * pixel + channel] = IntegerArray
-        ? Math.min(high, Math.max(low, Math.round(value / (scale || 1) + zeroPoint)))
-        : value;
+  const [low, high] = integerRange(info.input.dtype);
+  return IntegerArray.from(rgb, (value) => Math.min(high, Math.max(low, Math.round(value / (scale || 1) + zeroPoint))));
+}
+
+// Pillow's Image.resize(size, Image.BILINEAR) (libImaging/Resample.c): a triangle filter widened by
+// the downscaling factor (so it averages every source pixel, unlike a canvas's bilinear sampling),
+// 22-bit fixed-point weights, a horizontal then a vertical pass, each rounded to 8 bits.
+const PRECISION_BITS = 22;
+
+function resampleWeights(inSize, outSize) {
+  const scale = inSize / outSize;
+  const filterScale = Math.max(scale, 1);
+  const support = filterScale;  // the triangle filter's support is 1
+  const taps = [];
+  for (let out = 0; out < outSize; out++) {
+    const center = (out + 0.5) * scale;
+    const first = Math.max(Math.trunc(center - support + 0.5), 0);
+    const count = Math.min(Math.trunc(center + support + 0.5), inSize) - first;
+    const weights = [];
+    let total = 0;
+    for (let i = 0; i < count; i++) {
+      const weight = Math.max(0, 1 - Math.abs((i + first - center + 0.5) / filterScale));
+      weights.push(weight);
+      total += weight;
+    }
+    const fixed = weights.map((weight) => Math.trunc(0.5 + (total ? weight / total : 0) * 2 ** PRECISION_BITS));
+    taps.push({first, fixed});
+  }
+  return taps;
+}
+
+function resamplePass(input, inWidth, inHeight, channels, outSize, horizontal) {
+  // Resamples along x (horizontal) or y to outSize; `input` is row-major, `channels` values a pixel.
+  const outWidth = horizontal ? outSize : inWidth;
+  const outHeight = horizontal ? inHeight : outSize;
+  const taps = resampleWeights(horizontal ? inWidth : inHeight, outSize);
+  const output = new Uint8ClampedArray(outWidth * outHeight * 3);
+  for (let y = 0; y < outHeight; y++) {
+    for (let x = 0; x < outWidth; x++) {
+      const {first, fixed} = taps[horizontal ? x : y];
+      for (let c = 0; c < 3; c++) {
+        let sum = 1 << (PRECISION_BITS - 1);
+        for (let i = 0; i < fixed.length; i++) {
+          const source = horizontal ? y * inWidth + first + i : (first + i) * inWidth + x;
+          sum += input[source * channels + c] * fixed[i];
+        }
+        output[(y * outWidth + x) * 3 + c] = sum >> PRECISION_BITS;  // Uint8ClampedArray clips to 0-255
+      }
     }
   }
-  return data;
+  return output;
+}
+
+function resizeBilinear(rgba, inWidth, inHeight, outWidth, outHeight) {
+  // Pillow skips a pass whose size does not change; so do we (the result is the same).
+  let pixels = rgba;
+  let channels = 4;
+  let width = inWidth;
+  if (inWidth !== outWidth) {
+    pixels = resamplePass(pixels, inWidth, inHeight, channels, outWidth, true);
+    channels = 3;
+    width = outWidth;
+  }
+  if (inHeight !== outHeight) {
+    pixels = resamplePass(pixels, width, inHeight, channels, outHeight, false);
+    channels = 3;
+  }
+  if (channels === 3) return pixels;
+  const rgb = new Uint8ClampedArray(width * inHeight * 3);
+  for (let p = 0; p < width * inHeight; p++) for (let c = 0; c < 3; c++) rgb[3 * p + c] = pixels[4 * p + c];
+  return rgb;
 }
 
 function integerRange(dtype) {
@@ -143,6 +211,7 @@ function showResults({top, milliseconds}, extra = '') {
 
 async function classifyPicture(url, name) {
   stopCamera();
+  document.body.dataset.state = 'classifying';
   const picture = $('picture');
   picture.hidden = false;
   picture.src = url;
@@ -238,15 +307,15 @@ async function main() {
     info = await response.json();
     const [, height, width] = info.input.shape;
     $('model').textContent = `${info.name} · ${info.input.dtype} input ${width}×${height} · ${info.labels.length} classes`;
-    canvas = document.createElement('canvas');
-    canvas.width = width;
-    canvas.height = height;
 
     const opened = await openModel();
     model = opened.model;
     $('backend').textContent = opened.sentence;
     $('backend').dataset.accelerator = opened.accelerator;
-    await classify(canvas, width, height);  // warm-up: the first run sets up kernels (and GPU pipelines)
+    const blank = document.createElement('canvas');
+    blank.width = width;
+    blank.height = height;
+    await classify(blank, width, height);  // warm-up: the first run sets up kernels (and GPU pipelines)
   } catch (error) {
     setStatus(`Could not start: ${error.message}`, {error: true});
     document.body.dataset.state = 'error';

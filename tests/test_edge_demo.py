@@ -1,0 +1,505 @@
+"""edge_demo/: classify.py and serve.py as a board runs them (TensorFlow made unimportable), on a
+ResNet-8 converted by convert/to_tflite.py, and the LiteRT.js page in Debian's headless Chromium
+agreeing with classify.py."""
+
+import ast
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import REPOSITORY, one_line_error
+
+EDGE_DEMO = os.path.join(REPOSITORY, "edge_demo")
+SAMPLES = os.path.join(EDGE_DEMO, "samples")
+CLASS_NAMES = ["circle", "square", "triangle", "star", "ring", "cross", "crescent", "stripes", "checkerboard", "dots"]
+OUTPUT = os.path.join(REPOSITORY, "tests", "output", "edge_demo")  # screenshots, kept after the run
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [  # as root, on a machine with no internet (STACK-NOTES.md)
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+sys.path.insert(0, EDGE_DEMO)
+import classifier  # noqa: E402
+
+# A board: importing TensorFlow, Keras or OpenCV fails, and every attempt is written down.
+BOARD_SITECUSTOMIZE = '''
+import os, sys
+
+class NotOnThisBoard:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in os.environ["BOARD_BLOCKED"].split(","):
+            with open(os.environ["BOARD_IMPORT_LOG"], "a") as log:
+                log.write(name + "\\n")
+            raise ModuleNotFoundError(f"No module named {name!r} (not installed on this board)", name=name)
+        return None
+
+sys.meta_path.insert(0, NotOnThisBoard())
+'''
+WITHOUT_TENSORFLOW = ("tensorflow", "keras", "tf_keras", "tensorflow_datasets", "tensorflow_model_optimization", "keras_resnet")
+
+
+@pytest.fixture
+def board(tmp_path):
+    """Environment for a subprocess that behaves like a board without TensorFlow (and, with
+    `without_opencv`, without OpenCV); `attempts()` lists the imports it tried of what is blocked."""
+    site = tmp_path / "board-site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(BOARD_SITECUSTOMIZE)
+    log = tmp_path / "blocked-imports.txt"
+
+    class Board:
+        def env(self, *, without_opencv=False):
+            blocked = WITHOUT_TENSORFLOW + (("cv2",) if without_opencv else ())
+            environment = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+            return {**environment, "PYTHONPATH": str(site), "BOARD_BLOCKED": ",".join(blocked), "BOARD_IMPORT_LOG": str(log)}
+
+        def attempts(self):
+            return log.read_text().split() if log.exists() else []
+
+    return Board()
+
+
+def run_classify(board, *args, without_opencv=False, timeout=120):
+    return subprocess.run(
+        [sys.executable, os.path.join(EDGE_DEMO, "classify.py"), *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=board.env(without_opencv=without_opencv),
+        timeout=timeout,
+        cwd=REPOSITORY,
+    )
+
+
+def parse_results(stdout):
+    """{image path: [(class name, score)]} from classify.py's output."""
+    results, current = {}, None
+    for line in stdout.splitlines():
+        header = re.match(r"^(\S.*?)  \(\d+\.\d+ ms\)$", line)
+        entry = re.match(r"^  (\d+)\. (.+?)\s+(\d+\.\d+)$", line)
+        if header:
+            current = results.setdefault(header.group(1), [])
+        elif entry and current is not None:
+            current.append((entry.group(2), float(entry.group(3))))
+    return results
+
+
+@pytest.fixture(scope="module")
+def models(converted_run):
+    return {
+        "int8": converted_run / "resnet8_int8-qat.tflite",
+        "float": converted_run / "resnet8_gpu.tflite",
+        "fp32": converted_run / "resnet8_fp32.tflite",
+    }
+
+
+def sample(name):
+    return os.path.join(SAMPLES, f"{name}.png")
+
+
+# -- classify.py on a board -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["int8", "float"])
+def test_classify_runs_without_tensorflow_and_names_the_samples(board, models, kind):
+    result = run_classify(board, "--model", models[kind], SAMPLES, "--top-k", "3")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert board.attempts() == []  # not even a guarded import of TensorFlow, Keras or keras_resnet
+    dtype = "uint8" if kind == "int8" else "float32"
+    assert result.stdout.splitlines()[0].startswith(f"{models[kind].name}: {dtype} input 32×32, 10 classes, on CPU")
+    results = parse_results(result.stdout)
+    assert sorted(results) == sorted(os.path.join(SAMPLES, f"{name}.png") for name in CLASS_NAMES)
+    for path, top in results.items():
+        assert len(top) == 3 and [score for _, score in top] == sorted((score for _, score in top), reverse=True)
+        assert {name for name, _ in top} <= set(CLASS_NAMES)  # the names packed inside the model file
+    # The ResNet-8 scores 95.7 % on the embedded dataset: wrong preprocessing (channel order,
+    # scaling, crop) would not name most samples right.
+    right = [path for path, top in results.items() if top[0][0] == os.path.basename(path)[:-4]]
+    assert len(right) >= 8, results
+
+
+def test_scores_match_the_keras_model_on_the_same_picture(board, models, trained_run):
+    import json
+
+    import keras_resnet
+
+    config = json.loads((trained_run / "config.json").read_text())
+    keras_model = keras_resnet.build(**config["model"], weights=str(trained_run / "best.keras"))
+    names = ["circle", "star", "dots"]
+    result = run_classify(board, "--model", models["fp32"], *[sample(n) for n in names], "--top-k", "10")
+    assert result.returncode == 0, result.stderr
+    results = parse_results(result.stdout)
+    for name in names:
+        with Image.open(sample(name)) as image:
+            pixels = np.asarray(image.convert("RGB").resize((32, 32), Image.BILINEAR), np.float32)
+        expected = keras_model.predict(pixels[None], verbose=0)[0]
+        printed = dict(results[sample(name)])
+        for index, class_name in enumerate(CLASS_NAMES):
+            assert printed[class_name] == pytest.approx(expected[index], abs=1e-3), (name, class_name)
+
+
+def test_picture_modes_sizes_and_orientation_give_the_pictures_scores(board, models, tmp_path):
+    with Image.open(sample("crescent")) as opened:
+        rgb = opened.convert("RGB")
+    gray = rgb.convert("L")
+    variants = {
+        "rgb.png": rgb,
+        "rgba-opaque.png": rgb.convert("RGBA"),
+        "cmyk.tif": rgb.convert("CMYK"),  # lossless: RGB → CMYK → RGB is exact in Pillow
+        "wide.png": _padded_sideways(rgb),  # the centre crop must recover the sample exactly
+        "gray.png": gray,
+        "gray16.png": Image.fromarray(np.asarray(gray).astype(np.uint16) * 257),  # 16-bit: scaled, not clipped
+        "palette.png": rgb.quantize(256),
+        "cmyk.jpg": rgb.convert("CMYK"),
+    }
+    for file_name, image in variants.items():
+        image.save(tmp_path / file_name)
+    rotated = tmp_path / "rotated.jpg"  # stored sideways, upright once EXIF orientation 6 is applied
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    rgb.transpose(Image.Transpose.ROTATE_90).save(rotated, exif=exif, quality=100)
+    result = run_classify(board, "--model", models["float"], *[tmp_path / f for f in variants], rotated, "--top-k", "10")
+    assert result.returncode == 0, result.stderr
+    results = {os.path.basename(path): dict(top) for path, top in parse_results(result.stdout).items()}
+    for exact in ("rgba-opaque.png", "cmyk.tif", "wide.png"):
+        assert results[exact] == results["rgb.png"], exact
+    assert results["gray16.png"] == results["gray.png"]
+    for approximate in ("palette.png", "cmyk.jpg", "rotated.jpg"):
+        best = max(results[approximate], key=results[approximate].get)
+        assert best == max(results["rgb.png"], key=results["rgb.png"].get), approximate
+
+
+def _padded_sideways(image):
+    width, height = image.size
+    wide = Image.new("RGB", (width + 64, height), (255, 0, 0))
+    wide.paste(image, (32, 0))
+    return wide
+
+
+def test_transparency_is_laid_over_white():
+    image = Image.new("RGBA", (4, 4), (10, 20, 30, 255))
+    image.putpixel((0, 0), (10, 20, 30, 0))
+    image.putpixel((1, 0), (0, 0, 0, 128))
+    rgb = np.asarray(classifier.to_rgb(image))
+    assert rgb[0, 0].tolist() == [255, 255, 255]
+    assert rgb[0, 1].tolist() == [127, 127, 127]
+    assert rgb[3, 3].tolist() == [10, 20, 30]
+    palette = Image.new("P", (2, 1))
+    palette.putpalette([0, 0, 0, 200, 100, 50])
+    palette.putpixel((1, 0), 1)
+    palette.info["transparency"] = 0
+    assert np.asarray(classifier.to_rgb(palette)).tolist() == [[[255, 255, 255], [200, 100, 50]]]
+
+
+def test_broken_and_missing_pictures_are_reported_and_the_good_ones_still_classified(board, models, tmp_path):
+    truncated = tmp_path / "truncated.png"
+    truncated.write_bytes(open(sample("ring"), "rb").read()[:2000])
+    text = tmp_path / "notes.jpg"
+    text.write_text("not a picture")
+    result = run_classify(board, "--model", models["int8"], truncated, sample("ring"), text, tmp_path / "gone.png", sample("dots"))
+    assert result.returncode == 2
+    assert sorted(parse_results(result.stdout)) == sorted([sample("ring"), sample("dots")])
+    errors = result.stderr.strip().splitlines()
+    assert len(errors) == 3 and all(line.startswith("error: ") for line in errors), result.stderr
+    assert "truncated.png: not an image Pillow can read" in errors[0]
+    assert "notes.jpg: not an image Pillow can read" in errors[1]
+    assert "gone.png: no such file" in errors[2]
+    assert "Traceback" not in result.stderr
+
+
+def test_a_directory_without_pictures_is_reported(board, models, tmp_path):
+    result = run_classify(board, "--model", models["int8"], tmp_path, sample("star"))
+    assert result.returncode == 2
+    assert list(parse_results(result.stdout)) == [sample("star")]
+    assert result.stderr.strip() == f"error: {tmp_path}: no image files (.jpg, .jpeg, .png, .bmp, .gif, .webp, .tif, .tiff, .ppm, .pgm) in this directory"
+
+
+def test_files_that_are_not_models_are_one_line(board, models, tmp_path):
+    text = tmp_path / "model.tflite"
+    text.write_text("hello")
+    assert "is not a .tflite model" in one_line_error(run_classify(board, "--model", text, sample("star")))
+    cut = tmp_path / "cut.tflite"
+    cut.write_bytes(models["int8"].read_bytes()[:4096])
+    assert "LiteRT cannot load this model" in one_line_error(run_classify(board, "--model", cut, sample("star")))
+    assert "cannot read model" in one_line_error(run_classify(board, "--model", tmp_path / "absent.tflite", sample("star")))
+    # What edgetpu_compiler writes cannot run without the Edge TPU: say so instead of LiteRT's error.
+    compiled = tmp_path / "resnet8_edgetpu.tflite"
+    compiled.write_bytes(models["int8"].read_bytes() + b"edgetpu-custom-op")
+    assert "compiled for the Edge TPU" in one_line_error(run_classify(board, "--model", compiled, sample("star")))
+
+
+def test_labels_from_a_file_and_a_wrong_count(board, models, tmp_path):
+    labels = tmp_path / "labels.txt"
+    labels.write_text("".join(f"shape {i}\n" for i in range(10)))
+    result = run_classify(board, "--model", models["int8"], "--labels", labels, sample("circle"), "--top-k", "1")
+    assert result.returncode == 0, result.stderr
+    assert parse_results(result.stdout)[sample("circle")][0][0].startswith("shape ")
+    labels.write_text("only\ntwo\n")
+    line = one_line_error(run_classify(board, "--model", models["int8"], "--labels", labels, sample("circle")))
+    assert "names 2 classes but the model has 10" in line
+
+
+def test_missing_delegate_libraries_name_what_to_install(board, models):
+    edgetpu = one_line_error(run_classify(board, "--model", models["int8"], "--delegate", "edgetpu", sample("star")))
+    assert "libedgetpu.so.1" in edgetpu and "libedgetpu1-std" in edgetpu
+    gpu = one_line_error(run_classify(board, "--model", models["float"], "--delegate", "gpu", sample("star")))
+    assert "libtensorflowlite_gpu_delegate.so" in gpu and "--delegate-library" in gpu
+    other = one_line_error(
+        run_classify(board, "--model", models["float"], "--delegate", "gpu", "--delegate-library", "/nowhere/libgpu.so", sample("star"))
+    )
+    assert "/nowhere/libgpu.so" in other
+
+
+def test_a_library_that_is_not_a_delegate_is_one_line(board, models):
+    # libm loads, but has no tflite_plugin_create_delegate (LiteRT's load_delegate would raise, then
+    # print a traceback from its half-built Delegate's __del__).
+    line = one_line_error(run_classify(board, "--model", models["float"], "--delegate", "gpu", "--delegate-library", "libm.so.6", sample("star")))
+    assert "libm.so.6 is not a TFLite delegate library (it has no tflite_plugin_create_delegate)" in line
+
+
+def test_benchmark_reports_median_p90_and_frames_per_second(board, models):
+    for arguments in (["--benchmark", "50"], ["--benchmark", "50", sample("ring")]):
+        result = run_classify(board, "--model", models["int8"], "--threads", "1", *arguments)
+        assert result.returncode == 0, result.stderr
+        assert "on CPU (1 thread)" in result.stdout
+        match = re.search(r"benchmark: 50 runs .* median (\d+\.\d+) ms, p90 (\d+\.\d+) ms, (\d+\.\d+) frames/s", result.stdout)
+        assert match, result.stdout
+        median, p90, frames_per_second = map(float, match.groups())
+        assert 0 < median <= p90
+        # Frames per second come from the mean: at most the median's rate times the spread.
+        assert 0 < frames_per_second <= 1000 / median * 1.5
+
+
+def test_camera_frames_are_classified_through_opencv(board, models, tmp_path):
+    # OpenCV reads an image sequence as it reads a camera: the same VideoCapture, BGR frames.
+    for index, name in enumerate(["cross", "stripes", "circle"]):
+        shutil.copy(sample(name), tmp_path / f"frame{index:02d}.png")
+    still = run_classify(board, "--model", models["float"], *[sample(n) for n in ["cross", "stripes", "circle"]], "--top-k", "1")
+    expected = [top[0][0] for top in parse_results(still.stdout).values()]
+    result = run_classify(board, "--model", models["float"], "--camera", tmp_path / "frame%02d.png")
+    assert result.returncode == 0, result.stderr
+    frames = re.findall(r"^frame (\d+): (\S+) (\d\.\d\d)", result.stdout, flags=re.MULTILINE)
+    assert [name for _, name, _ in frames] == expected  # BGR frames turned to RGB, as the pictures are
+    assert result.stdout.strip().endswith("3 frames classified")
+    limited = run_classify(board, "--model", models["float"], "--camera", tmp_path / "frame%02d.png", "--frames", "2")
+    assert limited.stdout.strip().endswith("2 frames classified")
+
+
+def test_camera_without_opencv_or_without_a_camera_is_one_line(board, models, tmp_path):
+    line = one_line_error(run_classify(board, "--model", models["int8"], "--camera", "0", without_opencv=True))
+    assert "pip install opencv-python-headless" in line
+    line = one_line_error(run_classify(board, "--model", models["int8"], "--camera", tmp_path / "none%02d.png"))
+    assert "could not be opened" in line
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["--top-k", "0", "x.png"], "--top-k must be at least 1. Received: 0."),
+        (["--threads", "-1", "x.png"], "--threads must be at least 1. Received: -1."),
+        ([], "nothing to classify"),
+        (["--camera", "0", "x.png"], "give images or --camera, not both"),
+        (["--frames", "-3", "--camera", "0"], "--frames must be 0"),
+    ],
+)
+def test_bad_flags_are_one_line(board, models, arguments, message):
+    assert message in one_line_error(run_classify(board, "--model", models["int8"], *arguments))
+
+
+def test_the_board_scripts_parse_as_python_3_7():
+    # The Coral Dev Board's Mendel Linux has Python 3.7 with Coral's tflite_runtime.
+    for name in ("classifier.py", "classify.py", "serve.py"):
+        with open(os.path.join(EDGE_DEMO, name)) as file:
+            ast.parse(file.read(), filename=name, feature_version=(3, 7))
+
+
+def test_committed_samples_are_what_make_samples_draws(tmp_path):
+    result = subprocess.run(
+        [sys.executable, os.path.join(EDGE_DEMO, "make_samples.py"), "--output", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert sorted(os.listdir(tmp_path)) == sorted(f"{name}.png" for name in CLASS_NAMES)
+    for name in CLASS_NAMES:
+        with Image.open(tmp_path / f"{name}.png") as drawn, Image.open(sample(name)) as committed:
+            assert drawn.size == committed.size == (128, 128)
+            difference = np.abs(np.asarray(drawn, np.int16) - np.asarray(committed, np.int16))
+            assert difference.max() <= 1, name
+
+
+# -- serve.py and the page in Chromium ---------------------------------------------------------------
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Server:
+    def __init__(self, board, model, *extra):
+        self.port = free_port()
+        self.process = subprocess.Popen(
+            [sys.executable, os.path.join(EDGE_DEMO, "serve.py"), "--model", str(model), "--host", "127.0.0.1", "--port", str(self.port), *extra],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=board.env(),
+            cwd=REPOSITORY,
+        )
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.banner = []
+        for line in self.process.stdout:
+            self.banner.append(line.rstrip("\n"))
+            if line.startswith("Ctrl-C"):
+                break
+        assert self.process.poll() is None, self.process.stderr.read()
+
+    def get(self, path):
+        return urllib.request.urlopen(self.url.rstrip("/") + path, timeout=30)
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(timeout=30)
+        return self.process.stderr.read()
+
+
+@pytest.fixture
+def server(board, models):
+    servers = []
+
+    def start(model=models["int8"], *extra):
+        servers.append(Server(board, model, *extra))
+        return servers[-1]
+
+    yield start
+    for running in servers:
+        running.stop()
+
+
+def test_serve_prints_the_address_and_the_camera_note_and_serves_only_its_files(server, board):
+    running = server()
+    banner = "\n".join(running.banner)
+    assert banner.startswith("Serving resnet8_int8-qat.tflite (uint8 input 32×32, 10 classes)")
+    assert running.url in banner
+    assert "https:// or http://localhost" in banner and "--certfile" in banner
+    description = __import__("json").load(running.get("/model.json"))
+    assert description["input"] == {"shape": [1, 32, 32, 3], "dtype": "uint8", "scale": 1.0, "zero_point": 0}
+    assert description["labels"] == CLASS_NAMES
+    assert running.get("/labels.txt").read().decode().split() == CLASS_NAMES
+    wasm = running.get("/vendor/litertjs/core/wasm/litert_wasm_internal.wasm")
+    assert wasm.headers["Content-Type"] == "application/wasm"
+    assert wasm.headers["Cross-Origin-Embedder-Policy"] == "require-corp"
+    for outside in ("/../serve.py", "/vendor/litertjs/core/../../../../classify.py", "/samples/../serve.py", "/nothing.js"):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            running.get(outside)
+        assert refused.value.code == 404, outside
+    assert board.attempts() == []
+
+
+def test_serve_refuses_a_bad_model_and_a_busy_port(board, server, models, tmp_path):
+    def run_serve(*args):
+        return subprocess.run(
+            [sys.executable, os.path.join(EDGE_DEMO, "serve.py"), *map(str, args)], capture_output=True, text=True, env=board.env(), timeout=60
+        )
+
+    text = tmp_path / "notes.tflite"
+    text.write_text("hello")
+    assert "is not a .tflite model" in one_line_error(run_serve("--model", text))
+    running = server()
+    line = one_line_error(run_serve("--model", models["int8"], "--host", "127.0.0.1", "--port", running.port))
+    assert f"cannot listen on 127.0.0.1:{running.port}" in line
+    assert "--keyfile" in one_line_error(run_serve("--model", models["int8"], "--certfile", "cert.pem"))
+
+
+def test_serve_without_litertjs_installed_says_how_to_install_it(monkeypatch, models, capsys):
+    import serve
+
+    monkeypatch.setitem(serve.STATIC_ROOTS, "/vendor/litertjs/core/", "/nonexistent")
+    assert serve.main(["--model", str(models["int8"])]) == 2
+    assert "npm ci --prefix" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("EDGE_DEMO_BROWSER_REQUIRED") == "1":
+            pytest.fail(f"Chromium is required here and not installed at {CHROMIUM}: apt install chromium")
+        pytest.skip("Debian's chromium is not installed (apt install chromium); .ci/run installs it")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def open_page(chromium, url):
+    page = chromium.new_page(viewport={"width": 1000, "height": 820})
+    problems = []
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.goto(url)
+    page.wait_for_function("['ready', 'error'].includes(document.body.dataset.state)", timeout=120_000)
+    assert page.get_attribute("body", "data-state") == "ready", page.inner_text("#status")
+    return page, problems
+
+
+def classify_in_page(page, path):
+    page.set_input_files("#file-input", path)
+    page.wait_for_function("['classified', 'error'].includes(document.body.dataset.state)", timeout=60_000)
+    return [(item.get_attribute("data-label"), float(item.get_attribute("data-score"))) for item in page.query_selector_all("#top5 li")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["int8", "float"])
+def test_the_page_in_chromium_agrees_with_classify_py(chromium, server, board, models, kind):
+    expected = parse_results(run_classify(board, "--model", models[kind], SAMPLES, "--top-k", "5").stdout)
+    page, problems = open_page(chromium, server(models[kind]).url)
+    # Headless Chromium here has no GPU adapter: the page must say it runs on WASM, and why.
+    assert page.get_attribute("#backend", "data-accelerator") == "wasm"
+    assert re.match(r"Running on WASM with XNNPACK \(\d+ threads?\): WebGPU found no GPU adapter\.", page.inner_text("#backend"))
+    for name in CLASS_NAMES:
+        top = classify_in_page(page, sample(name))
+        assert len(top) == 5 and page.inner_text("#status") == f"{name}.png classified."
+        printed = expected[sample(name)]
+        # The page resizes as Pillow does, so both runtimes see the same pixels: the same winner
+        # with the same score (to the printed 3 decimals; one uint8 step for the integer model).
+        assert top[0][0] == printed[0][0], (name, top, printed)
+        tolerance = 1 / 256 + 5e-4 if kind == "int8" else 2e-3
+        assert top[0][1] == pytest.approx(printed[0][1], abs=tolerance), (name, top, printed)
+    assert re.fullmatch(r"\d+\.\d ms per frame", page.inner_text("#latency"))
+    os.makedirs(OUTPUT, exist_ok=True)
+    page.screenshot(path=os.path.join(OUTPUT, f"page-{models[kind].stem}.png"), full_page=True)
+    assert problems == []
+
+
+@pytest.mark.slow
+def test_the_page_reports_a_picture_it_cannot_read(chromium, server, tmp_path):
+    broken = tmp_path / "broken.png"
+    broken.write_text("not a picture")
+    page, _ = open_page(chromium, server().url)
+    classify_in_page(page, str(broken))
+    assert page.get_attribute("body", "data-state") == "error"
+    assert page.inner_text("#status") == "broken.png: not a picture this browser can read."
+    # A sample picked from the strip is classified after it.
+    page.click("#samples button[title='ring.png']")
+    page.wait_for_function("document.body.dataset.state === 'classified'", timeout=60_000)
+    assert page.inner_text("#status") == "ring.png classified."
