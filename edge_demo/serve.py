@@ -190,7 +190,7 @@ def main(argv=None):
     width, height = description["input"]["shape"][2], description["input"]["shape"][1]
     print(f"Serving {description['name']} ({description['input']['dtype']} input {width}×{height}, {len(description['labels'])} classes)")
     if args.host in ("0.0.0.0", "::"):
-        print(f"  on this machine:     {scheme}://localhost:{port}/")
+        print(f"  on this machine:           {scheme}://localhost:{port}/")
         address = lan_address()
         if address:
             print(f"  on a phone (same network): {scheme}://{address}:{port}/")
