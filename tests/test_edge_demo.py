@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -365,16 +366,17 @@ class Server:
             env=board.env(),
             cwd=REPOSITORY,
         )
-        self.url = f"http://127.0.0.1:{self.port}/"
         self.banner = []
         for line in self.process.stdout:
             self.banner.append(line.rstrip("\n"))
             if line.startswith("Ctrl-C"):
                 break
         assert self.process.poll() is None, self.process.stderr.read()
+        # The address as serve.py prints it (http, or https with a certificate).
+        self.url = re.search(rf"https?://127\.0\.0\.1:{self.port}/", "\n".join(self.banner)).group(0)
 
-    def get(self, path):
-        return urllib.request.urlopen(self.url.rstrip("/") + path, timeout=30)
+    def get(self, path, *, context=None):
+        return urllib.request.urlopen(self.url.rstrip("/") + path, timeout=30, context=context)
 
     def stop(self):
         self.process.terminate()
@@ -428,6 +430,33 @@ def test_serve_refuses_a_bad_model_and_a_busy_port(board, server, models, tmp_pa
     line = one_line_error(run_serve("--model", models["int8"], "--host", "127.0.0.1", "--port", running.port))
     assert f"cannot listen on 127.0.0.1:{running.port}" in line
     assert "--keyfile" in one_line_error(run_serve("--model", models["int8"], "--certfile", "cert.pem"))
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_serve_over_https_with_a_certificate(server, models, tmp_path):
+    key, certificate = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(certificate)],
+        check=True,
+        capture_output=True,
+    )
+    running = server(models["int8"], "--certfile", str(certificate), "--keyfile", str(key))
+    assert running.url.startswith("https://")
+    assert "Browsers allow the camera only" not in "\n".join(running.banner)  # the camera works over https
+    trusting = ssl.create_default_context(cafile=str(certificate))
+    assert running.get("/labels.txt", context=trusting).read().decode().split() == CLASS_NAMES
+
+
+def test_serve_refuses_files_that_are_not_a_certificate(board, models, tmp_path):
+    notes = tmp_path / "notes.pem"
+    notes.write_text("not a certificate")
+    result = subprocess.run(
+        [sys.executable, os.path.join(EDGE_DEMO, "serve.py"), "--model", str(models["int8"]), "--host", "127.0.0.1",
+         "--port", str(free_port()), "--certfile", str(notes), "--keyfile", str(notes)],
+        capture_output=True, text=True, env=board.env(), timeout=60,
+    )
+    assert f"cannot use {notes} / {notes} for https" in one_line_error(result)
 
 
 def test_serve_without_litertjs_installed_says_how_to_install_it(monkeypatch, models, capsys):
