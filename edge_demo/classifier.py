@@ -221,7 +221,8 @@ class Classifier:
             with native_stderr_silenced():
                 return runtime.load_delegate(library)
         except (ValueError, RuntimeError) as error:
-            detail = _reason(error).replace(f"Failed to load delegate from {library}", "").strip() or "no details"
+            # LiteRT puts "Failed to load delegate from LIBRARY" first and the delegate's own words after.
+            detail = " ".join(str(error).replace(f"Failed to load delegate from {library}", "").split()) or "no details"
             if spec.library == DELEGATES["edgetpu"].library:
                 detail += "; is the Edge TPU plugged in (lsusb shows 'Global Unichip' or 'Google Inc.')?"
             raise ClassifierError(f"the {spec.description} library {library} loaded but gave no delegate: {detail}") from None

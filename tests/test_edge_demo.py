@@ -274,6 +274,36 @@ def test_a_library_that_is_not_a_delegate_is_one_line(board, models):
     assert "libm.so.6 is not a TFLite delegate library (it has no tflite_plugin_create_delegate)" in line
 
 
+@pytest.fixture(scope="module")
+def noop_delegate(tmp_path_factory):
+    """A real external-delegate library (tests/noop_delegate.c, built with gcc) that takes no operator."""
+    if shutil.which("gcc") is None:
+        pytest.skip("needs gcc to build the test delegate")
+    library = tmp_path_factory.mktemp("delegate") / "libnoop_delegate.so"
+    subprocess.run(["gcc", "-shared", "-fPIC", "-O2", "-o", str(library), os.path.join(REPOSITORY, "tests", "noop_delegate.c")], check=True)
+    return library
+
+
+def test_a_delegate_library_is_loaded_through_load_delegate(board, models, noop_delegate):
+    arguments = ["--model", models["float"], sample("square"), "--top-k", "10"]
+    on_cpu = run_classify(board, *arguments)
+    delegated = run_classify(board, *arguments, "--delegate", "gpu", "--delegate-library", noop_delegate)
+    assert delegated.returncode == 0, delegated.stderr
+    assert f"on GPU delegate ({noop_delegate}) with ai_edge_litert" in delegated.stdout.splitlines()[0]
+    assert parse_results(delegated.stdout) == parse_results(on_cpu.stdout)  # the delegate took no op
+
+
+def test_a_delegate_that_fails_to_start_is_one_line_with_its_reason(board, models, noop_delegate):
+    environment = board.env()
+    result = subprocess.run(
+        [sys.executable, os.path.join(EDGE_DEMO, "classify.py"), "--model", str(models["int8"]), "--delegate", "edgetpu",
+         "--delegate-library", str(noop_delegate), sample("star")],
+        capture_output=True, text=True, timeout=120, env={**environment, "KERAS_RESNET_TEST_DELEGATE_FAILS": "1"},
+    )
+    line = one_line_error(result)
+    assert f"{noop_delegate} loaded but gave no delegate: no device found; is the Edge TPU plugged in" in line
+
+
 def test_benchmark_reports_median_p90_and_frames_per_second(board, models):
     for arguments in (["--benchmark", "50"], ["--benchmark", "50", sample("ring")]):
         result = run_classify(board, "--model", models["int8"], "--threads", "1", *arguments)
