@@ -3,8 +3,9 @@ class names the file carries, and the preprocessing every picture goes through.
 
 It needs only `pip install ai-edge-litert numpy pillow` (Coral's `tflite-runtime` works too) and never
 imports TensorFlow or Keras, so edge_demo/ can be copied to a Raspberry Pi or a Coral Dev Board on its
-own. That is also why it reads the labels and (de)quantizes by itself instead of importing
-keras_resnet.litert, which needs TensorFlow.
+own. That is also why it reads the labels, (de)quantizes, times `invoke()` and quiets LiteRT's
+stderr by itself instead of importing keras_resnet.litert and keras_resnet.quiet: importing anything
+from keras_resnet imports TensorFlow.
 """
 
 import contextlib
@@ -178,8 +179,9 @@ class Classifier:
                 f"edgetpu_compiler {os.path.basename(model_path)} writes the Edge TPU version"
             )
         runtime = _interpreter_module(prefer_tflite_runtime=delegate == "edgetpu")
-        delegates = [self._load_delegate(runtime, DELEGATES[delegate], delegate_library)] if DELEGATES[delegate] else []
-        self.delegate_library = delegate_library or (DELEGATES[delegate].library if DELEGATES[delegate] else None)
+        spec = DELEGATES[delegate]
+        self.delegate_library = (delegate_library or spec.library) if spec else None
+        delegates = [self._load_delegate(runtime, spec, self.delegate_library)] if spec else []
         self.runtime_name = runtime.__name__.split(".")[0]
         try:
             with native_stderr_silenced():
@@ -206,7 +208,6 @@ class Classifier:
 
     @staticmethod
     def _load_delegate(runtime, spec, library):
-        library = library or spec.library
         # Probe with ctypes first: when the library is missing, load_delegate raises an OSError and
         # then its half-built Delegate object prints an "Exception ignored" traceback when collected.
         try:

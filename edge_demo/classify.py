@@ -13,6 +13,8 @@ import argparse
 import os
 import sys
 
+from PIL import Image
+
 from classifier import DELEGATES, Classifier, ClassifierError, load_image, native_stderr_silenced
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
@@ -127,7 +129,6 @@ def _classify_camera(classifier, camera, *, top_k, frames):
         raise ClassifierError(
             "--camera needs OpenCV: pip install opencv-python-headless (on Raspberry Pi OS: sudo apt install python3-opencv)"
         ) from None
-    from PIL import Image
 
     source = int(camera) if camera.isdigit() else camera
     with native_stderr_silenced():  # OpenCV's back ends log every one they try

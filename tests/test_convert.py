@@ -16,11 +16,10 @@ from ai_edge_litert import interpreter as litert
 
 import keras_resnet
 import train
-from conftest import one_line_error
+from conftest import REPOSITORY, one_line_error
 from keras_resnet.data import synthetic
 from keras_resnet.litert import targets
 
-REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPOSITORY, "convert"))
 import to_tflite  # noqa: E402
 

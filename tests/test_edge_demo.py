@@ -3,6 +3,7 @@ ResNet-8 converted by convert/to_tflite.py, and the LiteRT.js page in Debian's h
 agreeing with classify.py."""
 
 import ast
+import json
 import os
 import re
 import shutil
@@ -136,8 +137,6 @@ def test_classify_runs_without_tensorflow_and_names_the_samples(board, models, k
 
 
 def test_scores_match_the_keras_model_on_the_same_picture(board, models, trained_run):
-    import json
-
     import keras_resnet
 
     config = json.loads((trained_run / "config.json").read_text())
@@ -433,7 +432,7 @@ def test_serve_prints_the_address_and_the_camera_note_and_serves_only_its_files(
     assert banner.startswith("Serving resnet8_int8-qat.tflite (uint8 input 32×32, 10 classes)")
     assert running.url in banner
     assert "https:// or http://localhost" in banner and "--certfile" in banner
-    description = __import__("json").load(running.get("/model.json"))
+    description = json.load(running.get("/model.json"))
     assert description["input"] == {"shape": [1, 32, 32, 3], "dtype": "uint8", "scale": 1.0, "zero_point": 0}
     assert description["labels"] == CLASS_NAMES
     assert running.get("/labels.txt").read().decode().split() == CLASS_NAMES
