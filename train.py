@@ -1,104 +1,11 @@
-"""Train any ResNet of the paper with tf.distribute: offline by default, on real datasets when present.
+"""python train.py --depth 20 — train or evaluate a ResNet from a checkout.
 
-    python train.py --depth 20                          # ResNet-20 on the embedded dataset, offline
-    python train.py --depth 20 --dataset cifar10        # the paper's CIFAR-10 recipe, via TFDS
-    python train.py --depth 56 --plain --dataset cifar10
-    python train.py --depth 50 --dataset imagenet2012 --data-dir /data/tfds --strategy mirrored
-    python train.py --depth 18 --dataset folder:/photos/by_class --epochs 30
-    python train.py --evaluate runs/resnet20-cifar10-20261122-101500
+The program is keras_resnet/cli/train.py, also installed as the `keras-resnet-train` command.
 """
 
-import argparse
-import inspect
 import sys
 
-from keras_resnet.quiet import import_tensorflow_quietly
-
-
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows each flag's default, unless its help already explains it (family-dependent ones)."""
-
-    def _get_help_string(self, action):
-        if action.default is None or action.default is False or "default" in (action.help or ""):
-            return action.help
-        return super()._get_help_string(action)
-
-
-def parser():
-    p = argparse.ArgumentParser(
-        description="Train a ResNet (He et al., 2016). Defaults follow the paper's recipe for the network's family.",
-        formatter_class=_HelpFormatter,
-    )
-    network = p.add_argument_group("network")
-    network.add_argument("--depth", type=int, help="ImageNet-style 18/34/50/101/152/200 or CIFAR-style 6n+2 (20, 32, 44, 56, 110, …)")
-    network.add_argument("--model", help="a model name instead of --depth: resnet20, plain56, resnet50v2, …")
-    network.add_argument("--plain", action="store_true", help="the paper's plain network: no shortcuts")
-    network.add_argument("--shortcut", choices=["A", "B", "C"], help="shortcut option (default: A CIFAR-style, B ImageNet-style)")
-    network.add_argument("--version", choices=["v1", "v1.5", "v2"], help="block version (default v1.5)")
-    network.add_argument("--family", choices=["imagenet", "cifar"], help="the CIFAR-style net of a depth that is also ImageNet-style (50, 152, 200)")
-    network.add_argument("--image-size", type=int, help="training image size (default: 224 ImageNet-style, 32 CIFAR-style)")
-    network.add_argument("--zero-init-residual", action="store_true", help="start each residual branch's last BN at zero")
-
-    data = p.add_argument_group("data")
-    data.add_argument("--dataset", default="synthetic", help="'synthetic' (embedded, offline), a TFDS image dataset (cifar10, imagenet2012, …) or folder:PATH")
-    data.add_argument("--data-dir", help="TFDS data directory holding prepared datasets (TFDS default: ~/tensorflow_datasets)")
-    data.add_argument("--train-examples", type=int, help="use only this many training examples (quick experiments)")
-    data.add_argument("--validation-examples", type=int, help="use only this many validation examples")
-
-    recipe = p.add_argument_group("recipe (defaults: the paper's, per family)")
-    recipe.add_argument("--epochs", type=int, help="training epochs (default: 90 ImageNet-style; 15 on the synthetic dataset)")
-    recipe.add_argument("--steps", type=int, help="training steps instead of epochs (default: 64000 CIFAR-style, as the paper)")
-    recipe.add_argument("--batch-size", type=int, help="global batch over all replicas (default: 128 CIFAR-style, 256 ImageNet-style)")
-    recipe.add_argument("--lr", type=float, help="peak learning rate (default: 0.1 per 128 images CIFAR-style, per 256 ImageNet-style)")
-    recipe.add_argument("--schedule", choices=["step", "cosine"], default="step", help="step: lr / 10 at 50%%/75%% (CIFAR) or 1/3, 2/3 (ImageNet) of training")
-    recipe.add_argument("--warmup-epochs", type=float, help="linear warm-up epochs (default: 0 for step, 5 for cosine)")
-    recipe.add_argument("--weight-decay", type=float, help="SGD weight decay (default 1e-4)")
-    recipe.add_argument("--label-smoothing", type=float, default=0.0, help="label smoothing")
-    recipe.add_argument("--seed", type=int, default=0, help="seed of initialization, shuffling and augmentation")
-
-    runtime = p.add_argument_group("runtime")
-    runtime.add_argument("--strategy", default="auto", choices=["auto", "default", "one-device", "mirrored", "multi-worker", "tpu"],
-                         help="auto: TPU with --tpu, multi-worker with TF_CONFIG, mirrored on 2+ GPUs, one device on 1 GPU, default on CPU")
-    runtime.add_argument("--tpu", help="TPU name or address for --strategy tpu")
-    runtime.add_argument("--cpu-replicas", type=int, default=1, help="split the CPU into this many logical devices and mirror over them")
-    runtime.add_argument("--precision", default="auto", choices=["auto", "float32", "mixed_float16", "mixed_bfloat16"],
-                         help="auto: mixed_float16 on recent GPUs, mixed_bfloat16 on TPUs and bf16-capable CPUs, else float32")
-    runtime.add_argument("--jit-compile", action="store_true", help="compile steps with XLA")
-    runtime.add_argument("--save-every-steps", type=int, default=200, help="back up the training state every N steps")
-
-    output = p.add_argument_group("output")
-    output.add_argument("--output", help="run directory (default: runs/<model>-<dataset>-<timestamp>)")
-    output.add_argument("--resume", action="store_true", help="continue the run in --output (an interrupted run resumes by itself)")
-    output.add_argument("--evaluate", metavar="RUN_DIR_OR_MODEL", help="only evaluate a trained model on its validation split")
-    return p
-
-
-def main(argv=None):
-    args = parser().parse_args(argv)
-    sys.stdout.reconfigure(line_buffering=True)  # per-epoch lines reach log files as they happen
-    import_tensorflow_quietly()
-    from keras_resnet.data.sources import DatasetError
-    from keras_resnet.training import trainer
-
-    try:
-        if args.evaluate:
-            trainer.evaluate(args.evaluate, batch_size=args.batch_size, data_dir=args.data_dir)
-            return 0
-        # Every flag but the output ones is a parameter of resolve_config, under the same name.
-        choices = inspect.signature(trainer.resolve_config).parameters
-        config = trainer.resolve_config(**{name: getattr(args, name) for name in choices})
-        trainer.train(config, output=args.output, resume=args.resume)
-        return 0
-    except (trainer.UsageError, DatasetError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except trainer.TrainingError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    except trainer.Interrupted as message:
-        print(message, file=sys.stderr)
-        return 130
-
+from keras_resnet.cli.train import main, parser  # noqa: F401  (tests call train.main in-process)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -15,9 +15,8 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from keras_resnet.quiet import import_tensorflow_quietly, list_devices_quietly  # noqa: E402
+from keras_resnet.quiet import import_tensorflow_quietly, list_devices_quietly
 
 CLASSES = {"resnet20": 10, "resnet50": 1000}
 
@@ -86,7 +85,7 @@ def main(argv=None):
     import tensorflow as tf
 
     import keras_resnet
-    from keras_resnet.litert.runtime import LiteRTModel
+    from keras_resnet.runtime.model import LiteRTModel
 
     log = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
     keras.config.set_dtype_policy("float32")

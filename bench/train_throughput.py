@@ -10,9 +10,8 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from keras_resnet.quiet import import_tensorflow_quietly  # noqa: E402
+from keras_resnet.quiet import import_tensorflow_quietly
 
 
 def measure(model, batches, *, warmup, steps, batch_size):
@@ -41,14 +40,16 @@ def main(argv=None):
     import keras
     import tensorflow as tf
 
+    from keras_resnet import config as config_lib
     from keras_resnet.data import pipeline, sources
     from keras_resnet.training import distribute, trainer
 
-    config = trainer.resolve_config(depth=50, image_size=args.image_size, batch_size=args.batch_size)
-    config["model"]["classes"] = 1000
-    precision = distribute.resolve_precision(config["runtime"]["precision"], strategy_name="default")
-    source = sources.open_source("synthetic", image_size=args.image_size, train_examples=4 * args.batch_size)
-    source.class_names = [str(index) for index in range(1000)]  # a 1000-way head, as keras.applications'
+    classes = [str(index) for index in range(1000)]  # a 1000-way head, as keras.applications'
+    config = config_lib.resolve(depth=50, image_size=args.image_size, batch_size=args.batch_size).with_class_names(classes)
+    plan = config.plan(1000 * args.batch_size)
+    precision = distribute.resolve_precision(config.runtime.precision, strategy_name="default")
+    source = sources.open_dataset("synthetic", image_size=args.image_size, train_examples=4 * args.batch_size)
+    source.class_names = classes
     # A few batches held in memory: the input costs nothing, and both models see the same images.
     batches = (
         pipeline.training_dataset(source, image_size=args.image_size, augmentation="imagenet", batch_size=args.batch_size, seed=0)
@@ -60,7 +61,7 @@ def main(argv=None):
     results = []
     for policy in dict.fromkeys([precision, "float32"]):  # train.py's default, and float32 if that differs
         keras.mixed_precision.set_global_policy(policy)
-        ours = trainer.build_and_compile(config, steps_per_epoch=1000, total_steps=100_000)
+        ours = trainer.build_and_compile(config, plan)
         label = f"train.py defaults, {policy}" if policy == precision else policy
         rate = measure(ours, batches, warmup=args.warmup, steps=args.steps, batch_size=args.batch_size)
         results.append((f"keras_resnet resnet50 ({label})", rate))

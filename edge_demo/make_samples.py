@@ -13,9 +13,8 @@ import argparse
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
 
-from keras_resnet.quiet import import_tensorflow_quietly, list_devices_quietly  # noqa: E402
+from keras_resnet.quiet import import_tensorflow_quietly, list_devices_quietly
 
 SAMPLES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "samples")
 

@@ -6,7 +6,7 @@
 
 The page runs the model with LiteRT.js: on WebGPU when the browser has it (a phone's GPU), else on
 WASM/XNNPACK. Everything it loads comes from this server (no CDN). Needs only the standard library,
-ai-edge-litert, numpy and Pillow (the model's input and class names are read with classifier.py).
+ai-edge-litert, numpy and Pillow (the model's input and class names are read with keras_resnet.runtime.classifier).
 """
 
 import argparse
@@ -18,7 +18,8 @@ import ssl
 import sys
 from urllib.parse import unquote, urlsplit
 
-from classifier import Classifier, ClassifierError
+from keras_resnet.runtime import LiteRTError
+from keras_resnet.runtime.classifier import Classifier
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WEB_DIR = os.path.join(HERE, "web")
@@ -73,8 +74,8 @@ def model_description(classifier):
 
     return {
         "name": os.path.basename(classifier.model_path),
-        "input": tensor(classifier.input),
-        "output": tensor(classifier.output),
+        "input": tensor(classifier.model.input),
+        "output": tensor(classifier.model.output),
         "labels": classifier.labels,
     }
 
@@ -169,7 +170,7 @@ def main(argv=None):
         return _error(f"LiteRT.js is not installed in {os.path.relpath(NODE_MODULES)}: run `npm ci --prefix {os.path.relpath(WEB_DIR)}` first")
     try:
         description = model_description(Classifier(args.model, labels=args.labels, threads=1))
-    except ClassifierError as error:
+    except LiteRTError as error:
         return _error(str(error))
     try:
         server = http.server.ThreadingHTTPServer((args.host, args.port), handler_for(args.model, description))

@@ -20,11 +20,9 @@ import json
 import os
 import sys
 
-REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPOSITORY)  # run from a checkout
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from keras_resnet.quiet import import_tensorflow_quietly  # noqa: E402
+from keras_resnet.quiet import import_tensorflow_quietly
 
 # CPU-sized defaults on the embedded dataset: the four networks train in about 20 minutes on 2 cores.
 # An epoch of warm-up there (the paper warms up only ResNet-110) keeps the 56-layer nets from
@@ -67,6 +65,7 @@ def main(argv=None):
         return _usage(f"--depths must be CIFAR-style depths 6n+2 of at least 8 (8, 14, 20, 32, 44, 56, 110, …). Received: {bad}.")
     depths = sorted(set(args.depths))
     import_tensorflow_quietly()
+    from keras_resnet import config as config_lib
     from keras_resnet.data.sources import DatasetError
     from keras_resnet.training import trainer
     from keras_resnet.training.run_dir import dataset_slug
@@ -76,7 +75,7 @@ def main(argv=None):
     epochs = args.epochs if args.epochs or args.steps else (DEFAULT_EPOCHS if synthetic else None)
     try:
         configs = {
-            (depth, plain): trainer.resolve_config(
+            (depth, plain): config_lib.resolve(
                 depth=depth,
                 plain=plain,
                 family="cifar",
@@ -97,10 +96,10 @@ def main(argv=None):
         }
         runs = {}
         for number, ((depth, plain), config) in enumerate(configs.items(), start=1):
-            name = config["model"]["name"]
+            name = config.model.name
             print(f"[{number}/{len(configs)}] {name}")
             runs[depth, plain] = _train_once(trainer, config, os.path.join(output, name))
-    except (trainer.UsageError, DatasetError) as error:
+    except (config_lib.UsageError, DatasetError) as error:
         return _usage(str(error))
     except trainer.TrainingError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -139,17 +138,13 @@ def main(argv=None):
 
 def _train_once(trainer, config, path):
     """The run directory of `config` at `path`, trained unless it already finished."""
-    from keras_resnet.training.run_dir import RunDirectory, same_training
+    from keras_resnet.config import UsageError
+    from keras_resnet.training.run_dir import RunDirectory
 
     run = RunDirectory(path)
     if run.is_finished():
-        saved = run.read_config()
-        # train() records the dataset's number of classes in the model's configuration.
-        requested = {**config, "model": {**config["model"], "classes": saved["model"].get("classes")}}
-        if not same_training(saved, requested):
-            raise trainer.UsageError(
-                f"{path} holds a finished run with another configuration: choose another --output or remove it."
-            )
+        if not run.read_config().same_training(config):
+            raise UsageError(f"{path} holds a finished run with another configuration: choose another --output or remove it.")
         print(f"{path} has finished: not trained again.")
         return run
     return trainer.train(config, output=path)

@@ -16,22 +16,22 @@ from keras_resnet.data import pipeline, sources
 def norms_at_start_and_end(run, *, batch):
     """{"blocks": [names, input to output], "initialisation": [norms], "trained": [norms], "steps": N}."""
     config = run.read_config()
-    data, training = config["data"], config["training"]
-    source = sources.open_configured(data, seed=training["seed"])
+    data, seed = config.data, config.training.seed
+    source = sources.open_configured(data, seed=seed)
     images, labels = next(iter(pipeline.training_dataset(
         source,
-        image_size=data["image_size"],
-        augmentation=data["augmentation"],
+        image_size=data.image_size,
+        augmentation=data.augmentation,
         batch_size=batch,
-        seed=training["seed"],
-        min_crop_area=data["min_crop_area"],
+        seed=seed,
+        min_crop_area=data.min_crop_area,
     )))
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy("float32")  # the gradients themselves, not bfloat16's rounding of them
     try:
-        keras.utils.set_random_seed(training["seed"])  # the run's own initialisation
-        initial = keras_resnet.build(**config["model"])
-        trained = keras_resnet.build(**config["model"])
+        keras.utils.set_random_seed(seed)  # the run's own initialisation
+        initial = keras_resnet.build(**config.model.build_arguments())
+        trained = keras_resnet.build(**config.model.build_arguments())
         trained.set_weights(keras.saving.load_model(run.last_model, compile=False).get_weights())
     finally:
         keras.config.set_dtype_policy(previous)

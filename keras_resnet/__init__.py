@@ -3,35 +3,105 @@
 >>> import keras_resnet
 >>> model = keras_resnet.build("resnet20", classes=10)
 >>> model = keras_resnet.build("plain56", classes=10)   # the same network without shortcuts
+
+`import keras_resnet` imports neither TensorFlow nor Keras: the names below load them (quietly) when
+first used (PEP 562), so the TensorFlow-free parts — keras_resnet.runtime on a board, the
+command-line help — stay light. The classes that saved models name (ResNetModel, ChannelZeroPad,
+StepDecay) are registered with Keras as soon as Keras is imported, before or after this package,
+so `keras.saving.load_model("best.keras")` works in safe mode without custom objects.
 """
 
-from keras_resnet.quiet import import_tensorflow_quietly
+import importlib
+import importlib.abc
+import importlib.util
+import sys
 
-import_tensorflow_quietly()  # before anything imports TensorFlow; see quiet.py
+__version__ = "0.2.0"
 
-from keras_resnet.complexity import count_macs, count_parameters  # noqa: E402
-from keras_resnet.layers import ChannelZeroPad  # noqa: E402
-from keras_resnet import model  # noqa: E402
-from keras_resnet.model import ResNet, build  # noqa: E402
-from keras_resnet.normalization import normalize  # noqa: E402
-from keras_resnet.specs import model_names, parse_name, spec_for_depth  # noqa: E402
-from keras_resnet.weights import WeightsDownloadError, WeightsError  # noqa: E402
+# Public name → the module that defines it.
+_EXPORTS = {
+    "ChannelZeroPad": "keras_resnet.layers",
+    "ResNet": "keras_resnet.model",
+    "ResNetModel": "keras_resnet.model",
+    "build": "keras_resnet.model",
+    "count_macs": "keras_resnet.complexity",
+    "count_parameters": "keras_resnet.complexity",
+    "normalize": "keras_resnet.normalization",
+    "WeightsDownloadError": "keras_resnet.weights",
+    "WeightsError": "keras_resnet.weights",
+    "model_names": "keras_resnet.specs",
+    "parse_name": "keras_resnet.specs",
+    "spec_for_depth": "keras_resnet.specs",
+}
+# The modules among them that need no TensorFlow.
+_WITHOUT_TENSORFLOW = {"keras_resnet.specs", "keras_resnet.normalization"}
 
-# Loading a saved model needs the recursion depth that building it needed: allow up to ResNet-1202.
-model.allow_graph_depth(layers=5000)
+__all__ = sorted(_EXPORTS)
 
-__version__ = "0.1.0"
 
-__all__ = [
-    "ChannelZeroPad",
-    "ResNet",
-    "WeightsDownloadError",
-    "WeightsError",
-    "build",
-    "count_macs",
-    "count_parameters",
-    "model_names",
-    "normalize",
-    "parse_name",
-    "spec_for_depth",
-]
+def __getattr__(name):
+    module_name = _EXPORTS.get(name)
+    if module_name is None:
+        try:
+            return importlib.import_module(f"{__name__}.{name}")  # a submodule: keras_resnet.model, …
+        except ModuleNotFoundError as error:
+            if error.name != f"{__name__}.{name}":
+                raise
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    if module_name not in _WITHOUT_TENSORFLOW:
+        register_keras_objects()
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value  # looked up once
+    return value
+
+
+def __dir__():
+    return sorted({*globals(), *_EXPORTS})
+
+
+def register_keras_objects():
+    """Imports TensorFlow quietly and registers this package's serializable Keras classes.
+    Idempotent; runs by itself when Keras is imported or a Keras-backed name is used."""
+    from keras_resnet.quiet import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
+    from keras_resnet import layers, model  # noqa: F401  (registers ResNetModel, ChannelZeroPad)
+    from keras_resnet.training import schedules  # noqa: F401  (registers StepDecay)
+
+    # Loading a saved model needs the recursion depth that building it needed: allow up to ResNet-1202.
+    model.allow_graph_depth(layers=5000)
+
+
+class _RegisterWhenKerasIsImported(importlib.abc.MetaPathFinder):
+    """Finds nothing itself: when Keras is imported, it wraps Keras' own loader so that this
+    package's classes are registered right after Keras has finished loading. (TensorFlow looks
+    Keras up without importing it, so the finder stays until Keras is really loaded.)"""
+
+    searching = False
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != "keras" or self.searching:
+            return None
+        self.searching = True  # the search below must pass this finder by
+        try:
+            spec = importlib.util.find_spec("keras")
+        finally:
+            self.searching = False
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        load = spec.loader.exec_module
+
+        def exec_module(module):
+            load(module)
+            if self in sys.meta_path:
+                sys.meta_path.remove(self)
+            register_keras_objects()
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+if "keras" in sys.modules:
+    register_keras_objects()
+elif not any(isinstance(finder, _RegisterWhenKerasIsImported) for finder in sys.meta_path):
+    sys.meta_path.insert(0, _RegisterWhenKerasIsImported())

@@ -167,12 +167,84 @@ def ResNet(
         x, include_top=include_top, pooling=pooling, classes=classes, classifier_activation=classifier_activation
     )
     allow_graph_depth(layers=8 * sum(spec.blocks_per_stage) + 30)  # a block has at most 8 layers in line
-    default_name = f"{'plain' if layout['plain'] else 'resnet'}{depth}"
-    model = keras_module.Model(inputs, x, name=name or default_name)
+    name = name or f"{'plain' if layout['plain'] else 'resnet'}{depth}"
+    if keras_module is keras:
+        # Everything that decides the layers, resolved: the model can be rebuilt from it alone.
+        build_arguments = {
+            "depth": depth,
+            "family": spec.family.name,
+            **layout,
+            "include_top": include_top,
+            "input_shape": list(input_shape),
+            "pooling": pooling,
+            "classes": classes,
+            "classifier_activation": _activation_name(classifier_activation) if include_top else classifier_activation,
+            "include_preprocessing": include_preprocessing,
+            "zero_init_residual": zero_init_residual,
+            "weight_decay": weight_decay,
+            "bn_momentum": bn_momentum,
+            "sync_batch_norm": sync_batch_norm,
+            "name": name,
+        }
+        model = ResNetModel(inputs, x, build_arguments=build_arguments)
+    else:
+        model = keras_module.Model(inputs, x, name=name)
 
     if weights is not None:
         weights_lib.load(model, weights, spec=spec, version=layout["version"], include_top=include_top, classes=classes)
     return model
+
+
+@keras.saving.register_keras_serializable(package="keras_resnet")
+class ResNetModel(keras.Model):
+    """A functional model built by `ResNet`, which knows how it was built.
+
+    `model.build_arguments` are `ResNet`'s arguments with every default resolved; `get_config()`
+    returns them, so a saved `.keras` file is rebuilt by the same builder, layer for layer, and
+    loads in safe mode without custom objects (as keras-hub's and the Model Garden's backbones do).
+    """
+
+    def __init__(self, inputs, outputs, *, build_arguments, **kwargs):
+        kwargs.setdefault("name", build_arguments["name"])
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+        self.build_arguments = dict(build_arguments)
+
+    def get_config(self):
+        return {
+            "build_arguments": dict(self.build_arguments),
+            "name": self.name,
+            "trainable": self.trainable,
+            # The precision it was built under (mixed_bfloat16 when train.py chose it): loaded alike.
+            "dtype_policy": self.dtype_policy.name,
+        }
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        arguments = {**config["build_arguments"], "name": config.get("name", config["build_arguments"]["name"])}
+        previous = keras.config.dtype_policy()
+        keras.config.set_dtype_policy(config.get("dtype_policy", previous.name))
+        try:
+            model = ResNet(**arguments)
+        finally:
+            keras.config.set_dtype_policy(previous)
+        model.trainable = config.get("trainable", True)
+        return model
+
+
+def _activation_name(activation):
+    """A classifier activation as its registered name, so that build_arguments are JSON."""
+    if activation is None or isinstance(activation, str):
+        return activation
+    serialized = keras.activations.serialize(activation)
+    return serialized if isinstance(serialized, str) else serialized.get("config", {}).get("name", serialized)
+
+
+def from_build_arguments(arguments, *, keras_module=None):
+    """The model that `arguments` describe: a ResNetModel's `build_arguments` (which hold the depth),
+    or `build`'s keyword arguments with a model name (a keras_resnet 0.1.0 run's config.json)."""
+    if "depth" in arguments:
+        return ResNet(**arguments, keras_module=keras_module)
+    return build(**arguments, keras_module=keras_module)
 
 
 def allow_graph_depth(*, layers):

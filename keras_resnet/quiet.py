@@ -40,6 +40,7 @@ def import_tensorflow_quietly():
 
 def list_devices_quietly(kind=None):
     """tf.config.list_physical_devices(kind), without the cuInit error of GPU-less machines."""
+    import_tensorflow_quietly()
     import tensorflow as tf
 
     with native_stderr_silenced():

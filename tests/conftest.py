@@ -2,12 +2,14 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import sys  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-import keras_resnet  # noqa: E402  (imports TensorFlow quietly, registers our layer)
+import keras_resnet  # noqa: E402
+from keras_resnet.quiet import import_tensorflow_quietly  # noqa: E402
+
+import_tensorflow_quietly()  # once, before any test imports TensorFlow loudly
 
 
 @pytest.fixture
@@ -32,6 +34,28 @@ def one_line_error(result, code=2):
     return lines[0]
 
 
+def one_line_error_in_process(main, args, capsys, code=2, *, no_output=False):
+    """The same promise as one_line_error, for a command-line `main(args)` called in this process
+    (a traceback would surface as the exception itself); with no_output, nothing on stdout either.
+    Returns the line."""
+    assert main(args) == code
+    captured = capsys.readouterr()
+    assert not no_output or captured.out == "", captured.out
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), captured.err
+    return lines[0]
+
+
+def load_script(path):
+    """A script of the repository (experiments/, bench/, edge_demo/) as a module, to call its main()."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(os.path.splitext(os.path.basename(path))[0], path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Short training on the embedded dataset that still gives a model worth quantizing: ResNet-8 (95.7 %
 # top-1 in 45 s on 2 cores). The conversion bounds are checked on its 1000 validation images.
@@ -51,8 +75,7 @@ def trained_run(tmp_path_factory):
 @pytest.fixture(scope="session")
 def converted_run(trained_run):
     """trained_run/tflite: every LiteRT target of convert/to_tflite.py, with its report."""
-    sys.path.insert(0, os.path.join(REPOSITORY, "convert"))
-    import to_tflite
+    from keras_resnet.cli import convert
 
-    assert to_tflite.main(["--run", str(trained_run), "--latency-runs", "50"]) == 0
+    assert convert.main(["--run", str(trained_run), "--latency-runs", "50"]) == 0
     return trained_run / "tflite"

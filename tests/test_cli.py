@@ -1,12 +1,12 @@
-"""python -m keras_resnet: the summary users read, and one-line errors with exit code 2."""
+"""keras-resnet (python -m keras_resnet): the summary users read, and one-line errors with exit code 2."""
 
 import subprocess
 import sys
 
 import pytest
 
-from conftest import one_line_error
-from keras_resnet.__main__ import main
+from conftest import one_line_error, one_line_error_in_process
+from keras_resnet.cli.inspect import main
 
 
 def run(*args):
@@ -37,7 +37,6 @@ def test_summary_in_a_real_process_has_a_clean_stderr():
     assert result.stderr == ""
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -47,9 +46,14 @@ def test_summary_in_a_real_process_has_a_clean_stderr():
         (["summary", "resnet20", "--classes", "0"], "error: classes must be a positive int. Received: classes=0."),
     ],
 )
-def test_bad_input_is_one_line_and_exit_code_2(args, message):
-    result = run(*args)
-    assert one_line_error(result).startswith(message)
+def test_bad_input_is_one_line_and_exit_code_2(args, message, capsys):
+    assert one_line_error_in_process(main, args, capsys, no_output=True).startswith(message)
+
+
+@pytest.mark.slow
+def test_bad_input_in_a_real_process_is_one_line_without_traceback():
+    result = run("summary", "resnet21")
+    assert one_line_error(result).startswith("error: Invalid depth. Received: depth=21.")
     assert result.stdout == ""
 
 

@@ -16,12 +16,12 @@ from ai_edge_litert import interpreter as litert
 
 import keras_resnet
 import train
-from conftest import REPOSITORY, one_line_error
+from conftest import REPOSITORY, one_line_error, one_line_error_in_process
+from keras_resnet import internals
+from keras_resnet.cli import convert as to_tflite
 from keras_resnet.data import synthetic
 from keras_resnet.litert import targets
-
-sys.path.insert(0, os.path.join(REPOSITORY, "convert"))
-import to_tflite  # noqa: E402
+from keras_resnet.training.run_dir import RunDirectory
 
 # The smallest run of a variant: enough for its graph, not for its accuracy.
 TINY = ["--image-size", "16", "--batch-size", "16", "--train-examples", "64", "--validation-examples", "16", "--epochs", "1"]
@@ -50,7 +50,7 @@ def tensor_types(model):
     tensors = {tensor["index"]: tensor for tensor in model.get_tensor_details()}
     return {
         np.dtype(tensors[index]["dtype"]).name
-        for op in model._get_ops_details()
+        for op in internals.litert_operators(model)
         for index in (*op["inputs"], *op["outputs"])
         if index >= 0
     }
@@ -60,7 +60,7 @@ def float_tensors(model):
     tensors = {tensor["index"]: tensor for tensor in model.get_tensor_details()}
     return sorted(
         f"{op['op_name']}:{tensors[index]['name']}"
-        for op in model._get_ops_details()
+        for op in internals.litert_operators(model)
         for index in (*op["inputs"], *op["outputs"])
         if index >= 0 and np.dtype(tensors[index]["dtype"]).type not in INTEGER_TYPES
     )
@@ -108,9 +108,9 @@ def test_integer_models_hold_no_float_tensor(converted):
 
 def test_fp32_model_computes_what_the_keras_model_computes(trained_run, converted, rng):
     output, _ = converted
-    config = json.loads((trained_run / "config.json").read_text())
+    config = RunDirectory(trained_run).read_config()
     keras.config.set_dtype_policy("float32")
-    keras_model = keras_resnet.build(**config["model"], weights=str(trained_run / "best.keras"))
+    keras_model = keras_resnet.build(**config.model.build_arguments(), weights=str(trained_run / "best.keras"))
     images = rng.uniform(0, 255, (8, 32, 32, 3)).astype(np.float32)
     model = interpreter(output / "resnet8_fp32.tflite")
     for image, expected in zip(images, keras_model.predict(images, verbose=0)):
@@ -228,9 +228,11 @@ def test_a_target_that_cannot_be_produced_fails_alone(trained_run, tmp_path):
         ("run-without-model", "holds no model yet"),
         ("unknown-target", "Unknown --targets int4. Valid: all or a list of fp32"),
         ("no-such-run", "No such run directory"),
+        ("corrupt-config", "config.json is not valid JSON"),
+        ("old-model-file-alone", "was not built by keras_resnet (or by a version before 0.2"),
     ],
 )
-def test_bad_input_is_one_line_and_exit_code_2(case, message, tmp_path):
+def test_bad_input_is_one_line_and_exit_code_2(case, message, tmp_path, capsys):
     if case == "not-a-model":
         (tmp_path / "model.keras").write_text("not a model")
         args = ["--model", str(tmp_path / "model.keras")]
@@ -241,12 +243,29 @@ def test_bad_input_is_one_line_and_exit_code_2(case, message, tmp_path):
     elif case == "run-without-model":
         (tmp_path / "config.json").write_text("{}")
         args = ["--run", str(tmp_path)]
+    elif case == "corrupt-config":
+        shutil.copytree(os.path.join(REPOSITORY, "tests", "fixtures", "run-0.1.0"), tmp_path / "run")
+        (tmp_path / "run" / "config.json").write_text("{\"model\": ")
+        args = ["--run", str(tmp_path / "run")]
+    elif case == "old-model-file-alone":
+        shutil.copy(os.path.join(REPOSITORY, "tests", "fixtures", "run-0.1.0", "best.keras"), tmp_path / "model.keras")
+        args = ["--model", str(tmp_path / "model.keras"), "--dataset", "synthetic"]
     elif case == "unknown-target":
         args = ["--run", str(tmp_path), "--targets", "fp32,int4"]
     else:
         args = ["--run", str(tmp_path / "nothing")]
-    assert message in one_line_error(run_convert(*args))
+    assert message in one_line_error_in_process(to_tflite.main, args, capsys)
     assert not os.path.exists(tmp_path / "tflite")
+
+
+def test_a_run_directory_of_version_0_1_still_converts(tmp_path):
+    run = tmp_path / "run-0.1.0"
+    shutil.copytree(os.path.join(REPOSITORY, "tests", "fixtures", "run-0.1.0"), run)
+    assert to_tflite.main(["--run", str(run), "--targets", "fp32,int8-ptq", *QUICK_CONVERSION]) == 0
+    report = json.loads((run / "tflite" / "report.json").read_text())
+    assert report["model"] == "resnet8" and report["build_arguments"]["shortcut"] == "A"
+    assert report["targets"]["fp32"]["agreement"] == 1.0 and report["targets"]["fp32"]["max_abs_diff"] < 1e-4
+    assert report["targets"]["int8-ptq"]["edgetpu"]["ready"]
 
 
 # -- the Edge TPU compiler, when installed ----------------------------------------------------------

@@ -75,7 +75,7 @@ def test_a_linear_classifier_does_poorly_on_the_synthetic_task():
 
 def test_tfds_dataset_through_mock_data():
     with tfds.testing.mock_data(num_examples=24):
-        source = sources.open_source("cifar10", image_size=32)
+        source = sources.open_dataset("cifar10", image_size=32)
         images, labels = arrays(source.train, 5)
     assert len(source.class_names) == 10
     assert source.train_examples == 24 and source.validation_examples == 24
@@ -85,7 +85,7 @@ def test_tfds_dataset_through_mock_data():
 def test_tfds_download_offline_fails_fast_with_one_clear_message(tmp_path):
     started = time.time()
     with pytest.raises(sources.DatasetError) as error:
-        sources.open_source("cifar10", image_size=32, data_dir=str(tmp_path))
+        sources.open_dataset("cifar10", image_size=32, data_dir=str(tmp_path))
     message = str(error.value)
     assert "Could not download or prepare TFDS dataset 'cifar10'" in message
     assert "Offline? Use --data-dir with a prepared copy of it, or --dataset synthetic." in message
@@ -99,7 +99,7 @@ def test_tfds_download_offline_fails_fast_with_one_clear_message(tmp_path):
 )
 def test_unknown_or_non_image_tfds_dataset(name, message):
     with pytest.raises(sources.DatasetError, match=message):
-        sources.open_source(name, image_size=32)
+        sources.open_dataset(name, image_size=32)
 
 
 # -- folders ------------------------------------------------------------------------------------
@@ -120,7 +120,7 @@ def write_folder(root, classes=("cats", "dogs", "owls"), per_class=12, size=40, 
 
 def test_folder_dataset_reads_classes_and_holds_out_validation_reproducibly(tmp_path):
     root = write_folder(tmp_path / "photos")
-    source = sources.open_source(f"folder:{root}", image_size=32, seed=1)
+    source = sources.open_dataset(f"folder:{root}", image_size=32, seed=1)
     assert source.class_names == ["cats", "dogs", "owls"]
     assert source.train_examples + source.validation_examples == 36 and source.validation_examples == 3
     images, labels = arrays(source.train)
@@ -130,33 +130,33 @@ def test_folder_dataset_reads_classes_and_holds_out_validation_reproducibly(tmp_
         own = images[labels == label][..., label].mean(axis=(1, 2))
         other = images[labels == label][..., (label + 1) % 3].mean(axis=(1, 2))
         assert np.all(own > other + 60)
-    again = sources.open_source(f"folder:{root}", image_size=32, seed=1)
+    again = sources.open_dataset(f"folder:{root}", image_size=32, seed=1)
     np.testing.assert_array_equal(arrays(again.validation)[0], arrays(source.validation)[0])
 
 
 def test_folder_errors(tmp_path):
     with pytest.raises(sources.DatasetError, match=r"No such folder: .*missing"):
-        sources.open_source(f"folder:{tmp_path / 'missing'}", image_size=32)
+        sources.open_dataset(f"folder:{tmp_path / 'missing'}", image_size=32)
     (tmp_path / "one" / "only").mkdir(parents=True)
     with pytest.raises(sources.DatasetError, match=r"has 1 class subfolder\(s\)"):
-        sources.open_source(f"folder:{tmp_path / 'one'}", image_size=32)
+        sources.open_dataset(f"folder:{tmp_path / 'one'}", image_size=32)
     for name in ("a", "b"):
         (tmp_path / "text" / name).mkdir(parents=True)
         (tmp_path / "text" / name / "notes.txt").write_text("not an image")
     with pytest.raises(sources.DatasetError, match=r"holds no images"):
-        sources.open_source(f"folder:{tmp_path / 'text'}", image_size=32)
+        sources.open_dataset(f"folder:{tmp_path / 'text'}", image_size=32)
     broken = write_folder(tmp_path / "broken", per_class=10)
     for image in list((broken / "owls").iterdir()) + list((broken / "cats").iterdir()):
         image.write_bytes(image.read_bytes()[:40])  # truncated files
     with pytest.raises(sources.DatasetError, match=r"is not a readable image \(\d+ such file\(s\) in the validation split\)"):
-        sources.open_source(f"folder:{broken}", image_size=32)
+        sources.open_dataset(f"folder:{broken}", image_size=32)
 
 
 # -- pipeline -----------------------------------------------------------------------------------
 
 
 def synthetic_source(size=32, examples=64):
-    return sources.open_source("synthetic", image_size=size, train_examples=examples, validation_examples=examples)
+    return sources.open_dataset("synthetic", image_size=size, train_examples=examples, validation_examples=examples)
 
 
 @pytest.mark.parametrize("augmentation, size", [("cifar", 32), ("imagenet", 48)])

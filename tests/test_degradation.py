@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import one_line_error
+from conftest import load_script, one_line_error, one_line_error_in_process
 from keras_resnet.training.callbacks import read_history
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -100,7 +100,14 @@ def test_rerun_trains_nothing_again(experiment):
         (["--dataset", "no_such_dataset", "--depths", "8"], "error: Unknown dataset 'no_such_dataset'"),
     ],
 )
-def test_bad_input_is_one_line_and_exit_code_2(args, message, tmp_path):
-    result = run_experiment(*args, "--output", str(tmp_path / "out"))
-    assert one_line_error(result).startswith(message)
+def test_bad_input_is_one_line_and_exit_code_2(args, message, tmp_path, capsys):
+    degradation = load_script(SCRIPT)
+    assert one_line_error_in_process(degradation.main, [*args, "--output", str(tmp_path / "out")], capsys).startswith(message)
+    assert not os.path.exists(tmp_path / "out")
+
+
+@pytest.mark.slow
+def test_bad_input_in_a_real_process_is_one_line_without_traceback(tmp_path):
+    result = run_experiment("--depths", "20", "21", "--output", str(tmp_path / "out"))
+    assert one_line_error(result).startswith("error: --depths must be CIFAR-style depths 6n+2 of at least 8")
     assert not os.path.exists(tmp_path / "out")

@@ -11,7 +11,6 @@ import socket
 import ssl
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 
@@ -19,7 +18,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPOSITORY, one_line_error
+from conftest import REPOSITORY, load_script, one_line_error, one_line_error_in_process
+from keras_resnet.cli import classify
+from keras_resnet.runtime import classifier
 
 EDGE_DEMO = os.path.join(REPOSITORY, "edge_demo")
 SAMPLES = os.path.join(EDGE_DEMO, "samples")
@@ -34,10 +35,10 @@ CHROMIUM_ARGS = [  # as root, on a machine with no internet (STACK-NOTES.md)
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+    # A camera for getUserMedia: Chromium's generated test pattern, allowed without asking.
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
 ]
-
-sys.path.insert(0, EDGE_DEMO)
-import classifier  # noqa: E402
 
 # A board: importing TensorFlow, Keras or OpenCV fails, and every attempt is written down.
 BOARD_SITECUSTOMIZE = '''
@@ -53,7 +54,7 @@ class NotOnThisBoard:
 
 sys.meta_path.insert(0, NotOnThisBoard())
 '''
-WITHOUT_TENSORFLOW = ("tensorflow", "keras", "tf_keras", "tensorflow_datasets", "tensorflow_model_optimization", "keras_resnet")
+WITHOUT_TENSORFLOW = ("tensorflow", "keras", "tf_keras", "tensorflow_datasets", "tensorflow_model_optimization")
 
 
 @pytest.fixture
@@ -122,7 +123,7 @@ def test_classify_runs_without_tensorflow_and_names_the_samples(board, models, k
     result = run_classify(board, "--model", models[kind], SAMPLES, "--top-k", "3")
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
-    assert board.attempts() == []  # not even a guarded import of TensorFlow, Keras or keras_resnet
+    assert board.attempts() == []  # not even a guarded import of TensorFlow or Keras
     dtype = "uint8" if kind == "int8" else "float32"
     assert result.stdout.splitlines()[0].startswith(f"{models[kind].name}: {dtype} input 32×32, 10 classes, on CPU")
     results = parse_results(result.stdout)
@@ -138,9 +139,10 @@ def test_classify_runs_without_tensorflow_and_names_the_samples(board, models, k
 
 def test_scores_match_the_keras_model_on_the_same_picture(board, models, trained_run):
     import keras_resnet
+    from keras_resnet.training.run_dir import RunDirectory
 
-    config = json.loads((trained_run / "config.json").read_text())
-    keras_model = keras_resnet.build(**config["model"], weights=str(trained_run / "best.keras"))
+    config = RunDirectory(trained_run).read_config()
+    keras_model = keras_resnet.build(**config.model.build_arguments(), weights=str(trained_run / "best.keras"))
     names = ["circle", "star", "dots"]
     result = run_classify(board, "--model", models["fp32"], *[sample(n) for n in names], "--top-k", "10")
     assert result.returncode == 0, result.stderr
@@ -230,45 +232,51 @@ def test_a_directory_without_pictures_is_reported(board, models, tmp_path):
     assert result.stderr.strip() == f"error: {tmp_path}: no image files (.jpg, .jpeg, .png, .bmp, .gif, .webp, .tif, .tiff, .ppm, .pgm) in this directory"
 
 
-def test_files_that_are_not_models_are_one_line(board, models, tmp_path):
+def test_files_that_are_not_models_are_one_line(board, models, tmp_path, capsys):
     text = tmp_path / "model.tflite"
     text.write_text("hello")
+    # One in a real process on a board: exit code 2, one line, no traceback and no C++ log.
     assert "is not a .tflite model" in one_line_error(run_classify(board, "--model", text, sample("star")))
+
+    def error(*arguments):
+        return one_line_error_in_process(classify.main, [*map(str, arguments), sample("star")], capsys)
+
     cut = tmp_path / "cut.tflite"
     cut.write_bytes(models["int8"].read_bytes()[:4096])
-    assert "LiteRT cannot load this model" in one_line_error(run_classify(board, "--model", cut, sample("star")))
-    assert "cannot read model" in one_line_error(run_classify(board, "--model", tmp_path / "absent.tflite", sample("star")))
+    assert "LiteRT cannot load this model" in error("--model", cut)
+    assert "cannot read model" in error("--model", tmp_path / "absent.tflite")
     # What edgetpu_compiler writes cannot run without the Edge TPU: say so instead of LiteRT's error.
     compiled = tmp_path / "resnet8_edgetpu.tflite"
     compiled.write_bytes(models["int8"].read_bytes() + b"edgetpu-custom-op")
-    assert "compiled for the Edge TPU" in one_line_error(run_classify(board, "--model", compiled, sample("star")))
+    assert "compiled for the Edge TPU" in error("--model", compiled)
 
 
-def test_labels_from_a_file_and_a_wrong_count(board, models, tmp_path):
+def test_labels_from_a_file_and_a_wrong_count(board, models, tmp_path, capsys):
     labels = tmp_path / "labels.txt"
     labels.write_text("".join(f"shape {i}\n" for i in range(10)))
     result = run_classify(board, "--model", models["int8"], "--labels", labels, sample("circle"), "--top-k", "1")
     assert result.returncode == 0, result.stderr
     assert parse_results(result.stdout)[sample("circle")][0][0].startswith("shape ")
     labels.write_text("only\ntwo\n")
-    line = one_line_error(run_classify(board, "--model", models["int8"], "--labels", labels, sample("circle")))
+    line = one_line_error_in_process(classify.main, ["--model", str(models["int8"]), "--labels", str(labels), sample("circle")], capsys)
     assert "names 2 classes but the model has 10" in line
 
 
-def test_missing_delegate_libraries_name_what_to_install(board, models):
-    edgetpu = one_line_error(run_classify(board, "--model", models["int8"], "--delegate", "edgetpu", sample("star")))
+def test_missing_delegate_libraries_name_what_to_install(models, capsys):
+    def error(*arguments):
+        return one_line_error_in_process(classify.main, [*map(str, arguments), sample("star")], capsys)
+
+    edgetpu = error("--model", models["int8"], "--delegate", "edgetpu")
     assert "libedgetpu.so.1" in edgetpu and "libedgetpu1-std" in edgetpu
-    gpu = one_line_error(run_classify(board, "--model", models["float"], "--delegate", "gpu", sample("star")))
+    gpu = error("--model", models["float"], "--delegate", "gpu")
     assert "libtensorflowlite_gpu_delegate.so" in gpu and "--delegate-library" in gpu
-    other = one_line_error(
-        run_classify(board, "--model", models["float"], "--delegate", "gpu", "--delegate-library", "/nowhere/libgpu.so", sample("star"))
-    )
+    other = error("--model", models["float"], "--delegate", "gpu", "--delegate-library", "/nowhere/libgpu.so")
     assert "/nowhere/libgpu.so" in other
 
 
 def test_a_library_that_is_not_a_delegate_is_one_line(board, models):
     # libm loads, but has no tflite_plugin_create_delegate (LiteRT's load_delegate would raise, then
-    # print a traceback from its half-built Delegate's __del__).
+    # print a traceback from its half-built Delegate's __del__: so in a real process).
     line = one_line_error(run_classify(board, "--model", models["float"], "--delegate", "gpu", "--delegate-library", "libm.so.6", sample("star")))
     assert "libm.so.6 is not a TFLite delegate library (it has no tflite_plugin_create_delegate)" in line
 
@@ -348,14 +356,25 @@ def test_camera_without_opencv_or_without_a_camera_is_one_line(board, models, tm
         (["--frames", "-3", "--camera", "0"], "--frames must be 0"),
     ],
 )
-def test_bad_flags_are_one_line(board, models, arguments, message):
-    assert message in one_line_error(run_classify(board, "--model", models["int8"], *arguments))
+def test_bad_flags_are_one_line(models, arguments, message, capsys):
+    assert message in one_line_error_in_process(classify.main, ["--model", str(models["int8"]), *arguments], capsys)
 
 
-def test_the_board_scripts_parse_as_python_3_7():
+BOARD_FILES = [
+    "edge_demo/classify.py",
+    "edge_demo/serve.py",
+    "keras_resnet/__init__.py",
+    "keras_resnet/quiet.py",
+    "keras_resnet/cli/__init__.py",
+    "keras_resnet/cli/classify.py",
+    *(f"keras_resnet/runtime/{name}" for name in ("__init__.py", "classifier.py", "delegates.py", "labels.py", "model.py")),
+]
+
+
+def test_the_board_code_parses_as_python_3_7():
     # The Coral Dev Board's Mendel Linux has Python 3.7 with Coral's tflite_runtime.
-    for name in ("classifier.py", "classify.py", "serve.py"):
-        with open(os.path.join(EDGE_DEMO, name)) as file:
+    for name in BOARD_FILES:
+        with open(os.path.join(REPOSITORY, name)) as file:
             ast.parse(file.read(), filename=name, feature_version=(3, 7))
 
 
@@ -489,7 +508,7 @@ def test_serve_refuses_files_that_are_not_a_certificate(board, models, tmp_path)
 
 
 def test_serve_without_litertjs_installed_says_how_to_install_it(monkeypatch, models, capsys):
-    import serve
+    serve = load_script(os.path.join(EDGE_DEMO, "serve.py"))
 
     monkeypatch.setitem(serve.STATIC_ROOTS, "/vendor/litertjs/core/", "/nonexistent")
     assert serve.main(["--model", str(models["int8"])]) == 2
@@ -547,6 +566,33 @@ def test_the_page_in_chromium_agrees_with_classify_py(chromium, server, board, m
     os.makedirs(OUTPUT, exist_ok=True)
     page.screenshot(path=os.path.join(OUTPUT, f"page-{models[kind].stem}.png"), full_page=True)
     assert problems == []
+
+
+@pytest.mark.slow
+def test_the_camera_loop_survives_a_failed_frame(chromium, server, models):
+    page, problems = open_page(chromium, server(models["float"]).url)
+    page.click("#camera-button")
+    page.wait_for_function("Number(document.body.dataset.frames || 0) >= 2", timeout=60_000)
+    # The next three frames fail inside the page's preprocessing, as a lost camera frame would.
+    page.evaluate(
+        """() => {
+            const original = CanvasRenderingContext2D.prototype.getImageData;
+            let failing = 3;
+            CanvasRenderingContext2D.prototype.getImageData = function (...args) {
+                if (failing > 0) { failing -= 1; throw new Error('injected frame failure'); }
+                return original.apply(this, args);
+            };
+        }"""
+    )
+    page.wait_for_function("document.getElementById('status').textContent.includes('injected frame failure')", timeout=60_000)
+    assert page.inner_text("#status").startswith("A camera frame could not be classified (injected frame failure)")
+    failed_at = int(page.get_attribute("body", "data-frames"))
+    # The loop goes on: later frames are classified, and the page says so again.
+    page.wait_for_function(f"Number(document.body.dataset.frames) >= {failed_at + 3}", timeout=60_000)
+    assert page.get_attribute("body", "data-frame-failures") == "3"
+    assert page.get_attribute("body", "data-state") == "camera"
+    assert page.inner_text("#status") == "Classifying the camera’s frames."
+    assert len(page.query_selector_all("#top5 li")) == 5 and problems == []
 
 
 @pytest.mark.slow

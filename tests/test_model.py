@@ -1,6 +1,8 @@
 """The builder: counts, shapes, plain vs residual, shortcut options, versions, padding, arguments."""
 
 import json
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -356,12 +358,75 @@ def test_save_and_load_in_safe_mode_without_custom_objects(name, kwargs, tmp_pat
 
 def test_config_round_trips_through_json(rng):
     model = keras_resnet.build("resnet32", shortcut="A", weight_decay=5e-4)
-    config = model.get_config()
-    rebuilt = keras.Model.from_config(json.loads(json.dumps(config)))
-    assert json.loads(json.dumps(rebuilt.get_config())) == json.loads(json.dumps(config))
+    config = keras.saving.serialize_keras_object(model)
+    assert config["registered_name"] == "keras_resnet>ResNetModel"
+    rebuilt = keras.saving.deserialize_keras_object(json.loads(json.dumps(config)))
+    assert type(rebuilt) is keras_resnet.ResNetModel and rebuilt.build_arguments == model.build_arguments
+    assert json.loads(json.dumps(rebuilt.get_config())) == json.loads(json.dumps(model.get_config()))
+    assert [layer.name for layer in rebuilt.layers] == [layer.name for layer in model.layers]
     rebuilt.set_weights(model.get_weights())
     images = rng.uniform(0, 255, (2, 32, 32, 3)).astype("float32")
     np.testing.assert_allclose(rebuilt(images).numpy(), model(images).numpy(), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "name, arguments",
+    [
+        ("resnet20", {}),
+        ("plain20", {"classes": 7}),
+        ("resnet18", {"shortcut": "C", "input_shape": (64, 64, 3), "classifier_activation": None}),
+        ("resnet50v2", {"include_top": False, "pooling": "avg", "input_shape": (32, 32, 3), "downsample_block": "last"}),
+        ("resnet50", {"version": "v1", "bn_epsilon": 1e-5, "input_normalization": "caffe", "conv_bias": True, "input_shape": (32, 32, 3)}),
+    ],
+)
+def test_a_saved_model_is_rebuilt_from_its_own_build_arguments(name, arguments, tmp_path, rng):
+    model = keras_resnet.build(name, **arguments)
+    # Every argument that shapes the layers is recorded, resolved (defaults included).
+    assert model.build_arguments["depth"] == keras_resnet.parse_name(name)[0]
+    assert {"version", "shortcut", "bn_epsilon", "input_normalization", "downsample_block", "plain"} <= set(model.build_arguments)
+    model.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True)  # no custom_objects
+    assert type(loaded) is keras_resnet.ResNetModel and loaded.build_arguments == model.build_arguments
+    rebuilt = keras_resnet.ResNet(**loaded.build_arguments)  # the same class from the arguments alone
+    assert type(rebuilt) is keras_resnet.ResNetModel and rebuilt.build_arguments == model.build_arguments
+    assert [(layer.name, type(layer)) for layer in rebuilt.layers] == [(layer.name, type(layer)) for layer in model.layers]
+    images = rng.uniform(0, 255, (2, *model.input_shape[1:])).astype("float32")
+    np.testing.assert_allclose(loaded(images).numpy(), model(images).numpy(), atol=1e-6)
+
+
+def test_saved_models_load_after_import_keras_resnet_in_either_order(tmp_path):
+    model = keras_resnet.build("resnet8", classes=3, input_shape=(16, 16, 3))
+    model.save(tmp_path / "model.keras")
+    code = (
+        "import sys\n"
+        "{first}\n{second}\n"
+        "model = keras.saving.load_model(sys.argv[1])\n"
+        "print(type(model).__name__, model.build_arguments['classes'])\n"
+    )
+    for first, second in (("import keras", "import keras_resnet"), ("import keras_resnet", "import keras")):
+        result = subprocess.run(
+            [sys.executable, "-c", code.format(first=first, second=second), str(tmp_path / "model.keras")],
+            capture_output=True, text=True, timeout=300,
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.split() == ["ResNetModel", "3"]
+
+
+def test_import_keras_resnet_loads_no_tensorflow_until_a_model_is_built():
+    code = (
+        "import sys, keras_resnet, keras_resnet.config, keras_resnet.runtime.classifier\n"
+        "print(sorted(name for name in ('tensorflow', 'keras', 'tf_keras') if name in sys.modules))\n"
+        "keras_resnet.parse_name('resnet50')\n"
+        "print(sorted(name for name in ('tensorflow', 'keras', 'tf_keras') if name in sys.modules))\n"
+        "keras_resnet.build('resnet8')\n"
+        "print(sorted(name for name in ('tensorflow', 'keras') if name in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["[]", "[]", "['keras', 'tensorflow']"]
+    # TensorFlow's start-up notices stay quiet when it is loaded (the first device search's cuInit
+    # error is another matter: quiet.list_devices_quietly, which the programs call).
+    assert "oneDNN" not in result.stderr and "absl::InitializeLog" not in result.stderr, result.stderr
 
 
 @pytest.mark.slow

@@ -3,12 +3,14 @@
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
 
+import h5py
 import keras
 import numpy as np
 import pytest
@@ -16,9 +18,10 @@ import tensorflow_datasets as tfds
 
 import keras_resnet
 import train
-from conftest import one_line_error
+from conftest import one_line_error, one_line_error_in_process
+from keras_resnet import config as config_lib
 from keras_resnet.data import synthetic
-from keras_resnet.training import distribute, recipe, trainer
+from keras_resnet.training import distribute, schedules, trainer
 from keras_resnet.training.run_dir import RunDirectory
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -41,38 +44,78 @@ def run_train(*args, cwd=None, env=None, timeout=300):
 
 
 def test_cifar_recipe_is_the_papers():
-    config = trainer.resolve_config(depth=20, dataset="cifar10")
-    training = config["training"]
-    assert (training["batch_size"], training["learning_rate"], training["steps"], training["epochs"]) == (128, 0.1, 64_000, None)
-    assert training["step_boundaries"] == [0.5, 0.75] and training["momentum"] == 0.9
-    assert config["model"]["weight_decay"] == 1e-4 and config["model"]["shortcut"] == "A"
-    assert config["data"]["augmentation"] == "cifar" and config["model"]["input_shape"] == [32, 32, 3]
+    config = config_lib.resolve(depth=20, dataset="cifar10")
+    training = config.training
+    assert (training.batch_size, training.learning_rate, training.steps, training.epochs) == (128, 0.1, 64_000, None)
+    assert training.step_boundaries == (0.5, 0.75) and training.momentum == 0.9
+    assert config.model.weight_decay == 1e-4 and config.model.shortcut == "A"
+    assert config.data.augmentation == "cifar" and config.model.input_shape == (32, 32, 3)
 
 
 def test_imagenet_recipe_is_the_papers_and_lr_scales_with_the_global_batch():
-    config = trainer.resolve_config(depth=50, dataset="imagenet2012", batch_size=1024)
-    training = config["training"]
-    assert training["epochs"] == 90 and training["learning_rate"] == pytest.approx(0.4)
-    assert training["step_boundaries"] == pytest.approx([1 / 3, 2 / 3]) and training["warmup_epochs"] == 0
-    assert config["model"]["shortcut"] == "B" and config["data"]["augmentation"] == "imagenet"
-    cosine = trainer.resolve_config(depth=50, dataset="imagenet2012", schedule="cosine")
-    assert cosine["training"]["warmup_epochs"] == 5
-    assert trainer.resolve_config(depth=56, plain=True)["model"]["name"] == "plain56"
-    assert trainer.resolve_config(model="resnet50v2")["model"] == trainer.resolve_config(depth=50, version="v2")["model"]
+    config = config_lib.resolve(depth=50, dataset="imagenet2012", batch_size=1024)
+    training = config.training
+    assert training.epochs == 90 and training.learning_rate == pytest.approx(0.4)
+    assert training.step_boundaries == pytest.approx((1 / 3, 2 / 3)) and training.warmup_epochs == 0
+    assert config.model.shortcut == "B" and config.data.augmentation == "imagenet"
+    cosine = config_lib.resolve(depth=50, dataset="imagenet2012", schedule="cosine")
+    assert cosine.training.warmup_epochs == 5
+    assert config_lib.resolve(depth=56, plain=True).model.name == "plain56"
+    assert config_lib.resolve(model="resnet50v2").model == config_lib.resolve(depth=50, version="v2").model
+
+
+def test_step_plan_derives_epochs_boundaries_and_warmup_once():
+    config = config_lib.resolve(depth=20, dataset="cifar10", steps=1000, batch_size=100, warmup_epochs=0.5)
+    plan = config.plan(2_050)  # 20 whole batches per epoch; the rest is dropped
+    assert (plan.steps_per_epoch, plan.total_steps, plan.epochs, plan.warmup_steps) == (20, 1000, 50, 10)
+    assert plan.boundaries == (500, 750)
+    by_epochs = config_lib.resolve(depth=50, dataset="imagenet2012", epochs=3, batch_size=8).plan(20)
+    assert (by_epochs.steps_per_epoch, by_epochs.total_steps, by_epochs.epochs, by_epochs.boundaries) == (2, 6, 3, (2, 4))
+    with pytest.raises(config_lib.UsageError, match="fewer than one batch of 100"):
+        config.plan(99)
+
+
+def test_config_json_round_trips_and_reads_what_version_0_1_wrote(tmp_path):
+    config = config_lib.resolve(depth=56, plain=True, dataset="cifar10", lr=0.05, seed=3).with_class_names(["a", "b"])
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config.to_json()))
+    assert config_lib.RunConfig.read(path) == config
+    assert config.model.classes == 2 and config.to_json()["model"]["input_shape"] == [32, 32, 3]
+    old = config_lib.RunConfig.read(os.path.join(REPOSITORY, "tests", "fixtures", "run-0.1.0", "config.json"))
+    assert old.model.name == "resnet8" and old.model.classes == 10 and old.class_names[:2] == ("circle", "square")
+    assert old.training.learning_rate == 0.025 and old.data.train_examples == 256
+
+
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        ("{not json", "is not valid JSON"),
+        ("[1, 2]", "not a run configuration: it holds a JSON list"),
+        ('{"model": {}}', "'model' lacks name, family"),
+        ('{"weights": 1}', "unknown section(s) weights"),
+    ],
+)
+def test_a_corrupt_or_foreign_config_json_is_named_with_its_problem(tmp_path, content, problem):
+    path = tmp_path / "config.json"
+    path.write_text(content)
+    with pytest.raises(config_lib.ConfigFileError) as error:
+        config_lib.RunConfig.read(path)
+    assert str(path) in str(error.value) and problem in str(error.value)
 
 
 def test_step_schedule_divides_by_ten_at_its_boundaries_after_warmup():
-    schedule = recipe.learning_rate_schedule(
-        schedule="step", learning_rate=0.1, total_steps=1000, warmup_steps=10, step_boundaries=(0.5, 0.75)
-    )
+    config = config_lib.resolve(depth=20, dataset="cifar10", steps=1000, batch_size=100, warmup_epochs=1, lr=0.1)
+    plan = config.plan(1000)  # 10 steps per epoch: 10 warm-up steps, boundaries at 500 and 750
+    schedule = schedules.learning_rate_schedule(config.training, plan)
     rates = {step: float(schedule(step)) for step in (0, 4, 9, 10, 499, 500, 749, 750, 999)}
     assert rates[0] == pytest.approx(0.01) and rates[4] == pytest.approx(0.05) and rates[9] == pytest.approx(0.1)
     assert rates[10] == rates[499] == pytest.approx(0.1)
     assert rates[500] == rates[749] == pytest.approx(0.01)
     assert rates[750] == rates[999] == pytest.approx(0.001)
-    rebuilt = recipe.StepDecay.from_config(json.loads(json.dumps(schedule.get_config())))
+    rebuilt = schedules.StepDecay.from_config(json.loads(json.dumps(schedule.get_config())))
     assert float(rebuilt(600)) == pytest.approx(0.01)
-    cosine = recipe.learning_rate_schedule(schedule="cosine", learning_rate=0.1, total_steps=100, warmup_steps=10, step_boundaries=())
+    cosine_config = config_lib.resolve(depth=20, dataset="cifar10", steps=100, batch_size=100, schedule="cosine", warmup_epochs=1, lr=0.1)
+    cosine = schedules.learning_rate_schedule(cosine_config.training, cosine_config.plan(1000))
     assert float(cosine(10)) == pytest.approx(0.1) and float(cosine(100)) == pytest.approx(0.0, abs=1e-6)
 
 
@@ -126,7 +169,7 @@ def test_run_directory_holds_everything_conversion_needs(finished_run):
 
 def test_config_json_rebuilds_the_trained_model(finished_run, rng):
     config = finished_run.read_config()
-    rebuilt = keras_resnet.build(**config["model"], weights=finished_run.last_model)
+    rebuilt = keras_resnet.build(**config.model.build_arguments(), weights=finished_run.last_model)
     trained = keras.saving.load_model(finished_run.last_model)
     assert [layer.name for layer in rebuilt.layers] == [layer.name for layer in trained.layers]
     for mine, saved in zip(rebuilt.weights, trained.weights):
@@ -134,13 +177,13 @@ def test_config_json_rebuilds_the_trained_model(finished_run, rng):
     # The saved model computes in bfloat16 as it trained (mixed_bfloat16 here); the rebuild in float32.
     images = rng.uniform(0, 255, (2, 16, 16, 3)).astype("float32")
     np.testing.assert_allclose(rebuilt(images).numpy(), trained(images).numpy(), atol=2e-2)
-    assert config["class_names"] == finished_run.read_labels()
+    assert list(config.class_names) == finished_run.read_labels()
 
 
-def test_existing_run_directory_is_refused_without_resume(finished_run):
+def test_existing_run_directory_is_refused_without_resume(finished_run, capsys):
     before = {name: os.path.getmtime(os.path.join(finished_run.path, name)) for name in os.listdir(finished_run.path)}
-    result = run_train(*TINY, "--epochs", "2", "--output", finished_run.path)
-    assert "already holds a run: pass --resume" in one_line_error(result)
+    result = one_line_error_in_process(train.main, [*TINY, "--epochs", "2", "--output", finished_run.path], capsys)
+    assert "already holds a run: pass --resume" in result
     after = {name: os.path.getmtime(os.path.join(finished_run.path, name)) for name in os.listdir(finished_run.path)}
     assert after == before
 
@@ -166,7 +209,6 @@ def test_evaluate_a_run_and_a_model_file(finished_run, capsys):
 # -- bad input ----------------------------------------------------------------------------------
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -175,34 +217,51 @@ def test_evaluate_a_run_and_a_model_file(finished_run, capsys):
         (["--depth", "8", "--dataset", "no_such_dataset"], "error: Unknown dataset 'no_such_dataset'"),
         (["--depth", "8", "--epochs", "0"], "error: --epochs must be at least 1. Received: 0."),
         (["--depth", "8", "--epochs", "2", "--steps", "5"], "error: Pass --epochs or --steps, not both."),
-        ([*TINY, "--cpu-replicas", "2", "--batch-size", "15"], "error: --batch-size 15 (the global batch) does not split evenly over 2 replicas"),
+        (["--depth", "8", "--lr", "nan"], "error: --lr must be a number >= 0. Received: nan."),
         (["--evaluate", "/nonexistent/run"], "error: No such run directory or model file: /nonexistent/run."),
     ],
 )
-def test_bad_input_is_one_line_and_exit_code_2(args, message, tmp_path):
-    result = run_train(*args, cwd=tmp_path)
-    assert one_line_error(result).startswith(message)
+def test_bad_input_is_one_line_and_exit_code_2(args, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert one_line_error_in_process(train.main, args, capsys).startswith(message)
     assert not os.path.exists(tmp_path / "runs") or not os.listdir(tmp_path / "runs")
 
 
 @pytest.mark.slow
-def test_bad_paths(tmp_path):
+def test_bad_input_in_a_real_process_is_one_line_without_traceback(tmp_path):
+    # In its own process: logical CPUs can only be configured before TensorFlow starts.
+    result = run_train(*TINY, "--cpu-replicas", "2", "--batch-size", "15", cwd=tmp_path)
+    assert one_line_error(result).startswith("error: --batch-size 15 (the global batch) does not split evenly over 2 replicas")
+    assert not os.path.exists(tmp_path / "runs")
+
+
+def test_bad_paths(tmp_path, capsys):
     empty = tmp_path / "empty"
     (empty / "a").mkdir(parents=True)
     (empty / "b").mkdir()
-    assert "holds no images" in one_line_error(run_train(*TINY, "--dataset", f"folder:{empty}", cwd=tmp_path))
+    assert "holds no images" in one_line_error_in_process(train.main, [*TINY, "--dataset", f"folder:{empty}"], capsys)
     not_a_model = tmp_path / "model.keras"
     not_a_model.write_text("not a model")
     (tmp_path / "config.json").write_text("{}")
-    assert "Cannot load" in one_line_error(run_train("--evaluate", str(not_a_model)))
+    assert "config.json is not a keras_resnet run configuration" in one_line_error_in_process(
+        train.main, ["--evaluate", str(not_a_model)], capsys
+    )
+    shutil.copy(os.path.join(REPOSITORY, "tests", "fixtures", "run-0.1.0", "config.json"), tmp_path / "config.json")
+    assert "Cannot load" in one_line_error_in_process(train.main, ["--evaluate", str(not_a_model)], capsys)
     blocker = tmp_path / "file"
     blocker.write_text("")
-    assert "Cannot write to the run directory" in one_line_error(run_train(*TINY, "--output", str(blocker / "run")))
+    assert "Cannot write to the run directory" in one_line_error_in_process(train.main, [*TINY, "--output", str(blocker / "run")], capsys)
+
+
+def test_evaluate_a_run_directory_of_version_0_1(capsys):
+    assert train.main(["--evaluate", os.path.join(REPOSITORY, "tests", "fixtures", "run-0.1.0")]) == 0
+    assert "best.keras on 64 validation images of synthetic: top-1" in capsys.readouterr().out
 
 
 @pytest.mark.slow
-def test_tfds_offline_is_one_line_and_exit_code_2(tmp_path):
-    line = one_line_error(run_train("--depth", "20", "--dataset", "cifar10", "--data-dir", str(tmp_path)))
+def test_tfds_offline_is_one_line_and_exit_code_2(tmp_path, capsys):
+    args = ["--depth", "20", "--dataset", "cifar10", "--data-dir", str(tmp_path)]
+    line = one_line_error_in_process(train.main, args, capsys)
     assert "Could not download or prepare TFDS dataset 'cifar10'" in line and "--dataset synthetic" in line
 
 
@@ -237,13 +296,20 @@ def test_trains_on_a_folder_of_images(tmp_path):
 # -- crash and resume ---------------------------------------------------------------------------
 
 
+def backup_step(weights_path):
+    """The global step a backup holds: the optimizer's iteration count, saved with the weights
+    (what the resume itself reads)."""
+    with h5py.File(weights_path, "r") as file:
+        return int(file["optimizer/vars/0"][()])
+
+
 def wait_for_backup_step(run_root, minimum, process, timeout=240):
     deadline = time.time() + timeout
     while time.time() < deadline and process.poll() is None:
-        for metadata in run_root.glob("*/backup/training_metadata.json"):
+        for weights in run_root.glob("*/backup/latest.weights.h5"):
             try:
-                step = json.loads(metadata.read_text())["step"]
-            except (ValueError, KeyError):
+                step = backup_step(weights)
+            except (OSError, KeyError):  # being written
                 continue
             if step >= minimum:
                 return step
@@ -270,7 +336,10 @@ def test_interrupted_run_resumes_with_the_same_command_and_the_same_step_count(s
     else:
         assert process.returncode == -signal.SIGKILL
     (run_path,) = (tmp_path / "runs").iterdir()
-    saved = json.loads((run_path / "backup" / "training_metadata.json").read_text())["step"]
+    try:
+        saved = backup_step(run_path / "backup" / "latest.weights.h5")
+    except (OSError, KeyError):  # killed while writing it: the resume takes the previous backup
+        saved = backup_step(run_path / "backup" / "latest.weights.h5.bkp")
     assert saved >= backed_up and saved < 48
 
     result = run_train(*args, cwd=tmp_path)

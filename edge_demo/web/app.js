@@ -259,16 +259,32 @@ async function startCamera() {
   setStatus('Classifying the camera’s frames.');
   let last = performance.now();
   let framesPerSecond = 0;
+  let frames = 0;
+  let failures = 0;
+  // One frame at a time; a frame that fails is reported and the next one tried: the loop never
+  // stops on an error, and `busy` is released whatever happens (finally).
   const step = async () => {
     if (!cameraStream) return;
     if (!busy && video.videoWidth) {
       busy = true;
-      const result = await classify(video, video.videoWidth, video.videoHeight);
-      busy = false;
-      const now = performance.now();
-      framesPerSecond = 0.9 * framesPerSecond + 0.1 * (1000 / (now - last));
-      last = now;
-      showResults(result, ` · ${framesPerSecond.toFixed(0)} frames/s`);
+      try {
+        const result = await classify(video, video.videoWidth, video.videoHeight);
+        const now = performance.now();
+        framesPerSecond = 0.9 * framesPerSecond + 0.1 * (1000 / (now - last));
+        last = now;
+        showResults(result, ` · ${framesPerSecond.toFixed(0)} frames/s`);
+        frames += 1;
+        if (document.body.dataset.state === 'camera-error') setStatus('Classifying the camera’s frames.');
+        document.body.dataset.state = 'camera';
+      } catch (error) {
+        failures += 1;
+        setStatus(`A camera frame could not be classified (${error.message}); trying the next one.`, {error: true});
+        document.body.dataset.state = 'camera-error';
+      } finally {
+        busy = false;
+        document.body.dataset.frames = frames;
+        document.body.dataset.frameFailures = failures;
+      }
     }
     requestAnimationFrame(step);
   };

@@ -1,6 +1,6 @@
 """Where images come from: the embedded dataset, any TFDS image-classification dataset, or a folder.
 
-`open_source(...)` returns the unbatched training and validation examples as (uint8 image, int64
+`open_dataset(...)` returns a DataSource: the unbatched training and validation examples as (uint8 image, int64
 label), with the class names and example counts that the pipeline, the run directory and the
 conversion step need.
 """
@@ -27,7 +27,7 @@ class DatasetError(ValueError):
 
 
 @dataclasses.dataclass
-class Source:
+class DataSource:
     name: str
     train: tf.data.Dataset
     validation: tf.data.Dataset
@@ -39,23 +39,23 @@ class Source:
 
 
 def open_configured(data, *, seed, data_dir=None):
-    """The dataset a run was trained on, from its configuration's "data" section (config.json);
+    """The dataset of a run, from its configuration's data section (a config.DataConfig);
     `data_dir` overrides where TFDS finds it."""
-    return open_source(
-        data["dataset"],
-        image_size=data["image_size"],
-        data_dir=data_dir or data.get("data_dir"),
+    return open_dataset(
+        data.dataset,
+        image_size=data.image_size,
+        data_dir=data_dir or data.data_dir,
         seed=seed,
-        train_examples=data.get("train_examples"),
-        validation_examples=data.get("validation_examples"),
+        train_examples=data.train_examples,
+        validation_examples=data.validation_examples,
     )
 
 
-def open_source(name, *, image_size, data_dir=None, seed=0, train_examples=None, validation_examples=None):
+def open_dataset(name, *, image_size, data_dir=None, seed=0, train_examples=None, validation_examples=None):
     """Opens a dataset by name: "synthetic", a TFDS name ("cifar10", "imagenet2012", …) or
     "folder:PATH". train_examples / validation_examples keep only that many (quick experiments)."""
     if name == "synthetic":
-        source = Source(
+        source = DataSource(
             name="synthetic",
             train=synthetic.dataset("train", image_size=image_size, examples=train_examples),
             validation=synthetic.dataset("validation", image_size=image_size, examples=validation_examples),
@@ -135,7 +135,7 @@ def _open_tfds(name, *, data_dir):
 
     train, validation = read(train_split), read(validation_split)
     shape = features[image_key].shape
-    return Source(
+    return DataSource(
         name=name,
         train=train,
         validation=validation,
@@ -212,7 +212,7 @@ def _open_folder(path, *, image_size, seed):
     def to_uint8(image, label):
         return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8), tf.cast(label, tf.int64)
 
-    return Source(
+    return DataSource(
         name=f"{FOLDER_PREFIX}{path}",
         # A training image that will not decode is skipped with a warning, not fatal to a long run.
         train=train.map(to_uint8, num_parallel_calls=tf.data.AUTOTUNE).ignore_errors(log_warning=True),

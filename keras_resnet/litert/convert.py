@@ -9,9 +9,10 @@ import time
 
 import numpy as np
 
-from keras_resnet.litert import inspection, labels as labels_lib, qat, report as report_lib, targets as targets_lib
-from keras_resnet.litert.runtime import LiteRTModel
-from keras_resnet.litert.source import ConversionError
+from keras_resnet.litert import inspection, qat, report as report_lib, targets as targets_lib
+from keras_resnet.litert.trained import ConversionError
+from keras_resnet.runtime import labels as labels_lib
+from keras_resnet.runtime.model import LiteRTModel
 
 
 @dataclasses.dataclass
@@ -27,75 +28,92 @@ class Settings:
     threads: int | None = None  # default: every core
 
 
+@dataclasses.dataclass
+class Reference:
+    """What every target is measured against: the Keras model's probabilities on the validation
+    images (None without data), and where the measurements run."""
+
+    images: np.ndarray | None
+    truth: np.ndarray | None
+    keras_probabilities: np.ndarray | None
+    keras_top1: float | None
+    threads: int
+    latency_runs: int
+    edgetpu_compiler: bool
+
+
 class TargetFailed(Exception):
     """One target could not be produced; the others go on."""
 
 
-def convert(source, settings, *, log=print):
-    """Writes settings.targets for `source` into settings.output with labels.txt, report.json and
-    report.md. Returns (report, failures: {target: message})."""
+def convert(trained, settings, *, log=print):
+    """Writes settings.targets for `trained` (a TrainedModel) into settings.output with labels.txt,
+    report.json and report.md. Returns (report, failures: {target: message})."""
     os.makedirs(settings.output, exist_ok=True)
-    threads = settings.threads or os.cpu_count()
-    data = _Data(source, settings, log=log) if source.data else None
+    data = _Data(trained, settings, log=log) if trained.config else None
     images, truth = data.validation() if data else (None, None)
-    keras_probabilities = source.model.predict(images, batch_size=64, verbose=0) if images is not None else None
-    keras_top1 = _top1(keras_probabilities, truth)
-    labels_lib.write_labels_file(os.path.join(settings.output, labels_lib.LABELS_FILE), source.class_names)
+    keras_probabilities = trained.model.predict(images, batch_size=64, verbose=0) if images is not None else None
+    reference = Reference(
+        images=images,
+        truth=truth,
+        keras_probabilities=keras_probabilities,
+        keras_top1=_top1(keras_probabilities, truth),
+        threads=settings.threads or os.cpu_count(),
+        latency_runs=settings.latency_runs,
+        edgetpu_compiler=inspection.edgetpu_compiler_installed(),
+    )
+    _write_atomically(os.path.join(settings.output, labels_lib.LABELS_FILE), labels_lib.labels_text(trained.class_names).encode())
 
     report = {
-        "model": source.name,
-        "source": source.path,
-        "build_arguments": source.build_arguments,
+        "model": trained.name,
+        "source": trained.path,
+        "build_arguments": trained.build_arguments,
         "images": 0 if images is None else len(images),
-        "threads": threads,
-        "keras": {"top1": keras_top1, "size_bytes": os.path.getsize(source.path)},
+        "threads": reference.threads,
+        "keras": {"top1": reference.keras_top1, "size_bytes": os.path.getsize(trained.path)},
         "targets": {},
     }
     failures = {}
-    compiler_present = inspection.edgetpu_compiler_installed()
     for target in settings.targets:
         started = time.perf_counter()
         log(f"[{target}] {targets_lib.TARGETS[target].description}")
         try:
-            content = _produce(target, source, data, settings, log=log)
+            content = _produce(target, trained, data, settings, log=log)
         except TargetFailed as error:
             failures[target] = str(error)
             report["targets"][target] = {"error": str(error)}
             log(f"[{target}] error: {error}")
             continue
-        path = os.path.join(settings.output, targets_lib.file_name(source.name, target))
-        _write_atomically(path, labels_lib.with_labels(content, source.class_names))
-        row = _measure(target, content, path, images, truth, keras_probabilities, keras_top1, settings, threads, compiler_present)
+        path = os.path.join(settings.output, targets_lib.file_name(trained.name, target))
+        _write_atomically(path, labels_lib.with_labels(content, trained.class_names))
+        row = _measure(target, content, path, reference)
         report["targets"][target] = row
         log(f"[{target}] {path}: {row['size_bytes'] / 1e6:.2f} MB, {time.perf_counter() - started:.0f} s")
-    if not compiler_present and any(targets_lib.TARGETS[t].integer for t in report["targets"]):
+    if not reference.edgetpu_compiler and any(targets_lib.TARGETS[t].integer for t in report["targets"]):
         report["edgetpu_compiler"] = inspection.EDGETPU_COMPILER_HELP
     report["failures"] = failures
-    with open(os.path.join(settings.output, "report.json"), "w") as file:
-        json.dump(report, file, indent=2)
-        file.write("\n")
+    _write_atomically(os.path.join(settings.output, "report.json"), (json.dumps(report, indent=2) + "\n").encode())
     table = report_lib.markdown(report)
-    with open(os.path.join(settings.output, "report.md"), "w") as file:
-        file.write(table + "\n")
+    _write_atomically(os.path.join(settings.output, "report.md"), (table + "\n").encode())
     log("")
     log(table)
     return report, failures
 
 
-def _produce(target, source, data, settings, *, log):
+def _produce(target, trained, data, settings, *, log):
     spec = targets_lib.TARGETS[target]
     if spec.needs_training_data and data is None:
         raise TargetFailed(
             f"{target} needs the training data: convert the run directory, or pass --dataset (as train.py's) with --model"
         )
-    model = source.model
+    model = trained.model
     representative = None
     try:
         if spec.quantization_aware:
-            model = _quantization_aware_model(source, data, settings, log=log)
+            model = _quantization_aware_model(trained, data, settings, log=log)
         elif spec.integer:
             representative = data.calibration_images
-        return targets_lib.convert(model, target, image_size=source.image_size, representative_images=representative)
+        return targets_lib.convert(model, target, image_size=trained.image_size, representative_images=representative)
     except ConversionError as error:
         raise TargetFailed(str(error)) from None
     except Exception as error:  # the converter reports failures as many kinds of exception
@@ -103,16 +121,16 @@ def _produce(target, source, data, settings, *, log):
         raise TargetFailed(f"conversion failed ({type(error).__name__}: {message[-1][:300] if message else ''})") from None
 
 
-def _quantization_aware_model(source, data, settings, *, log):
-    twin = qat.tf_keras_twin(source)
+def _quantization_aware_model(trained, data, settings, *, log):
+    twin = qat.tf_keras_twin(trained)
     images, _ = data.validation(limit=32)
-    difference = qat.check_twin(source, twin, images)
+    difference = qat.check_twin(trained, twin, images)
     log(f"[int8-qat] tf_keras twin agrees with the Keras model (max |Δp| {difference:.1e}); fine-tuning")
     model = qat.quantization_aware(twin)
     calibration = (images for images, _ in data.training().take(settings.calibration_steps).as_numpy_iterator())
     qat.calibrate_ranges(model, twin, calibration)
-    steps = settings.qat_steps_per_epoch or max(1, data.source.train_examples // data.batch_size)
-    learning_rate = settings.qat_lr if settings.qat_lr is not None else data.learning_rate / 100
+    steps = settings.qat_steps_per_epoch or max(1, data.source.train_examples // data.config.training.batch_size)
+    learning_rate = settings.qat_lr if settings.qat_lr is not None else data.config.training.learning_rate / 100
     qat.fine_tune(
         model,
         data.training(),
@@ -127,9 +145,11 @@ def _quantization_aware_model(source, data, settings, *, log):
     return model
 
 
-def _measure(target, content, path, images, truth, keras_probabilities, keras_top1, settings, threads, compiler_present):
+def _measure(target, content, path, reference):
+    """The report's row of one target: its file, graph and where it can run, and how it compares
+    with the Keras model (`reference`)."""
     spec = targets_lib.TARGETS[target]
-    runtime = LiteRTModel(content, threads=threads)
+    runtime = LiteRTModel(content, threads=reference.threads)
     row = {
         "file": path,
         "size_bytes": os.path.getsize(path),
@@ -137,26 +157,26 @@ def _measure(target, content, path, images, truth, keras_probabilities, keras_to
         "output": _tensor_summary(runtime.output),
         **inspection.summary(content),
     }
-    if images is not None:
-        probabilities = runtime.predict(images)
-        same = np.argmax(probabilities, axis=1) == np.argmax(keras_probabilities, axis=1)
+    if reference.images is not None:
+        probabilities = runtime.predict(reference.images)
+        same = np.argmax(probabilities, axis=1) == np.argmax(reference.keras_probabilities, axis=1)
         row["agreement"] = float(np.mean(same))
-        difference = np.abs(probabilities - keras_probabilities)
+        difference = np.abs(probabilities - reference.keras_probabilities)
         row["max_abs_diff"] = None if spec.integer else float(difference.max())
         row["mean_abs_diff"] = None if spec.integer else float(difference.mean())
-        row["top1"] = _top1(probabilities, truth)
-        row["keras_top1"] = keras_top1
-        row["acceptance"] = report_lib.acceptance(target, row, keras_top1)
-        sample = images[0]
+        row["top1"] = _top1(probabilities, reference.truth)
+        row["keras_top1"] = reference.keras_top1
+        row["acceptance"] = report_lib.acceptance(target, row, reference.keras_top1)
+        sample = reference.images[0]
     else:
         row.update(agreement=None, max_abs_diff=None, mean_abs_diff=None, top1=None, keras_top1=None, acceptance=None)
         sample = np.random.default_rng(0).uniform(0, 255, (*runtime.input["shape"][1:],)).astype(np.float32)
-    row["latency"] = {**runtime.latency(sample, runs=settings.latency_runs), "threads": threads}
+    row["latency"] = {**runtime.latency(sample, runs=reference.latency_runs), "threads": reference.threads}
     if spec.integer:
         row["float_tensors"] = inspection.float_tensors(content)
     row["gpu_delegate"] = inspection.gpu_compatibility(content)
     row["edgetpu"] = inspection.edgetpu_readiness(content)
-    if spec.integer and compiler_present:
+    if spec.integer and reference.edgetpu_compiler:
         compiled = inspection.compile_for_edgetpu(path, output_dir=os.path.dirname(path))
         if compiled.get("file"):
             compiled.pop("log")
@@ -190,18 +210,16 @@ def _write_atomically(path, content):
 
 
 class _Data:
-    """The source's dataset, prepared as in training: validation images for the comparisons,
+    """The trained model's dataset, prepared as in training: validation images for the comparisons,
     training batches for calibration and quantization-aware fine-tuning."""
 
-    def __init__(self, source, settings, *, log):
+    def __init__(self, trained, settings, *, log):
         from keras_resnet.data import sources
 
-        self.config = source.data
+        self.config = trained.config
         self.settings = settings
-        self.batch_size = self.config["batch_size"]
-        self.learning_rate = self.config.get("learning_rate", 0.1 * self.batch_size / 128)
         try:
-            self.source = sources.open_configured(self.config, seed=self.config["seed"])
+            self.source = sources.open_configured(self.config.data, seed=self.config.training.seed)
         except sources.DatasetError as error:
             raise ConversionError(str(error)) from None
         self._validation = None
@@ -211,9 +229,10 @@ class _Data:
         from keras_resnet.data import pipeline
 
         if self._validation is None:
+            data = self.config.data
             wanted = self.settings.eval_images or self.source.validation_examples
             dataset = pipeline.evaluation_dataset(
-                self.source, image_size=self.config["image_size"], augmentation=self.config["augmentation"], batch_size=256
+                self.source, image_size=data.image_size, augmentation=data.augmentation, batch_size=256
             ).unbatch().take(wanted)
             images, labels = [], []
             for image, label in dataset.as_numpy_iterator():
@@ -226,13 +245,14 @@ class _Data:
     def training(self):
         from keras_resnet.data import pipeline
 
+        data = self.config.data
         return pipeline.training_dataset(
             self.source,
-            image_size=self.config["image_size"],
-            augmentation=self.config["augmentation"],
-            batch_size=self.batch_size,
-            seed=self.config["seed"],
-            min_crop_area=self.config.get("min_crop_area", 0.08),
+            image_size=data.image_size,
+            augmentation=data.augmentation,
+            batch_size=self.config.training.batch_size,
+            seed=self.config.training.seed,
+            min_crop_area=data.min_crop_area,
         )
 
     def calibration_images(self):

@@ -12,6 +12,8 @@ import subprocess
 import numpy as np
 from ai_edge_litert import interpreter as litert
 
+from keras_resnet import internals
+
 # Coral's list of operations the Edge TPU runs (coral.ai/docs/edgetpu/models-intro), as LiteRT op
 # names. PAD and MEAN only along height and width; checked separately.
 EDGETPU_OPS = frozenset(
@@ -37,7 +39,7 @@ def graph(content):
     )
     interpreter.allocate_tensors()
     tensors = {tensor["index"]: tensor for tensor in interpreter.get_tensor_details()}
-    return interpreter, interpreter._get_ops_details(), tensors
+    return interpreter, internals.litert_operators(interpreter), tensors
 
 
 def summary(content):

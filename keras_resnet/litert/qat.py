@@ -19,7 +19,8 @@ statistics are frozen into it for the fine-tuning).
 
 import numpy as np
 
-from keras_resnet.litert.source import ConversionError
+from keras_resnet import internals
+from keras_resnet.litert.trained import ConversionError
 
 # The range of the input quantizer: uint8 pixels map to themselves (scale 1, zero point 0), so a
 # camera frame goes into the integer model as it is.
@@ -27,15 +28,15 @@ PIXEL_RANGE = (0.0, 255.0)
 TWIN_TOLERANCE = 5e-4
 
 
-def tf_keras_twin(source):
-    """The source's network in tf_keras with the source's weights, its Rescaling layer replaced by
+def tf_keras_twin(trained):
+    """The trained model's network in tf_keras with its weights, its Rescaling layer replaced by
     an equivalent depthwise convolution. Raises ConversionError when the twin does not reproduce
     the Keras 3 model's probabilities within TWIN_TOLERANCE."""
     import tf_keras
 
-    import keras_resnet
+    from keras_resnet.model import from_build_arguments
 
-    built = keras_resnet.build(**source.build_arguments, keras_module=tf_keras)
+    built = from_build_arguments(trained.build_arguments, keras_module=tf_keras)
     affine = set()
 
     def replace_affine(layer):
@@ -48,7 +49,7 @@ def tf_keras_twin(source):
         return layer.__class__.from_config(layer.get_config())
 
     twin = tf_keras.models.clone_model(built, clone_function=replace_affine)
-    keras_layers = {layer.name: layer for layer in source.model.layers}
+    keras_layers = {layer.name: layer for layer in trained.model.layers}
     for layer in twin.layers:
         original = keras_layers[layer.name]
         if layer.name in affine:
@@ -74,14 +75,14 @@ def _scale_and_offset(layer):
     return scale.astype(np.float32), (beta - mean * scale).astype(np.float32)
 
 
-def check_twin(source, twin, images):
+def check_twin(trained, twin, images):
     """Both models' probabilities on `images` must agree; returns the largest difference."""
-    expected = source.model.predict_on_batch(images)
+    expected = trained.model.predict_on_batch(images)
     received = twin.predict_on_batch(images)
     difference = float(np.max(np.abs(expected - received)))
     if not difference <= TWIN_TOLERANCE:
         raise ConversionError(
-            f"The tf_keras twin of {source.name} disagrees with the Keras model by {difference:.2e} "
+            f"The tf_keras twin of {trained.name} disagrees with the Keras model by {difference:.2e} "
             f"(tolerance {TWIN_TOLERANCE}): cannot fine-tune it for int8-qat."
         )
     return difference
@@ -90,18 +91,13 @@ def check_twin(source, twin, images):
 def quantization_aware(twin):
     """The twin with TFMOT's default 8-bit fake quantization on every layer; its weights kept."""
     import tensorflow_model_optimization as tfmot
-    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
-        default_8bit_quantize_configs,
-    )
+    import tf_keras
 
     from keras_resnet.layers import channel_zero_pad_layer
 
-    import tf_keras
-
     pad_class = channel_zero_pad_layer(tf_keras)
     quantize = tfmot.quantization.keras
-
-    configs = default_8bit_quantize_configs
+    configs = internals.tfmot_default_8bit_quantize_configs()
 
     def annotate(layer):
         if isinstance(layer, pad_class):
@@ -125,14 +121,8 @@ def quantization_aware(twin):
 
 def _freeze(wrapper):
     """The input normalization is not learned: its gradient (pixels up to 255, summed over every
-    position) is ~50 times its weights' size and throws fine-tuning off within a few steps.
-    QuantizeWrapperV2 copies its layer's trainable weights into its own list when it builds, so
-    the layer's `trainable` flag no longer reaches them (TFMOT 0.8.1): move them by hand."""
-    frozen = list(wrapper._trainable_weights)  # the kernel (listed twice) and the bias
-    wrapper._trainable_weights = []
-    listed = {id(weight) for weight in wrapper._non_trainable_weights}
-    wrapper._non_trainable_weights.extend({id(weight): weight for weight in frozen if id(weight) not in listed}.values())
-    wrapper.layer.trainable = False
+    position) is ~50 times its weights' size and throws fine-tuning off within a few steps."""
+    internals.tfmot_freeze_wrapper(wrapper)
 
 
 def _foldable(layer):
@@ -140,25 +130,19 @@ def _foldable(layer):
     it is that convolution's only consumer."""
     import tf_keras
 
-    inbound = layer._inbound_nodes[0].inbound_layers
-    return isinstance(inbound, tf_keras.layers.Conv2D) and len(inbound._outbound_nodes) == 1
+    inbound = internals.tf_keras_producer(layer)
+    return isinstance(inbound, tf_keras.layers.Conv2D) and internals.tf_keras_consumer_count(inbound) == 1
 
 
 def _pin_input_range(model):
     """Start the input quantizer at the pixel range. TFMOT's input quantizer keeps the smallest and
     largest value it has seen, so with pixels in [0, 255] the range stays exactly that."""
-    layer = _input_quantizer(model)
+    layer = internals.tfmot_input_quantizer(model)
     for variable in layer.weights:
         if variable.name.endswith("min:0") or "_min" in variable.name:
             variable.assign(PIXEL_RANGE[0])
         elif variable.name.endswith("max:0") or "_max" in variable.name:
             variable.assign(PIXEL_RANGE[1])
-
-
-def _input_quantizer(model):
-    """TFMOT's QuantizeLayer after the input: named quantize_layer, _1, … as tf_keras counts, and
-    not in TFMOT's public API, so found by its type's name."""
-    return next(layer for layer in model.layers if type(layer).__name__ == "QuantizeLayer")
 
 
 def calibrate_ranges(model, twin, batches):
@@ -223,7 +207,7 @@ def fine_tune(model, dataset, *, epochs, steps_per_epoch, learning_rate, momentu
 
 def input_range(model):
     """The (min, max) the QAT model's input quantizer ends with."""
-    layer = _input_quantizer(model)
+    layer = internals.tfmot_input_quantizer(model)
     values = {variable.name: float(variable.numpy()) for variable in layer.weights}
     low = next(value for name, value in values.items() if "min" in name)
     high = next(value for name, value in values.items() if "max" in name)

@@ -10,8 +10,6 @@ import dataclasses
 import io
 import warnings
 
-import tensorflow as tf
-
 from keras_resnet.quiet import native_stderr_silenced
 
 
@@ -63,6 +61,8 @@ def convert(model, target, *, image_size, representative_images=None):
     """The .tflite bytes of `model` (Keras 3, or the tf_keras QAT model for int8-qat) for `target`.
     `representative_images`: a callable returning an iterable of float32 [1, H, W, 3] pixel
     batches, for int8-ptq's calibration."""
+    import tensorflow as tf  # here, so that the table above serves command-line help without it
+
     target = TARGETS[target]
     converter = tf.lite.TFLiteConverter.from_keras_model(_batch_of_one(model, image_size))
     if target.float16_weights:

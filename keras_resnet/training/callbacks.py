@@ -1,9 +1,8 @@
 """Callbacks Keras does not have: a step-accurate backup, throughput, and the curves plot."""
 
-import csv
-import json
-import math
 import contextlib
+import csv
+import math
 import os
 import signal
 import threading
@@ -11,15 +10,17 @@ import time
 
 import keras
 
+from keras_resnet import internals
+
 
 class StepBackup(keras.callbacks.BackupAndRestore):
     """keras.callbacks.BackupAndRestore that resumes at the exact step.
 
     Keras' callback saves every `save_freq` steps but restores only the epoch, so a run killed in the
-    middle of an epoch would repeat that epoch's steps. This one records the global step (the
-    optimizer's iteration count, saved with the weights) and lets the trainer restore before fit()
-    and continue the interrupted epoch where it stopped. The file writing (with the previous backup
-    kept while the next one is written) is Keras'.
+    middle of an epoch would repeat that epoch's steps. The optimizer's iteration count is saved
+    with the weights, so this one lets the trainer restore before fit() and continue the
+    interrupted epoch where it stopped. The file writing (with the previous backup kept while the
+    next one is written) is Keras'.
     """
 
     def __init__(self, backup_dir, *, save_every_steps):
@@ -30,27 +31,21 @@ class StepBackup(keras.callbacks.BackupAndRestore):
 
     def restore(self):
         """Loads the backup into the model (weights and optimizer state); the global step reached."""
-        if not os.path.exists(self._weights_path):
+        weights, previous = internals.backup_weights_paths(self)
+        if not os.path.exists(weights):
             return 0
         try:
-            self._load_model()
+            internals.backup_load(self)
         except (OSError, ValueError):
             # Killed while writing: the previous backup is intact beside it.
-            if not os.path.exists(self._prev_weights_path):
+            if not os.path.exists(previous):
                 raise
-            os.replace(self._prev_weights_path, self._weights_path)
-            self._load_model()
-        self.model._initial_epoch = None  # Keras would let it override fit()'s initial_epoch
+            os.replace(previous, weights)
+            internals.backup_load(self)
         return int(self.model.optimizer.iterations.numpy())
 
     def save_now(self):
-        self._save_model()
-
-    def _save_model(self):
-        super()._save_model()
-        # Overwrite Keras' metadata (epoch, batch within the epoch) with the global step.
-        with open(self._training_metadata_path, "w") as file:
-            json.dump({"step": int(self.model.optimizer.iterations.numpy()), "epoch": self._current_epoch}, file)
+        internals.backup_save(self)
 
 
 class InterruptAtStepEnd(keras.callbacks.Callback):

@@ -1,15 +1,14 @@
 """Which tf.distribute strategy and which precision a run uses."""
 
+import contextlib
 import json
 import os
-import types
 
 import tensorflow as tf
 
+from keras_resnet import internals
+from keras_resnet.config import PRECISIONS, STRATEGIES
 from keras_resnet.quiet import list_devices_quietly
-
-STRATEGIES = ("auto", "default", "one-device", "mirrored", "multi-worker", "tpu")
-PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 
 
 class DistributeError(ValueError):
@@ -107,40 +106,37 @@ def is_multi_worker(strategy):
     return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
 
 
-def prepare_model_for_multi_worker(model, strategy):
-    """Keras 3.15's fit breaks under MultiWorkerMirroredStrategy in two places (keras-team/keras#20585,
-    tensorflow/tensorflow#72388):
-    - before training it cross-worker reduces the first input batch, only to learn its shapes, and
-      that eager reduce fails: one local replica's batch has the same shapes;
-    - it averages per-replica scalar metrics over axis 0, which scalars lack: the mean over replicas
-      is what single-worker training reports.
-    Both are replaced here, for this model and this strategy only."""
+@contextlib.contextmanager
+def multi_worker_fit(model, strategy):
+    """Around fit() under MultiWorkerMirroredStrategy, mends two places where Keras 3.15 breaks
+    (keras-team/keras#20585, tensorflow/tensorflow#72388); elsewhere it does nothing.
+    - Before training Keras cross-worker reduces the first input batch only to learn its shapes,
+      and that eager reduce fails: `model` learns them from one local replica's batch instead.
+    - Keras averages per-replica scalar metrics over axis 0, which scalars lack: they are averaged
+      over the replicas, as single-worker training reports them. This one is Keras-wide, so it is
+      undone when the block ends."""
     if not is_multi_worker(strategy):
+        yield
         return
-    from keras.src.backend.tensorflow import trainer as keras_trainer
 
-    def build_from_one_local_batch(self, iterator=None, data_batch=None):
+    def build_from_one_local_batch(iterator=None, data_batch=None):
         if iterator is not None:
             for _, _, batches in iterator:
                 data_batch = strategy.experimental_local_results(next(batches))[0]
                 break
-        with self.distribute_strategy.scope():
-            self._symbolic_build(data_batch=data_batch)
+        with model.distribute_strategy.scope():
+            internals.keras_symbolic_build(model, data_batch)
 
-    model._maybe_symbolic_build = types.MethodType(build_from_one_local_batch, model)
+    def mean_over_replicas(values, original, strategy_, reduction):
+        if reduction in ("auto", "mean") and internals.keras_is_multi_worker_all_reduce(strategy_):
+            return tf.nest.map_structure(
+                lambda value: strategy_.reduce("MEAN", value, axis=None)
+                if isinstance(value, tf.distribute.DistributedValues)
+                else value,
+                values,
+            )
+        return original(values, strategy_, reduction)
 
-    if not getattr(keras_trainer.reduce_per_replica, "multi_worker_mean", False):
-        original = keras_trainer.reduce_per_replica
-
-        def reduce_per_replica(values, strategy_, reduction):
-            if reduction in ("auto", "mean") and keras_trainer._collective_all_reduce_multi_worker(strategy_):
-                return tf.nest.map_structure(
-                    lambda value: strategy_.reduce("MEAN", value, axis=None)
-                    if isinstance(value, tf.distribute.DistributedValues)
-                    else value,
-                    values,
-                )
-            return original(values, strategy_, reduction)
-
-        reduce_per_replica.multi_worker_mean = True
-        keras_trainer.reduce_per_replica = reduce_per_replica
+    internals.keras_replace_symbolic_build(model, build_from_one_local_batch)
+    with internals.keras_reduce_per_replica_replaced(mean_over_replicas):
+        yield

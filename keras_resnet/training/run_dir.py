@@ -1,6 +1,6 @@
 """A run directory: everything a training run leaves for evaluation, conversion and the demo.
 
-    config.json    how to rebuild the model (keras_resnet.build(**config["model"])) and its data
+    config.json    the run's configuration (keras_resnet.config.RunConfig): network, data, recipe
     labels.txt     class names, one per line, in label order
     best.keras     the model with the best validation top-1; last.keras: the model after the last epoch
     history.csv    per-epoch metrics; curves.png: loss and top-1 per epoch
@@ -13,6 +13,8 @@ import datetime
 import json
 import os
 import re
+
+from keras_resnet.config import ConfigFileError, RunConfig
 
 
 class RunDirectory:
@@ -43,8 +45,11 @@ class RunDirectory:
         return os.path.exists(self.metrics)
 
     def read_config(self):
-        with open(self.config) as file:
-            return json.load(file)
+        """The run's RunConfig. Raises config.ConfigFileError for a missing, corrupt or foreign file."""
+        return RunConfig.read(self.config)
+
+    def write_config(self, config):
+        self.write_json(self.config, config.to_json())
 
     def write_json(self, path, data):
         temporary = f"{path}.tmp"
@@ -71,29 +76,19 @@ def dataset_slug(dataset):
     return re.sub(r"[^A-Za-z0-9_.]+", "_", dataset.removeprefix("folder:").strip("/")) or "data"
 
 
-def find_interrupted(model_name, dataset, config, *, root="runs"):
-    """The newest run under `root` for this model and dataset that stopped before finishing, left a
-    backup, and was started with the same configuration."""
+def find_interrupted(config, *, root="runs"):
+    """The newest run under `root` for this configuration's model and dataset that stopped before
+    finishing, left a backup, and was started with the same configuration."""
     if not os.path.isdir(root):
         return None
-    prefix = f"{model_name}-{dataset_slug(dataset)}-"
+    prefix = f"{config.model.name}-{dataset_slug(config.data.dataset)}-"
     for name in sorted(os.listdir(root), reverse=True):
         run = RunDirectory(os.path.join(root, name))
         if name.startswith(prefix) and run.has_backup() and not run.is_finished() and os.path.exists(run.config):
-            if same_training(run.read_config(), config):
+            try:
+                saved = run.read_config()
+            except ConfigFileError:
+                continue  # not ours to resume
+            if saved.same_training(config):
                 return run
     return None
-
-
-def same_training(saved, requested, *, ignore_length=False):
-    """Two configurations describe the same run: all but where it runs (strategy, precision, …),
-    and with ignore_length (--resume may train longer) all but the number of epochs or steps."""
-
-    def essence(config):
-        sections = {key: dict(config.get(key) or {}) for key in ("model", "data", "training")}
-        if ignore_length:
-            sections["training"].pop("epochs", None)
-            sections["training"].pop("steps", None)
-        return sections
-
-    return essence(saved) == essence(requested)

@@ -1,11 +1,9 @@
 """Training and evaluation: the one code path of train.py and of the experiments.
 
-`resolve_config(...)` turns the user's choices into a complete configuration (the paper's recipe
-filling every default), `train(config, ...)` runs it into a run directory and survives crashes,
-`evaluate(path)` measures a trained model on its validation split.
+`train(config, ...)` runs a `keras_resnet.config.RunConfig` (from `config.resolve(...)`) into a run
+directory and survives crashes; `evaluate(path)` measures a trained model on its validation split.
 """
 
-import math
 import os
 import shutil
 import statistics
@@ -14,18 +12,13 @@ import tempfile
 import time
 
 import keras
-import tensorflow as tf
 
 import keras_resnet
-from keras_resnet import specs
+from keras_resnet.config import UsageError
 from keras_resnet.data import pipeline, sources
-from keras_resnet.training import distribute, recipe as recipes
+from keras_resnet.training import distribute, schedules
 from keras_resnet.training.callbacks import Curves, InterruptAtStepEnd, StepBackup, Throughput, read_history
-from keras_resnet.training.run_dir import RunDirectory, default_path, find_interrupted, same_training
-
-
-class UsageError(ValueError):
-    """Bad input: a flag, a path, a dataset or a combination that cannot work. Exit code 2."""
+from keras_resnet.training.run_dir import RunDirectory, default_path, find_interrupted
 
 
 class TrainingError(RuntimeError):
@@ -34,125 +27,6 @@ class TrainingError(RuntimeError):
 
 class Interrupted(Exception):
     """Ctrl-C: the state was backed up. Exit code 130."""
-
-
-DEFAULT_SAVE_EVERY_STEPS = 200
-
-
-def resolve_config(
-    *,
-    model=None,
-    depth=None,
-    plain=False,
-    shortcut=None,
-    version=None,
-    family=None,
-    image_size=None,
-    zero_init_residual=False,
-    dataset="synthetic",
-    data_dir=None,
-    train_examples=None,
-    validation_examples=None,
-    epochs=None,
-    steps=None,
-    batch_size=None,
-    lr=None,
-    schedule="step",
-    warmup_epochs=None,
-    weight_decay=None,
-    label_smoothing=0.0,
-    seed=0,
-    save_every_steps=DEFAULT_SAVE_EVERY_STEPS,
-    strategy="auto",
-    precision="auto",
-    jit_compile=False,
-    cpu_replicas=1,
-    tpu=None,
-):
-    """A complete training configuration (JSON-ready) from the user's choices; None means the
-    paper's default for the network's family. Raises UsageError for invalid choices."""
-    try:
-        if model is None and depth is None:
-            raise UsageError("Name a network: --depth D or --model NAME (e.g. --depth 20, --model plain56).")
-        name = model or f"{'plain' if plain else 'resnet'}{depth}"
-        name_depth, name_plain, name_version = specs.parse_name(name)
-        if depth is not None and model is not None and depth != name_depth:
-            raise UsageError(f"--depth {depth} contradicts --model {model}.")
-        if plain and not name_plain:
-            name = name.replace("resnet", "plain", 1)
-        if name_version and version and name_version != version:
-            raise UsageError(f"--version {version} contradicts --model {model}.")
-        version = version or name_version or "v1.5"
-        spec = specs.spec_for_depth(name_depth, family=family)
-    except ValueError as error:
-        raise UsageError(str(error)) from None
-    name = name.lower().removesuffix(name_version or "")
-    base = recipes.RECIPES[spec.family.name]
-
-    _check(schedule in recipes.SCHEDULES, f"Unknown --schedule {schedule!r}. Valid: step, cosine.")
-    _check(epochs is None or steps is None, "Pass --epochs or --steps, not both.")
-    for flag, value in (("--epochs", epochs), ("--steps", steps), ("--batch-size", batch_size), ("--image-size", image_size),
-                        ("--save-every-steps", save_every_steps), ("--cpu-replicas", cpu_replicas),
-                        ("--train-examples", train_examples), ("--validation-examples", validation_examples)):
-        _check(value is None or value >= 1, f"{flag} must be at least 1. Received: {value}.")
-    for flag, value in (("--lr", lr), ("--weight-decay", weight_decay), ("--warmup-epochs", warmup_epochs)):
-        _check(value is None or value >= 0, f"{flag} must not be negative. Received: {value}.")
-    _check(0 <= label_smoothing < 1, f"--label-smoothing must be in [0, 1). Received: {label_smoothing}.")
-    _check(dataset != "folder:", "--dataset folder:PATH needs a path after 'folder:'.")
-
-    synthetic = dataset == "synthetic"
-    if epochs is None and steps is None:
-        if synthetic:
-            epochs = recipes.SYNTHETIC_EPOCHS
-        else:
-            epochs, steps = base.epochs, base.steps
-    batch_size = batch_size or base.batch_size
-    if warmup_epochs is None:
-        warmup_epochs = recipes.COSINE_WARMUP_EPOCHS if schedule == "cosine" else 0
-    model_config = {
-        "name": name,
-        "family": spec.family.name,
-        "version": version,
-        "shortcut": (shortcut or spec.family.shortcut).upper(),
-        "input_shape": [image_size or spec.family.input_size] * 2 + [3],
-        "zero_init_residual": zero_init_residual,
-        "weight_decay": base.weight_decay if weight_decay is None else weight_decay,
-    }
-    _check(model_config["shortcut"] in specs.SHORTCUTS, f"Unknown --shortcut {shortcut!r}. Valid: A, B, C.")
-    _check(version in specs.VERSIONS, f"Unknown --version {version!r}. Valid: v1, v1.5, v2.")
-    return {
-        "model": model_config,
-        "data": {
-            "dataset": dataset,
-            "data_dir": data_dir,
-            "image_size": model_config["input_shape"][0],
-            "augmentation": base.augmentation,
-            "min_crop_area": recipes.SYNTHETIC_MIN_CROP_AREA if synthetic else base.min_crop_area,
-            "train_examples": train_examples,
-            "validation_examples": validation_examples,
-        },
-        "training": {
-            "epochs": epochs,
-            "steps": steps,
-            "batch_size": batch_size,
-            # The paper's rate at its batch, scaled linearly with the global batch (Goyal et al.).
-            "learning_rate": lr if lr is not None else base.learning_rate * batch_size / base.reference_batch,
-            "schedule": schedule,
-            "step_boundaries": list(base.step_boundaries),
-            "warmup_epochs": warmup_epochs,
-            "momentum": base.momentum,
-            "label_smoothing": label_smoothing,
-            "seed": seed,
-        },
-        "runtime": {
-            "strategy": strategy,
-            "precision": precision,
-            "jit_compile": jit_compile,
-            "cpu_replicas": cpu_replicas,
-            "tpu": tpu,
-            "save_every_steps": save_every_steps,
-        },
-    }
 
 
 def _check(condition, message):
@@ -164,18 +38,16 @@ def _check(condition, message):
 
 
 def train(config, *, output=None, resume=False, log=print):
-    """Trains as `config` says into a run directory, resuming one that a crash interrupted.
-    Returns the RunDirectory. Raises UsageError, TrainingError or Interrupted."""
-    training, runtime, data = config["training"], config["runtime"], config["data"]
+    """Trains as `config` (a RunConfig) says into a run directory, resuming one that a crash
+    interrupted. Returns the RunDirectory. Raises UsageError, TrainingError or Interrupted."""
+    runtime = config.runtime
     try:
-        strategy, strategy_name = distribute.make_strategy(
-            runtime["strategy"], tpu=runtime["tpu"], cpu_replicas=runtime["cpu_replicas"]
-        )
-        precision = distribute.resolve_precision(runtime["precision"], strategy_name=strategy_name)
+        strategy, strategy_name = distribute.make_strategy(runtime.strategy, tpu=runtime.tpu, cpu_replicas=runtime.cpu_replicas)
+        precision = distribute.resolve_precision(runtime.precision, strategy_name=strategy_name)
     except (distribute.DistributeError, ValueError) as error:
         raise UsageError(str(error)) from None
     replicas = strategy.num_replicas_in_sync
-    batch_size = training["batch_size"]
+    batch_size = config.training.batch_size
     _check(
         batch_size % replicas == 0,
         f"--batch-size {batch_size} (the global batch) does not split evenly over {replicas} replicas: "
@@ -189,63 +61,46 @@ def train(config, *, output=None, resume=False, log=print):
             f"{output} already holds a run: pass --resume to continue it, or choose another --output. Nothing was changed."
         )
 
-    source = sources.open_configured(data, seed=training["seed"])
-    config["model"]["classes"] = len(source.class_names)
-    steps_per_epoch = source.train_examples // batch_size
-    _check(
-        steps_per_epoch >= 1,
-        f"The training split has {source.train_examples} examples, fewer than one batch of {batch_size}: lower --batch-size.",
-    )
-    total_steps = training["steps"] or training["epochs"] * steps_per_epoch
-    epochs = math.ceil(total_steps / steps_per_epoch)
+    source = sources.open_configured(config.data, seed=config.training.seed)
+    config = config.with_class_names(source.class_names)
+    plan = config.plan(source.train_examples)
 
     if chief:
         run = _run_directory(config, output=output, resume=resume, log=log)
     else:
         # Every worker saves its copy (identical to the chief's), but only the chief into the run itself.
         run = RunDirectory(os.path.join(output, f"worker-{distribute.worker_index(strategy)}"))
-    _prepare_directory(run, config, source.class_names)
+    _prepare_directory(run, config)
 
     previous_policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(precision)
     try:
         return _train(
-            config,
-            run,
-            strategy=strategy,
-            strategy_name=strategy_name,
-            precision=precision,
-            source=source,
-            total_steps=total_steps,
-            epochs=epochs,
-            steps_per_epoch=steps_per_epoch,
-            resume=resume,
-            log=log,
+            config, run, strategy=strategy, strategy_name=strategy_name, precision=precision, source=source, plan=plan,
+            resume=resume, log=log,
         )
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
 
 
-def _train(config, run, *, strategy, strategy_name, precision, source, total_steps, epochs, steps_per_epoch, resume, log):
+def _train(config, run, *, strategy, strategy_name, precision, source, plan, resume, log):
     """The training itself, under the run's precision policy (train() restores the previous one)."""
-    training, runtime, data = config["training"], config["runtime"], config["data"]
-    batch_size = training["batch_size"]
+    training, data = config.training, config.data
     replicas = strategy.num_replicas_in_sync
-    keras.utils.set_random_seed(training["seed"])
+    keras.utils.set_random_seed(training.seed)
     with strategy.scope():
-        model = build_and_compile(config, steps_per_epoch=steps_per_epoch, total_steps=total_steps, replicas=replicas)
-    distribute.prepare_model_for_multi_worker(model, strategy)
+        model = build_and_compile(config, plan, replicas=replicas)
 
-    backup = StepBackup(run.backup, save_every_steps=runtime["save_every_steps"])
+    backup = StepBackup(run.backup, save_every_steps=config.runtime.save_every_steps)
     backup.set_model(model)
     done = backup.restore() if run.has_backup() else _restore_from_last(model, run) if resume else 0
-    if done >= total_steps:
-        log(f"{run} has already trained {done} of {total_steps} steps: nothing to do.")
+    if done >= plan.total_steps:
+        log(f"{run} has already trained {done} of {plan.total_steps} steps: nothing to do.")
         return run
     if done:
-        log(f"Resuming {run} at step {done} of {total_steps}.")
+        log(f"Resuming {run} at step {done} of {plan.total_steps}.")
 
-    throughput = Throughput(batch_size)
+    throughput = Throughput(training.batch_size)
     best_so_far = max((row.get("val_accuracy", -1.0) for row in read_history(run.history)), default=None)
     interrupt = InterruptAtStepEnd()
     callbacks = [
@@ -254,7 +109,7 @@ def _train(config, run, *, strategy, strategy_name, precision, source, total_ste
         backup,
         throughput,
         keras.callbacks.CSVLogger(run.history, append=True),
-        Curves(run.history, run.curves, title=f"{config['model']['name']} on {data['dataset']}"),
+        Curves(run.history, run.curves, title=f"{config.model.name} on {data.dataset}"),
         keras.callbacks.ModelCheckpoint(
             run.best_model, monitor="val_accuracy", mode="max", save_best_only=True, initial_value_threshold=best_so_far
         ),
@@ -262,26 +117,26 @@ def _train(config, run, *, strategy, strategy_name, precision, source, total_ste
         keras.callbacks.TensorBoard(run.tensorboard, write_graph=False, profile_batch=0),
     ]
     validation = pipeline.evaluation_dataset(
-        source, image_size=data["image_size"], augmentation=data["augmentation"], batch_size=batch_size
+        source, image_size=data.image_size, augmentation=data.augmentation, batch_size=training.batch_size
     )
     log(
-        f"Training {config['model']['name']} on {data['dataset']} ({source.train_examples} training, "
-        f"{source.validation_examples} validation images, {len(source.class_names)} classes): {total_steps} steps "
-        f"({epochs} epochs of {steps_per_epoch}), global batch {batch_size} over {replicas} replica(s) "
+        f"Training {config.model.name} on {data.dataset} ({source.train_examples} training, "
+        f"{source.validation_examples} validation images, {len(source.class_names)} classes): {plan.total_steps} steps "
+        f"({plan.epochs} epochs of {plan.steps_per_epoch}), global batch {training.batch_size} over {replicas} replica(s) "
         f"[{strategy_name}], {precision}. Run directory: {run}"
     )
     started = time.time()
     try:
-        with interrupt.catching():
-            for initial_epoch, final_epoch, steps in plan_fits(done, total_steps, steps_per_epoch):
-                start_step = max(done, initial_epoch * steps_per_epoch)
+        with interrupt.catching(), distribute.multi_worker_fit(model, strategy):
+            for initial_epoch, final_epoch, steps in plan_fits(done, plan.total_steps, plan.steps_per_epoch):
+                start_step = max(done, initial_epoch * plan.steps_per_epoch)
                 train_data = pipeline.training_dataset(
                     source,
-                    image_size=data["image_size"],
-                    augmentation=data["augmentation"],
-                    batch_size=batch_size,
-                    seed=training["seed"] + start_step,  # a resumed run continues with fresh, reproducible shuffles
-                    min_crop_area=data["min_crop_area"],
+                    image_size=data.image_size,
+                    augmentation=data.augmentation,
+                    batch_size=training.batch_size,
+                    seed=training.seed + start_step,  # a resumed run continues with fresh, reproducible shuffles
+                    min_crop_area=data.min_crop_area,
                 )
                 model.fit(
                     train_data,
@@ -296,7 +151,7 @@ def _train(config, run, *, strategy, strategy_name, precision, source, total_ste
     except KeyboardInterrupt:
         backup.save_now()
         raise Interrupted(
-            f"Interrupted at step {int(model.optimizer.iterations.numpy())} of {total_steps}; the state is backed up "
+            f"Interrupted at step {int(model.optimizer.iterations.numpy())} of {plan.total_steps}; the state is backed up "
             f"in {run.backup}. Run the same command again to resume."
         ) from None
     except RuntimeError as error:
@@ -320,7 +175,7 @@ def _train(config, run, *, strategy, strategy_name, precision, source, total_ste
         "best_top1": best.get("val_accuracy"),
         "best_epoch": int(best["epoch"]) + 1,
         "images_per_second": statistics.median(rates) if rates else None,
-        "epochs": epochs,
+        "epochs": plan.epochs,
         "steps": int(model.optimizer.iterations.numpy()),
         "training_seconds": round(time.time() - started, 1),
         "precision": precision,
@@ -336,26 +191,16 @@ def _train(config, run, *, strategy, strategy_name, precision, source, total_ste
     return run
 
 
-def build_and_compile(config, *, steps_per_epoch, total_steps, replicas=1):
-    """The model of `config`, compiled with its recipe (under the current strategy's scope)."""
-    training = config["training"]
-    model = keras_resnet.build(
-        config["model"]["name"],
-        **{key: value for key, value in config["model"].items() if key != "name"},
-        sync_batch_norm=replicas > 1,
-    )
-    schedule = recipes.learning_rate_schedule(
-        schedule=training["schedule"],
-        learning_rate=training["learning_rate"],
-        total_steps=total_steps,
-        warmup_steps=round(training["warmup_epochs"] * steps_per_epoch),
-        step_boundaries=training["step_boundaries"],
-    )
+def build_and_compile(config, plan, *, replicas=1):
+    """The model of `config` (a RunConfig with its classes), compiled with its recipe and `plan`'s
+    schedule (under the current strategy's scope)."""
+    training = config.training
+    model = keras_resnet.build(**config.model.build_arguments(), sync_batch_norm=replicas > 1)
     model.compile(
-        optimizer=keras.optimizers.SGD(schedule, momentum=training["momentum"]),
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=training["label_smoothing"]),
-        metrics=compiled_metrics(config["model"]["classes"]),
-        jit_compile=config["runtime"]["jit_compile"],
+        optimizer=keras.optimizers.SGD(schedules.learning_rate_schedule(training, plan), momentum=training.momentum),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=training.label_smoothing),
+        metrics=compiled_metrics(config.model.classes),
+        jit_compile=config.runtime.jit_compile,
     )
     model.optimizer.build(model.trainable_variables)
     return model
@@ -387,16 +232,16 @@ def plan_fits(done, total, steps_per_epoch):
 
 def _run_directory(config, *, output, resume, log):
     if output is None:
-        interrupted = find_interrupted(config["model"]["name"], config["data"]["dataset"], config)
+        interrupted = find_interrupted(config)
         if interrupted is not None:
             log(f"Found the backup of an interrupted run with this configuration: {interrupted}")
             return interrupted
-        return RunDirectory(default_path(config["model"]["name"], config["data"]["dataset"]))
+        return RunDirectory(default_path(config.model.name, config.data.dataset))
     run = RunDirectory(output)
     if not run.is_empty():
         if not os.path.exists(run.config):
             raise UsageError(f"{output} is not empty and holds no run (no config.json): choose another --output.")
-        if not same_training(run.read_config(), config, ignore_length=resume):
+        if not run.read_config().same_training(config, ignore_length=resume):
             raise UsageError(
                 f"{output} holds a run with another configuration (see its config.json): "
                 f"resume it with its own flags, or choose another --output."
@@ -404,18 +249,18 @@ def _run_directory(config, *, output, resume, log):
     return run
 
 
-def _prepare_directory(run, config, class_names):
+def _prepare_directory(run, config):
     try:
         os.makedirs(run.path, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=run.path):
             pass
     except OSError as error:
         raise UsageError(f"Cannot write to the run directory {run} ({error.strerror or error}).") from None
-    if not os.path.exists(run.config) or run.read_config()["training"] != config["training"]:
+    if not os.path.exists(run.config) or run.read_config().training != config.training:
         # New, or resumed for longer: config.json records the run as it now goes.
-        run.write_json(run.config, {**config, "class_names": list(class_names)})
+        run.write_config(config)
     if not os.path.exists(run.labels):
-        run.write_labels(class_names)
+        run.write_labels(config.class_names)
 
 
 def _restore_from_last(model, run):
@@ -450,27 +295,26 @@ def evaluate(path, *, batch_size=None, data_dir=None, log=print):
         run = RunDirectory(os.path.dirname(os.path.abspath(path)))
         model_path = path
         _check(os.path.exists(run.config), f"{path} has no config.json beside it: evaluate its run directory.")
+    config = run.read_config()
     try:
         model = keras.saving.load_model(model_path, compile=False)
     except Exception as error:  # a damaged or foreign file: Keras raises many kinds
         raise UsageError(f"Cannot load {model_path} as a Keras model ({type(error).__name__}: {str(error)[:200]}).") from None
 
-    config = run.read_config()
-    data = config["data"]
-    source = sources.open_configured(data, seed=config["training"]["seed"], data_dir=data_dir)
+    data = config.data
+    source = sources.open_configured(data, seed=config.training.seed, data_dir=data_dir)
     classes = len(source.class_names)
     _check(
         model.output_shape[-1] == classes,
-        f"{model_path} outputs {model.output_shape[-1]} classes but {data['dataset']} has {classes}.",
+        f"{model_path} outputs {model.output_shape[-1]} classes but {data.dataset} has {classes}.",
     )
     model.compile(loss=keras.losses.CategoricalCrossentropy(), metrics=compiled_metrics(classes))
-    batch_size = batch_size or config["training"]["batch_size"]
     dataset = pipeline.evaluation_dataset(
-        source, image_size=data["image_size"], augmentation=data["augmentation"], batch_size=batch_size
+        source, image_size=data.image_size, augmentation=data.augmentation, batch_size=batch_size or config.training.batch_size
     )
     results = model.evaluate(dataset, return_dict=True, verbose=1 if sys.stdout.isatty() else 0)
     log(
-        f"{model_path} on {source.validation_examples} validation images of {data['dataset']}: "
+        f"{model_path} on {source.validation_examples} validation images of {data.dataset}: "
         f"top-1 {_percent(results['accuracy'])}, top-5 {_percent(results['top5'])}, loss {results['loss']:.4f}"
     )
     return {"top1": results["accuracy"], "top5": results["top5"], "loss": results["loss"]}

@@ -10,6 +10,8 @@ archive appended to the flatbuffer. LiteRT ignores the bytes after the flatbuffe
 import io
 import zipfile
 
+from keras_resnet.runtime import LiteRTError, reason
+
 LABELS_FILE = "labels.txt"
 
 
@@ -20,20 +22,26 @@ def with_labels(content, class_names):
     # Mode "a" on bytes that are not a zip writes a new archive after them, with offsets counted
     # from the start of the file.
     with zipfile.ZipFile(buffer, "a", compression=zipfile.ZIP_STORED) as archive:
-        archive.writestr(LABELS_FILE, "".join(f"{name}\n" for name in class_names))
+        archive.writestr(LABELS_FILE, labels_text(class_names))
     return buffer.getvalue()
 
 
 def read_labels(path):
-    """The class names packed in a .tflite file, or None when it carries none."""
+    """Class names from a labels file (one per line), or from the labels.txt packed in a .tflite
+    file; None when a .tflite file carries none. Raises LiteRTError for an unreadable labels file."""
+    if not str(path).endswith(".tflite"):
+        try:
+            with open(path, encoding="utf-8") as file:
+                return [line.strip() for line in file if line.strip()]
+        except (OSError, UnicodeDecodeError) as error:
+            raise LiteRTError(f"cannot read labels file {path}: {reason(error)}") from None
     try:
         with zipfile.ZipFile(path) as archive:
             text = archive.read(LABELS_FILE).decode("utf-8")
-    except (zipfile.BadZipFile, KeyError):
+    except (zipfile.BadZipFile, KeyError, UnicodeDecodeError):
         return None
-    return [line for line in text.splitlines() if line.strip()]
+    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
-def write_labels_file(path, class_names):
-    with open(path, "w") as file:
-        file.writelines(f"{name}\n" for name in class_names)
+def labels_text(class_names):
+    return "".join(f"{name}\n" for name in class_names)

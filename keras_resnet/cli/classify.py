@@ -1,0 +1,174 @@
+"""Classify pictures, a folder or a camera with a .tflite model from convert/to_tflite.py, on a board.
+
+    python edge_demo/classify.py --model runs/…/tflite/resnet20_int8-qat.tflite photo.jpg other.png
+    python edge_demo/classify.py --model runs/…/tflite/resnet20_int8-qat.tflite edge_demo/samples/
+    python edge_demo/classify.py --model resnet20_int8-qat_edgetpu.tflite --delegate edgetpu --camera 0
+    python edge_demo/classify.py --model runs/…/tflite/resnet20_gpu.tflite --benchmark 200
+
+Needs only `pip install 'keras-resnet-edge[demo]'` (ai-edge-litert, numpy, Pillow; OpenCV for
+--camera); never TensorFlow.
+Class names come from the model file (convert/to_tflite.py packs them in) or --labels.
+"""
+
+import argparse
+import os
+import sys
+
+from PIL import Image
+
+from keras_resnet.quiet import native_stderr_silenced
+from keras_resnet.runtime import LiteRTError
+from keras_resnet.runtime.classifier import Classifier, load_image
+from keras_resnet.runtime.delegates import DELEGATES
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+USAGE_ERROR = 2
+
+
+def parser():
+    p = argparse.ArgumentParser(
+        description="Classify images, a directory of images or a camera's frames with a LiteRT (.tflite) classifier.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("images", nargs="*", help="image files or directories (every image inside, sorted)")
+    p.add_argument("--model", required=True, help="the .tflite file (from convert/to_tflite.py, or compiled by edgetpu_compiler)")
+    p.add_argument("--labels", help="class names, one per line (default: the labels packed in the model file)")
+    p.add_argument("--top-k", type=int, default=5, help="how many classes to show per image")
+    p.add_argument("--delegate", choices=list(DELEGATES), default="cpu", help="where the model runs")
+    p.add_argument("--delegate-library", metavar="PATH", help="the delegate's shared library, when not on the loader's path")
+    p.add_argument("--threads", type=int, help="CPU threads (default: every core)")
+    p.add_argument("--camera", metavar="N", help="classify frames from camera N (or a device path / stream URL) with OpenCV")
+    p.add_argument("--frames", type=int, default=0, help="with --camera: stop after this many frames (0: until Ctrl-C)")
+    p.add_argument("--benchmark", type=int, metavar="N", help="time N runs at batch 1 (on the first image, else a grey one)")
+    return p
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    sys.stdout.reconfigure(line_buffering=True)
+    for flag in ("top_k", "threads", "benchmark"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            return _error(f"--{flag.replace('_', '-')} must be at least 1. Received: {value}.")
+    if args.frames < 0:
+        return _error(f"--frames must be 0 (no limit) or more. Received: {args.frames}.")
+    if args.camera is not None and args.images:
+        return _error("give images or --camera, not both")
+    if args.camera is None and not args.images and args.benchmark is None:
+        return _error("nothing to classify: give image files or directories, --camera N, or --benchmark N")
+    try:
+        paths, unreadable = _image_paths(args.images)
+        classifier = Classifier(
+            args.model, delegate=args.delegate, delegate_library=args.delegate_library, threads=args.threads, labels=args.labels
+        )
+    except LiteRTError as error:
+        return _error(str(error))
+
+    print(classifier.describe())
+    for note in classifier.notes:
+        print(f"note: {note}")
+    if args.camera is not None:
+        try:
+            return _classify_camera(classifier, args.camera, top_k=args.top_k, frames=args.frames)
+        except LiteRTError as error:
+            return _error(str(error))
+
+    failures = list(unreadable)
+    for message in unreadable:
+        print(f"error: {message}", file=sys.stderr)
+    first_image = None
+    for path in paths:
+        try:
+            image = load_image(path)
+        except LiteRTError as error:
+            failures.append(str(error))
+            print(f"error: {error}", file=sys.stderr)
+            continue
+        if first_image is None:
+            first_image = image
+        results, milliseconds = classifier.classify(image, top_k=args.top_k)
+        _print_results(path, results, milliseconds)
+
+    if args.benchmark:
+        timing = classifier.benchmark(first_image, runs=args.benchmark)
+        on = "the first image" if first_image is not None else "a grey image"
+        print(
+            f"benchmark: {timing['runs']} runs after 10 warm-up, batch 1, on {on}: "
+            f"median {timing['median_ms']:.2f} ms, p90 {timing['p90_ms']:.2f} ms, "
+            f"{timing['frames_per_second']:.1f} frames/s (inference only)"
+        )
+    return USAGE_ERROR if failures else 0
+
+
+def _image_paths(arguments):
+    """The files named, and the images inside the directories named (sorted). Directories with no
+    image are reported with the unreadable files rather than stopping the others."""
+    paths, problems = [], []
+    for argument in arguments:
+        if os.path.isdir(argument):
+            inside = sorted(
+                os.path.join(argument, name)
+                for name in os.listdir(argument)
+                if name.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(argument, name))
+            )
+            if not inside:
+                problems.append(f"{argument}: no image files ({', '.join(IMAGE_EXTENSIONS)}) in this directory")
+            paths.extend(inside)
+        else:
+            paths.append(argument)  # a missing or broken file is reported when it is read
+    return paths, problems
+
+
+def _print_results(path, results, milliseconds):
+    print(f"{path}  ({milliseconds:.2f} ms)")
+    width = max(len(name) for name, _ in results)
+    for rank, (name, score) in enumerate(results, start=1):
+        print(f"  {rank}. {name:<{width}}  {score:.3f}")
+
+
+def _classify_camera(classifier, camera, *, top_k, frames):
+    try:
+        import cv2
+    except ImportError:
+        raise LiteRTError(
+            "--camera needs OpenCV: pip install opencv-python-headless (on Raspberry Pi OS: sudo apt install python3-opencv)"
+        ) from None
+
+    source = int(camera) if camera.isdigit() else camera
+    with native_stderr_silenced():  # OpenCV's back ends log every one they try
+        capture = cv2.VideoCapture(source)
+    if not capture.isOpened():
+        raise LiteRTError(f"camera {camera} could not be opened: check `ls /dev/video*` and that no other program uses it")
+    interactive = sys.stdout.isatty()
+    count = 0
+    try:
+        while frames == 0 or count < frames:
+            ok, frame = capture.read()
+            if not ok:
+                if count == 0:
+                    raise LiteRTError(f"camera {camera} opened but gave no frame")
+                break
+            image = Image.fromarray(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))  # OpenCV's frames are BGR
+            results, milliseconds = classifier.classify(image, top_k=top_k)
+            count += 1
+            shown = " · ".join(f"{name} {score:.2f}" for name, score in results[:3])
+            line = f"frame {count}: {shown}  ({milliseconds:.1f} ms)"
+            # On a terminal the line is rewritten in place; piped output keeps one line per frame.
+            print(f"\r\x1b[2K{line}" if interactive else line, end="" if interactive else "\n", flush=True)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        capture.release()
+        if interactive:
+            print()
+    print(f"{count} frame{'' if count == 1 else 's'} classified")
+    return 0
+
+
+def _error(message):
+    print(f"error: {message}", file=sys.stderr)
+    return USAGE_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""Convert a trained ResNet to LiteRT (.tflite) for phones and edge devices, and check each file
+against the Keras model.
+
+    python convert/to_tflite.py --run runs/resnet20-synthetic-20261122-101500      # all targets + report
+    python convert/to_tflite.py --model my.keras --dataset synthetic --targets gpu,int8-qat --qat-epochs 2
+
+Targets: fp32 (reference), gpu (float16 weights: the mobile GPU delegate), dynamic (dynamic-range
+int8 weights), int8-ptq (full int8, post-training calibration), int8-qat (full int8 after
+quantization-aware fine-tuning: Coral / Edge TPU). Files go to RUN_DIR/tflite/ by default, with
+labels.txt, report.json and report.md.
+"""
+
+import argparse
+import os
+import sys
+
+from keras_resnet.litert.targets import TARGETS, parse_targets
+from keras_resnet.quiet import import_tensorflow_quietly, list_devices_quietly
+
+
+def parser():
+    p = argparse.ArgumentParser(
+        description="Convert a trained ResNet to LiteRT models and report how each compares with the Keras model.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    what = p.add_argument_group("what to convert (one of)")
+    what.add_argument("--run", metavar="RUN_DIR", help="a train.py run directory (its best.keras, data and labels)")
+    what.add_argument("--model", metavar="FILE.keras", help="a .keras model built by keras_resnet")
+    what.add_argument("--dataset", help="with --model outside a run directory: its data, as train.py's --dataset (needed by int8 targets and the checks)")
+    what.add_argument("--data-dir", help="TFDS data directory (default: the run's)")
+    what.add_argument("--labels", help="with --model and no --dataset: a labels.txt, one class name per line")
+
+    output = p.add_argument_group("output")
+    output.add_argument("--targets", default="all", help=f"all, or a comma-separated list of {', '.join(TARGETS)}")
+    output.add_argument("--output", help="output directory (default: RUN_DIR/tflite, or tflite/ beside the .keras file)")
+
+    quantization = p.add_argument_group("quantization")
+    quantization.add_argument("--calibration-steps", type=int, default=4, help="training batches that calibrate int8-ptq")
+    quantization.add_argument("--qat-epochs", type=int, default=1, help="quantization-aware fine-tuning epochs for int8-qat")
+    quantization.add_argument("--qat-lr", type=float, help="fine-tuning learning rate (default: the run's initial rate / 100)")
+    quantization.add_argument("--qat-steps-per-epoch", type=int, help="fine-tuning steps per epoch (default: one pass over the training split)")
+
+    checks = p.add_argument_group("checks")
+    checks.add_argument("--eval-images", type=int, help="validation images for agreement and accuracy (default: the whole split)")
+    checks.add_argument("--latency-runs", type=int, default=100, help="timed runs per model (after 10 warm-up runs)")
+    checks.add_argument("--threads", type=int, help="CPU threads for LiteRT (default: every core)")
+    return p
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    sys.stdout.reconfigure(line_buffering=True)
+    for flag in ("calibration_steps", "qat_epochs", "qat_steps_per_epoch", "eval_images", "latency_runs", "threads"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            return _usage(f"--{flag.replace('_', '-')} must be at least 1. Received: {value}.")
+    if args.qat_lr is not None and not args.qat_lr > 0:
+        return _usage(f"--qat-lr must be positive. Received: {args.qat_lr}.")
+    try:
+        chosen = parse_targets(args.targets)
+    except ValueError as error:
+        return _usage(str(error))
+    import_tensorflow_quietly()
+    list_devices_quietly()  # the device search's notices, now rather than amid our messages
+    from keras_resnet.litert.convert import Settings, convert
+    from keras_resnet.litert.trained import ConversionError, open_trained
+
+    try:
+        trained = open_trained(run=args.run, model_path=args.model, dataset=args.dataset, data_dir=args.data_dir, labels=args.labels)
+        output = args.output or os.path.join(trained.run.path if trained.run else os.path.dirname(os.path.abspath(trained.path)), "tflite")
+        settings = Settings(
+            targets=chosen,
+            output=output,
+            calibration_steps=args.calibration_steps,
+            qat_epochs=args.qat_epochs,
+            qat_lr=args.qat_lr,
+            qat_steps_per_epoch=args.qat_steps_per_epoch,
+            eval_images=args.eval_images,
+            latency_runs=args.latency_runs,
+            threads=args.threads,
+        )
+        _, failures = convert(trained, settings)
+    except ConversionError as error:
+        return _usage(str(error))
+    except KeyboardInterrupt:
+        print("Interrupted: the targets written so far are complete files; run the command again for the rest.", file=sys.stderr)
+        return 130
+    for target, message in failures.items():
+        print(f"error: {target}: {message}", file=sys.stderr)
+    return 2 if failures else 0
+
+
+def _usage(message):
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""Train any ResNet of the paper with tf.distribute: offline by default, on real datasets when present.
+
+    python train.py --depth 20                          # ResNet-20 on the embedded dataset, offline
+    python train.py --depth 20 --dataset cifar10        # the paper's CIFAR-10 recipe, via TFDS
+    python train.py --depth 56 --plain --dataset cifar10
+    python train.py --depth 50 --dataset imagenet2012 --data-dir /data/tfds --strategy mirrored
+    python train.py --depth 18 --dataset folder:/photos/by_class --epochs 30
+    python train.py --evaluate runs/resnet20-cifar10-20261122-101500
+"""
+
+import argparse
+import inspect
+import sys
+
+from keras_resnet import config as config_lib, specs
+from keras_resnet.quiet import import_tensorflow_quietly
+from keras_resnet.training import recipe as recipes
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each flag's default, unless its help already explains it (family-dependent ones)."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def parser():
+    cifar, imagenet = recipes.RECIPES["cifar"], recipes.RECIPES["imagenet"]
+    p = argparse.ArgumentParser(
+        description="Train a ResNet (He et al., 2016). Defaults follow the paper's recipe for the network's family.",
+        formatter_class=_HelpFormatter,
+    )
+    network = p.add_argument_group("network")
+    network.add_argument("--depth", type=int, help=specs.valid_depths_text())
+    network.add_argument("--model", help="a model name instead of --depth: resnet20, plain56, resnet50v2, …")
+    network.add_argument("--plain", action="store_true", help="the paper's plain network: no shortcuts")
+    shortcut_defaults = ", ".join(f"{family.shortcut} {name}-style" for name, family in specs.FAMILIES.items())
+    network.add_argument("--shortcut", choices=specs.SHORTCUTS, help=f"shortcut option (default: {shortcut_defaults})")
+    network.add_argument("--version", choices=specs.VERSIONS, help="block version (default v1.5)")
+    network.add_argument("--family", choices=list(specs.FAMILIES), help="the CIFAR-style net of a depth that is also ImageNet-style (50, 152, 200)")
+    size_defaults = ", ".join(f"{family.input_size} {name}-style" for name, family in specs.FAMILIES.items())
+    network.add_argument("--image-size", type=int, help=f"training image size (default: {size_defaults})")
+    network.add_argument("--zero-init-residual", action="store_true", help="start each residual branch's last BN at zero")
+
+    data = p.add_argument_group("data")
+    data.add_argument("--dataset", default="synthetic", help="'synthetic' (embedded, offline), a TFDS image dataset (cifar10, imagenet2012, …) or folder:PATH")
+    data.add_argument("--data-dir", help="TFDS data directory holding prepared datasets (TFDS default: ~/tensorflow_datasets)")
+    data.add_argument("--train-examples", type=int, help="use only this many training examples (quick experiments)")
+    data.add_argument("--validation-examples", type=int, help="use only this many validation examples")
+
+    recipe = p.add_argument_group("recipe (defaults: the paper's, per family)")
+    recipe.add_argument("--epochs", type=int, help=f"training epochs (default: {imagenet.epochs} ImageNet-style; {recipes.SYNTHETIC_EPOCHS} on the synthetic dataset)")
+    recipe.add_argument("--steps", type=int, help=f"training steps instead of epochs (default: {cifar.steps} CIFAR-style, as the paper)")
+    recipe.add_argument("--batch-size", type=int, help=f"global batch over all replicas (default: {cifar.batch_size} CIFAR-style, {imagenet.batch_size} ImageNet-style)")
+    recipe.add_argument("--lr", type=float, help=f"peak learning rate (default: {cifar.learning_rate} per {cifar.reference_batch} images CIFAR-style, per {imagenet.reference_batch} ImageNet-style)")
+    recipe.add_argument("--schedule", choices=recipes.SCHEDULES, default="step", help="step: lr / 10 at 50%%/75%% (CIFAR) or 1/3, 2/3 (ImageNet) of training")
+    recipe.add_argument("--warmup-epochs", type=float, help=f"linear warm-up epochs (default: 0 for step, {recipes.COSINE_WARMUP_EPOCHS} for cosine)")
+    recipe.add_argument("--weight-decay", type=float, help=f"SGD weight decay (default {cifar.weight_decay:g})")
+    recipe.add_argument("--label-smoothing", type=float, default=0.0, help="label smoothing")
+    recipe.add_argument("--seed", type=int, default=0, help="seed of initialization, shuffling and augmentation")
+
+    runtime = p.add_argument_group("runtime")
+    runtime.add_argument("--strategy", default="auto", choices=config_lib.STRATEGIES,
+                         help="auto: TPU with --tpu, multi-worker with TF_CONFIG, mirrored on 2+ GPUs, one device on 1 GPU, default on CPU")
+    runtime.add_argument("--tpu", help="TPU name or address for --strategy tpu")
+    runtime.add_argument("--cpu-replicas", type=int, default=1, help="split the CPU into this many logical devices and mirror over them")
+    runtime.add_argument("--precision", default="auto", choices=config_lib.PRECISIONS,
+                         help="auto: mixed_float16 on recent GPUs, mixed_bfloat16 on TPUs and bf16-capable CPUs, else float32")
+    runtime.add_argument("--jit-compile", action="store_true", help="compile steps with XLA")
+    runtime.add_argument("--save-every-steps", type=int, default=config_lib.DEFAULT_SAVE_EVERY_STEPS, help="back up the training state every N steps")
+
+    output = p.add_argument_group("output")
+    output.add_argument("--output", help="run directory (default: runs/<model>-<dataset>-<timestamp>)")
+    output.add_argument("--resume", action="store_true", help="continue the run in --output (an interrupted run resumes by itself)")
+    output.add_argument("--evaluate", metavar="RUN_DIR_OR_MODEL", help="only evaluate a trained model on its validation split")
+    return p
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    sys.stdout.reconfigure(line_buffering=True)  # per-epoch lines reach log files as they happen
+    try:
+        # Every flag but the output ones is a parameter of config.resolve, under the same name.
+        names = inspect.signature(config_lib.resolve).parameters
+        config = None if args.evaluate else config_lib.resolve(**{name: getattr(args, name) for name in names})
+    except config_lib.UsageError as error:
+        return _usage(error)
+    import_tensorflow_quietly()
+    from keras_resnet.data.sources import DatasetError
+    from keras_resnet.training import trainer
+
+    try:
+        if args.evaluate:
+            trainer.evaluate(args.evaluate, batch_size=args.batch_size, data_dir=args.data_dir)
+        else:
+            trainer.train(config, output=args.output, resume=args.resume)
+        return 0
+    except (config_lib.UsageError, DatasetError) as error:
+        return _usage(error)
+    except trainer.TrainingError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except trainer.Interrupted as message:
+        print(message, file=sys.stderr)
+        return 130
+
+
+def _usage(error):
+    print(f"error: {error}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

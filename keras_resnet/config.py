@@ -1,0 +1,327 @@
+"""A run's configuration as typed data: which network, on which data, with which recipe, where it runs.
+
+`resolve(...)` turns a user's choices (train.py's flags, by the same names) into a `RunConfig`,
+filling every default and derived value once: the paper's recipe for the network's family, the
+learning rate scaled to the global batch, the schedule and the augmentation. What only the dataset
+knows (its classes) is added with `RunConfig.with_class_names`, and the step arithmetic (epochs,
+schedule boundaries, warm-up) with `RunConfig.plan`. Everything else reads fields.
+
+config.json is `RunConfig.to_json()`; `RunConfig.from_json` reads it back, including the files
+written by keras_resnet 0.1.0 (the same layout). No TensorFlow here: the help texts use it too.
+"""
+
+import dataclasses
+import json
+import math
+
+from keras_resnet import specs
+from keras_resnet.training import recipe as recipes
+
+STRATEGIES = ("auto", "default", "one-device", "mirrored", "multi-worker", "tpu")
+PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+DEFAULT_SAVE_EVERY_STEPS = 200
+
+
+class UsageError(ValueError):
+    """Bad input: a flag, a path, a dataset or a combination that cannot work. Exit code 2."""
+
+
+class ConfigFileError(UsageError):
+    """A config.json that is not one: unreadable, not JSON, or not a run configuration."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """The builder's arguments: `keras_resnet.build(**model.build_arguments())`."""
+
+    name: str  # resnet20, plain56, resnet50 (the version is a field of its own)
+    family: str
+    version: str
+    shortcut: str
+    input_shape: tuple
+    zero_init_residual: bool = False
+    weight_decay: float = 1e-4
+    classes: int | None = None  # the dataset's; None until it is known
+
+    def build_arguments(self):
+        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    dataset: str
+    image_size: int
+    augmentation: str
+    min_crop_area: float
+    data_dir: str | None = None
+    train_examples: int | None = None
+    validation_examples: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingConfig:
+    epochs: int | None
+    steps: int | None
+    batch_size: int
+    learning_rate: float  # peak rate, already scaled to the global batch
+    schedule: str
+    step_boundaries: tuple  # fractions of training (the step schedule)
+    warmup_epochs: float
+    momentum: float
+    label_smoothing: float = 0.0
+    seed: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class RuntimeConfig:
+    strategy: str = "auto"
+    precision: str = "auto"
+    jit_compile: bool = False
+    cpu_replicas: int = 1
+    tpu: str | None = None
+    save_every_steps: int = DEFAULT_SAVE_EVERY_STEPS
+
+
+@dataclasses.dataclass(frozen=True)
+class StepPlan:
+    """The step arithmetic of a run, once the number of training examples is known."""
+
+    steps_per_epoch: int
+    total_steps: int
+    epochs: int  # the last may be partial
+    warmup_steps: int
+    boundaries: tuple  # the steps where the step schedule divides the rate by 10
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    model: ModelConfig
+    data: DataConfig
+    training: TrainingConfig
+    runtime: RuntimeConfig = RuntimeConfig()
+    class_names: tuple | None = None
+
+    def with_class_names(self, class_names):
+        """This configuration for a dataset with these classes (the classifier's width follows)."""
+        names = tuple(str(name) for name in class_names)
+        return dataclasses.replace(self, model=dataclasses.replace(self.model, classes=len(names)), class_names=names)
+
+    def with_runtime(self, **changes):
+        return dataclasses.replace(self, runtime=dataclasses.replace(self.runtime, **changes))
+
+    def plan(self, train_examples):
+        """The StepPlan for a training split of `train_examples`. Raises UsageError when it holds
+        less than one batch."""
+        batch_size = self.training.batch_size
+        steps_per_epoch = train_examples // batch_size
+        if steps_per_epoch < 1:
+            raise UsageError(
+                f"The training split has {train_examples} examples, fewer than one batch of {batch_size}: lower --batch-size."
+            )
+        total_steps = self.training.steps or self.training.epochs * steps_per_epoch
+        return StepPlan(
+            steps_per_epoch=steps_per_epoch,
+            total_steps=total_steps,
+            epochs=math.ceil(total_steps / steps_per_epoch),
+            warmup_steps=round(self.training.warmup_epochs * steps_per_epoch),
+            boundaries=tuple(round(fraction * total_steps) for fraction in self.training.step_boundaries),
+        )
+
+    def same_training(self, other, *, ignore_length=False):
+        """Whether two configurations describe the same run: everything but where it runs (the
+        runtime) and what the dataset adds; with ignore_length (--resume may train longer), also
+        regardless of the number of epochs or steps."""
+
+        def essence(config):
+            training = config.training
+            if ignore_length:
+                training = dataclasses.replace(training, epochs=None, steps=None)
+            return (dataclasses.replace(config.model, classes=None), config.data, training)
+
+        return essence(self) == essence(other)
+
+    # -- config.json --------------------------------------------------------------------------
+
+    def to_json(self):
+        """A JSON-ready dict: the sections as objects, tuples as lists."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_json(cls, data, *, path="config.json"):
+        """A RunConfig from `to_json()`'s dict. Raises ConfigFileError naming `path` and the problem."""
+        if not isinstance(data, dict):
+            raise ConfigFileError(f"{path} is not a run configuration: it holds a JSON {type(data).__name__}, not an object.")
+        sections = {"model": ModelConfig, "data": DataConfig, "training": TrainingConfig, "runtime": RuntimeConfig}
+        unknown = sorted(set(data) - set(sections) - {"class_names"})
+        if unknown:
+            raise ConfigFileError(f"{path} is not a keras_resnet run configuration: unknown section(s) {', '.join(unknown)}.")
+        values = {}
+        for name, section_class in sections.items():
+            if name not in data and name != "runtime":
+                raise ConfigFileError(f"{path} is not a keras_resnet run configuration: it has no {name!r} section.")
+            values[name] = _section(section_class, data.get(name, {}), f"{path}: {name!r}")
+        names = data.get("class_names")
+        if names is not None and (not isinstance(names, list) or not all(isinstance(name, str) for name in names)):
+            raise ConfigFileError(f"{path}: 'class_names' must be a list of strings.")
+        values["class_names"] = None if names is None else tuple(names)
+        return cls(**values)
+
+    @classmethod
+    def read(cls, path):
+        """The RunConfig in the file `path`. Raises ConfigFileError for a missing, unreadable or foreign file."""
+        try:
+            with open(path, encoding="utf-8") as file:
+                data = json.load(file)
+        except FileNotFoundError:
+            raise ConfigFileError(f"{path} does not exist.") from None
+        except (OSError, UnicodeDecodeError) as error:
+            raise ConfigFileError(f"Cannot read {path} ({getattr(error, 'strerror', None) or error}).") from None
+        except json.JSONDecodeError as error:
+            raise ConfigFileError(f"{path} is not valid JSON ({error.msg} at line {error.lineno}).") from None
+        return cls.from_json(data, path=path)
+
+
+def _section(section_class, data, where):
+    if not isinstance(data, dict):
+        raise ConfigFileError(f"{where} must be an object.")
+    fields = {field.name: field for field in dataclasses.fields(section_class)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigFileError(f"{where} has unknown field(s) {', '.join(unknown)}.")
+    missing = [
+        name for name, field in fields.items()
+        if name not in data and field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise ConfigFileError(f"{where} lacks {', '.join(missing)}.")
+    values = {name: tuple(value) if isinstance(value, list) else value for name, value in data.items()}
+    return section_class(**values)
+
+
+# -- resolution ------------------------------------------------------------------------------------
+
+
+def resolve(
+    *,
+    model=None,
+    depth=None,
+    plain=False,
+    shortcut=None,
+    version=None,
+    family=None,
+    image_size=None,
+    zero_init_residual=False,
+    dataset="synthetic",
+    data_dir=None,
+    train_examples=None,
+    validation_examples=None,
+    epochs=None,
+    steps=None,
+    batch_size=None,
+    lr=None,
+    schedule="step",
+    warmup_epochs=None,
+    weight_decay=None,
+    label_smoothing=0.0,
+    seed=0,
+    save_every_steps=DEFAULT_SAVE_EVERY_STEPS,
+    strategy="auto",
+    precision="auto",
+    jit_compile=False,
+    cpu_replicas=1,
+    tpu=None,
+):
+    """The RunConfig of the user's choices (train.py's flags, by name); None means the paper's
+    default for the network's family. Raises UsageError for invalid choices."""
+    try:
+        if model is None and depth is None:
+            raise UsageError("Name a network: --depth D or --model NAME (e.g. --depth 20, --model plain56).")
+        name = model or f"{'plain' if plain else 'resnet'}{depth}"
+        name_depth, name_plain, name_version = specs.parse_name(name)
+        if depth is not None and model is not None and depth != name_depth:
+            raise UsageError(f"--depth {depth} contradicts --model {model}.")
+        if plain and not name_plain:
+            name = name.replace("resnet", "plain", 1)
+        if name_version and version and name_version != version:
+            raise UsageError(f"--version {version} contradicts --model {model}.")
+        version = version or name_version or "v1.5"
+        spec = specs.spec_for_depth(name_depth, family=family)
+    except UsageError:
+        raise
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    name = name.lower().removesuffix(name_version or "")
+    base = recipes.RECIPES[spec.family.name]
+
+    _check_choice("--schedule", schedule, recipes.SCHEDULES)
+    _check_choice("--version", version, specs.VERSIONS)
+    _check_choice("--strategy", strategy, STRATEGIES)
+    _check_choice("--precision", precision, PRECISIONS)
+    shortcut = (shortcut or spec.family.shortcut).upper()
+    _check_choice("--shortcut", shortcut, specs.SHORTCUTS)
+    _check(epochs is None or steps is None, "Pass --epochs or --steps, not both.")
+    for flag, value in (("--epochs", epochs), ("--steps", steps), ("--batch-size", batch_size), ("--image-size", image_size),
+                        ("--save-every-steps", save_every_steps), ("--cpu-replicas", cpu_replicas),
+                        ("--train-examples", train_examples), ("--validation-examples", validation_examples)):
+        _check(value is None or value >= 1, f"{flag} must be at least 1. Received: {value}.")
+    for flag, value in (("--lr", lr), ("--weight-decay", weight_decay), ("--warmup-epochs", warmup_epochs)):
+        _check(value is None or (math.isfinite(value) and value >= 0), f"{flag} must be a number >= 0. Received: {value}.")
+    _check(0 <= label_smoothing < 1, f"--label-smoothing must be in [0, 1). Received: {label_smoothing}.")
+    _check(dataset != "folder:", "--dataset folder:PATH needs a path after 'folder:'.")
+
+    synthetic = dataset == "synthetic"
+    if epochs is None and steps is None:
+        epochs, steps = (recipes.SYNTHETIC_EPOCHS, None) if synthetic else (base.epochs, base.steps)
+    batch_size = batch_size or base.batch_size
+    if warmup_epochs is None:
+        warmup_epochs = recipes.COSINE_WARMUP_EPOCHS if schedule == "cosine" else 0
+    image_size = image_size or spec.family.input_size
+    return RunConfig(
+        model=ModelConfig(
+            name=name,
+            family=spec.family.name,
+            version=version,
+            shortcut=shortcut,
+            input_shape=(image_size, image_size, 3),
+            zero_init_residual=zero_init_residual,
+            weight_decay=base.weight_decay if weight_decay is None else weight_decay,
+        ),
+        data=DataConfig(
+            dataset=dataset,
+            data_dir=data_dir,
+            image_size=image_size,
+            augmentation=base.augmentation,
+            min_crop_area=recipes.SYNTHETIC_MIN_CROP_AREA if synthetic else base.min_crop_area,
+            train_examples=train_examples,
+            validation_examples=validation_examples,
+        ),
+        training=TrainingConfig(
+            epochs=epochs,
+            steps=steps,
+            batch_size=batch_size,
+            learning_rate=lr if lr is not None else base.scaled_learning_rate(batch_size),
+            schedule=schedule,
+            step_boundaries=tuple(base.step_boundaries),
+            warmup_epochs=warmup_epochs,
+            momentum=base.momentum,
+            label_smoothing=label_smoothing,
+            seed=seed,
+        ),
+        runtime=RuntimeConfig(
+            strategy=strategy,
+            precision=precision,
+            jit_compile=jit_compile,
+            cpu_replicas=cpu_replicas,
+            tpu=tpu,
+            save_every_steps=save_every_steps,
+        ),
+    )
+
+
+def _check(condition, message):
+    if not condition:
+        raise UsageError(message)
+
+
+def _check_choice(flag, value, valid):
+    _check(value in valid, f"Unknown {flag} {value!r}. Valid: {', '.join(map(str, valid))}.")

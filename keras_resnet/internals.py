@@ -1,0 +1,107 @@
+"""Every use of a library's private API, one small named function each.
+
+Keras, TFMOT and LiteRT do not promise these names across versions; the pinned ones
+(requirements.txt) have them, and tests/test_internals.py calls each function on the real library,
+so an upgrade that moves one fails there, by name, rather than deep inside a training run. Each
+library is imported only by the functions that need it.
+"""
+
+import contextlib
+
+# -- Keras 3: training under MultiWorkerMirroredStrategy (training/distribute.py) -------------------
+
+
+def keras_replace_symbolic_build(model, function):
+    """Makes `model` learn its input shapes before training with `function(iterator=None,
+    data_batch=None)` instead of Keras' Trainer._maybe_symbolic_build (this model only)."""
+    model._maybe_symbolic_build = function
+
+
+def keras_symbolic_build(model, data_batch):
+    """Keras' Trainer._symbolic_build: builds the model, its metrics and optimizer from one batch."""
+    model._symbolic_build(data_batch=data_batch)
+
+
+def keras_is_multi_worker_all_reduce(strategy):
+    from keras.src.backend.tensorflow import trainer as keras_trainer
+
+    return keras_trainer._collective_all_reduce_multi_worker(strategy)
+
+
+@contextlib.contextmanager
+def keras_reduce_per_replica_replaced(replacement):
+    """Within the block, Keras' TensorFlow trainer reduces per-replica outputs with
+    `replacement(values, original, strategy, reduction)`. Keras-wide (a module function), so it is
+    put back when the block ends."""
+    from keras.src.backend.tensorflow import trainer as keras_trainer
+
+    original = keras_trainer.reduce_per_replica
+    keras_trainer.reduce_per_replica = lambda values, strategy, reduction: replacement(values, original, strategy, reduction)
+    try:
+        yield
+    finally:
+        keras_trainer.reduce_per_replica = original
+
+
+# -- Keras 3: BackupAndRestore (training/callbacks.py) ----------------------------------------------
+
+
+def backup_weights_paths(callback):
+    """(the backup's weights file, the previous backup kept while the next is written)."""
+    return callback._weights_path, callback._prev_weights_path
+
+
+def backup_load(callback):
+    """Loads the backup into the callback's model (weights and optimizer state)."""
+    callback._load_model()
+    # Keras would let the epoch it recorded override fit()'s initial_epoch; the trainer plans
+    # epochs from the optimizer's step instead.
+    callback.model._initial_epoch = None
+
+
+def backup_save(callback):
+    callback._save_model()
+
+
+# -- TFMOT 0.8.1 and tf_keras (litert/qat.py) -------------------------------------------------------
+
+
+def tfmot_default_8bit_quantize_configs():
+    """TFMOT's module of default 8-bit QuantizeConfigs (NoOpQuantizeConfig, …): not exported."""
+    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import default_8bit_quantize_configs
+
+    return default_8bit_quantize_configs
+
+
+def tfmot_freeze_wrapper(wrapper):
+    """Makes a QuantizeWrapperV2's weights non-trainable. It copies its layer's trainable weights
+    into its own list when it builds, so the layer's `trainable` flag no longer reaches them."""
+    frozen = list(wrapper._trainable_weights)  # the kernel (listed twice) and the bias
+    wrapper._trainable_weights = []
+    listed = {id(weight) for weight in wrapper._non_trainable_weights}
+    wrapper._non_trainable_weights.extend({id(weight): weight for weight in frozen if id(weight) not in listed}.values())
+    wrapper.layer.trainable = False
+
+
+def tfmot_input_quantizer(model):
+    """TFMOT's QuantizeLayer after the input: named quantize_layer, _1, … as tf_keras counts, and
+    not in TFMOT's public API, so found by its type's name."""
+    return next(layer for layer in model.layers if type(layer).__name__ == "QuantizeLayer")
+
+
+def tf_keras_producer(layer):
+    """The layer whose output a tf_keras functional layer takes (its first inbound node)."""
+    return layer._inbound_nodes[0].inbound_layers
+
+
+def tf_keras_consumer_count(layer):
+    """How many layers take a tf_keras functional layer's output."""
+    return len(layer._outbound_nodes)
+
+
+# -- LiteRT 2.3 (litert/inspection.py) ---------------------------------------------------------------
+
+
+def litert_operators(interpreter):
+    """The operators of an interpreter's graph: [{"op_name", "inputs", "outputs", …}]."""
+    return interpreter._get_ops_details()

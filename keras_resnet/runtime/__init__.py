@@ -1,0 +1,19 @@
+"""Running .tflite models with LiteRT, without TensorFlow: what convert/'s report and edge_demo/ share.
+
+Nothing here imports TensorFlow or Keras (tests/test_edge_demo.py proves it), so a board with only
+`pip install 'keras-resnet-edge[demo]'` (ai-edge-litert, numpy, Pillow) runs it:
+
+- labels.py     class names packed inside a .tflite file, or read from a labels file
+- delegates.py  where a model runs: the CPU, a delegate library (GPU, Coral Edge TPU)
+- model.py      one model on the interpreter: (de)quantization, probabilities, the latency loop
+"""
+
+
+class LiteRTError(Exception):
+    """A problem the user can fix, in one line: what is wrong and what to do."""
+
+
+def reason(error):
+    """The first line of an exception's message (its type's name when it has none)."""
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0]

@@ -1,0 +1,167 @@
+"""An image classifier from a .tflite file, for boards (edge_demo/classify.py and serve.py): a model on LiteRT with its delegate, the
+class names the file carries, and the preprocessing every picture goes through.
+
+It needs only `pip install 'keras-resnet-edge[demo]'` (ai-edge-litert, numpy, Pillow; Coral's
+`tflite-runtime` works too) and never imports TensorFlow or Keras: the LiteRT side is
+keras_resnet.runtime, the TensorFlow-free part of the package that convert/'s report uses too.
+"""
+
+import os
+import time
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from keras_resnet.runtime import LiteRTError, labels as labels_lib, reason
+from keras_resnet.runtime.delegates import DELEGATES, interpreter_module, load_delegate
+from keras_resnet.runtime.model import LiteRTModel
+
+EDGETPU_CUSTOM_OP = b"edgetpu-custom-op"  # what edgetpu_compiler puts in the graph
+
+
+class ClassifierError(LiteRTError):
+    """A picture, model or labels file the classifier cannot use: one line, what to do."""
+
+
+def load_image(path):
+    """The picture at `path` as 8-bit RGB, upright. Raises ClassifierError for anything unreadable."""
+    try:
+        with Image.open(path) as image:
+            image.load()  # decode now: a truncated file fails here, not halfway through preprocessing
+            return to_rgb(ImageOps.exif_transpose(image))
+    except FileNotFoundError:
+        raise ClassifierError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ClassifierError(f"{path}: is a directory") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        # UnidentifiedImageError and truncated-file errors are OSErrors; some decoders raise the others.
+        raise ClassifierError(f"{path}: not an image Pillow can read ({reason(error)})") from None
+
+
+def to_rgb(image):
+    """8-bit RGB from any Pillow mode. Transparency is laid over white, as a browser page shows it;
+    16-bit grayscale is scaled, not clipped; CMYK and palette images go through Pillow's conversion."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        pixels = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or pixels.max() > 255 else 255.0
+        image = Image.fromarray(np.round(pixels / top * 255.0).astype(np.uint8), "L")
+    elif image.mode == "F":
+        image = Image.fromarray(np.clip(np.asarray(image), 0, 255).astype(np.uint8), "L")
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        image = image.convert("RGBA")
+        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, image)
+    return image.convert("RGB")
+
+
+def centre_crop_box(width, height):
+    """The largest centred square of a width × height picture, as Pillow's (left, top, right, bottom)."""
+    side = min(width, height)
+    left, top = (width - side) // 2, (height - side) // 2
+    return (left, top, left + side, top + side)
+
+
+class Classifier:
+    """One .tflite classifier (batch 1, NHWC image input, one score per class) on a delegate."""
+
+    def __init__(self, model_path, *, delegate="cpu", delegate_library=None, threads=None, labels=None):
+        if delegate not in DELEGATES:
+            raise ClassifierError(f"unknown delegate {delegate!r}: valid are {', '.join(DELEGATES)}")
+        self.model_path = model_path
+        self.delegate = delegate
+        content = self._read_model(model_path)
+        compiled_for_edgetpu = EDGETPU_CUSTOM_OP in content
+        if compiled_for_edgetpu and delegate != "edgetpu":
+            raise ClassifierError(
+                f"{model_path} was compiled for the Edge TPU (it holds edgetpu-custom-op): run it with --delegate edgetpu, "
+                "or use the .tflite file from before edgetpu_compiler"
+            )
+        self.notes = []
+        if delegate == "edgetpu" and not compiled_for_edgetpu:
+            self.notes.append(
+                "this model was not compiled with edgetpu_compiler, so every op runs on the CPU: "
+                f"edgetpu_compiler {os.path.basename(model_path)} writes the Edge TPU version"
+            )
+        runtime = interpreter_module(prefer_tflite_runtime=delegate == "edgetpu")
+        spec = DELEGATES[delegate]
+        self.delegate_library = (delegate_library or spec.library) if spec else None
+        delegates = [load_delegate(runtime, spec, self.delegate_library)] if spec else []
+        self.runtime_name = runtime.__name__.split(".")[0]
+        self.model = LiteRTModel(content, threads=threads, delegates=delegates, runtime=runtime, name=model_path)
+        self.threads = self.model.threads
+        self._check_signature()
+        self.labels = self._labels(labels)
+
+    @staticmethod
+    def _read_model(path):
+        try:
+            with open(path, "rb") as file:
+                content = file.read()
+        except OSError as error:
+            raise ClassifierError(f"cannot read model {path}: {reason(error)}") from None
+        # A TFLite flatbuffer carries the file identifier "TFL3" at bytes 4-8.
+        if len(content) < 8 or content[4:8] != b"TFL3":
+            raise ClassifierError(f"{path} is not a .tflite model (no TFL3 identifier): pass a file written by convert/to_tflite.py")
+        return content
+
+    def _check_signature(self):
+        inputs, outputs = self.model.inputs, self.model.outputs
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ClassifierError(f"{self.model_path} has {len(inputs)} inputs and {len(outputs)} outputs: an image classifier has one of each")
+        shape = tuple(int(d) for d in self.model.input["shape"])
+        if len(shape) != 4 or shape[0] != 1 or shape[3] != 3:
+            raise ClassifierError(f"{self.model_path} takes input of shape {list(shape)}: an image classifier here takes [1, height, width, 3]")
+        self.input_size = (shape[2], shape[1])  # (width, height), as Pillow counts
+        self.classes = int(np.prod(self.model.output["shape"]))
+
+    def _labels(self, labels_path):
+        names = labels_lib.read_labels(labels_path or self.model_path)
+        if names is None:
+            return [f"class {index}" for index in range(self.classes)]
+        if len(names) != self.classes:
+            source = labels_path or f"the labels inside {self.model_path}"
+            raise ClassifierError(f"{source} names {len(names)} classes but the model has {self.classes}: pass the labels file it was trained with")
+        return names
+
+    @property
+    def input_type(self):
+        return np.dtype(self.model.input["dtype"]).name
+
+    def preprocess(self, image):
+        """RGB Pillow image → float pixels in [0, 255] at the model's input size: the largest centred
+        square, resized with Pillow's antialiasing bilinear filter (what a browser's canvas does too)."""
+        # Cropped first, so that the filter sees the square alone, as if it were the whole picture.
+        square = image.crop(centre_crop_box(*image.size))
+        resized = square.resize(self.input_size, Image.BILINEAR)
+        return np.asarray(resized, dtype=np.float32)
+
+    def classify(self, image, *, top_k):
+        """[(class name, score)] best first, and the milliseconds `invoke()` took."""
+        self.model.set_image(self.preprocess(image))
+        start = time.perf_counter()
+        self.model.invoke()
+        milliseconds = (time.perf_counter() - start) * 1000
+        scores = self.model.probabilities()
+        best = np.argsort(-scores, kind="stable")[:top_k]
+        return [(self.labels[index], float(scores[index])) for index in best], milliseconds
+
+    def benchmark(self, image, *, runs, warmup=10):
+        """Latency of `invoke()` at batch 1 on one preprocessed image (mid-grey when None)."""
+        width, height = self.input_size
+        pixels = self.preprocess(image) if image is not None else np.full((height, width, 3), 128.0, np.float32)
+        return self.model.latency(pixels, runs=runs, warmup=warmup)
+
+    def describe(self):
+        """One line: the model, its input and where it runs."""
+        width, height = self.input_size
+        where = {
+            "cpu": f"CPU ({self.threads} thread{'s' if self.threads != 1 else ''})",
+            "gpu": f"GPU delegate ({self.delegate_library})",
+            "edgetpu": f"Edge TPU ({self.delegate_library})",
+        }[self.delegate]
+        return (
+            f"{os.path.basename(self.model_path)}: {self.input_type} input {width}×{height}, "
+            f"{self.classes} classes, on {where} with {self.runtime_name}"
+        )

@@ -1,0 +1,81 @@
+"""One .tflite model on LiteRT's interpreter, batch 1: pixels in (quantized when the model is
+integer), probabilities out (dequantized), and the latency of `invoke()`."""
+
+import os
+import statistics
+import time
+
+import numpy as np
+
+from keras_resnet.quiet import native_stderr_silenced
+from keras_resnet.runtime import LiteRTError, reason
+from keras_resnet.runtime.delegates import interpreter_module
+
+
+class LiteRTModel:
+    """A .tflite model (its bytes) on the CPU (XNNPACK, LiteRT's default) or on `delegates`."""
+
+    def __init__(self, content, *, threads=None, delegates=(), runtime=None, name="the model"):
+        runtime = runtime or interpreter_module()
+        self.threads = threads or os.cpu_count()
+        try:
+            # LiteRT announces its XNNPACK delegate on stderr ("INFO: Created TensorFlow Lite XNNPACK
+            # delegate for CPU.") from C++; our messages there are one line each. Failures still raise.
+            with native_stderr_silenced():
+                self.interpreter = runtime.Interpreter(
+                    model_content=bytes(content), experimental_delegates=list(delegates), num_threads=self.threads
+                )
+                self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as error:
+            raise LiteRTError(f"{name}: LiteRT cannot load this model ({reason(error)})") from None
+        self.inputs = self.interpreter.get_input_details()
+        self.outputs = self.interpreter.get_output_details()
+        self.input, self.output = self.inputs[0], self.outputs[0]
+
+    def set_image(self, pixels):
+        """`pixels`: float pixels in [0, 255], (H, W, 3). An integer model gets them quantized as its
+        input tensor states (the models of convert/to_tflite.py take raw pixels: scale 1, zero point 0)."""
+        dtype = np.dtype(self.input["dtype"])
+        if np.issubdtype(dtype, np.integer):
+            scale, zero_point = self.input["quantization"]
+            info = np.iinfo(dtype)
+            pixels = np.clip(np.round(pixels / (scale or 1.0) + zero_point), info.min, info.max)
+        self.interpreter.set_tensor(self.input["index"], np.asarray(pixels, dtype)[None])
+
+    def invoke(self):
+        self.interpreter.invoke()
+
+    def probabilities(self):
+        """The output of the last run as float scores, one per class."""
+        scores = self.interpreter.get_tensor(self.output["index"]).reshape(-1)
+        if np.issubdtype(scores.dtype, np.integer):
+            scale, zero_point = self.output["quantization"]
+            return (scores.astype(np.float32) - zero_point) * (scale or 1.0)
+        return scores.astype(np.float32)
+
+    def predict(self, images):
+        """Probabilities (N, classes) for float images (N, H, W, 3), one at a time."""
+        results = []
+        for image in images:
+            self.set_image(image)
+            self.invoke()
+            results.append(self.probabilities())
+        return np.stack(results)
+
+    def latency(self, pixels, *, runs, warmup=10):
+        """Milliseconds of `invoke()` on `pixels` over `runs` runs after `warmup`: median, 90th
+        percentile and frames per second."""
+        self.set_image(pixels)
+        for _ in range(warmup):
+            self.invoke()
+        timings = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            self.invoke()
+            timings.append((time.perf_counter() - start) * 1000)
+        return {
+            "median_ms": float(statistics.median(timings)),
+            "p90_ms": float(np.percentile(timings, 90)),
+            "frames_per_second": 1000.0 * runs / sum(timings),
+            "runs": runs,
+        }

@@ -1,0 +1,104 @@
+"""keras_resnet/internals.py against the pinned Keras, TFMOT and LiteRT: each private name the
+package relies on still exists and still means what it meant. An upgrade that changes one fails
+here, by name."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_resnet
+from keras_resnet import internals
+from keras_resnet.training.callbacks import StepBackup
+
+
+def test_keras_symbolic_build_hooks():
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile(keras.optimizers.SGD(0.1), "mse", metrics=["mae"])
+    seen = []
+
+    def build(iterator=None, data_batch=None):
+        seen.append(data_batch is not None or iterator is not None)
+        internals.keras_symbolic_build(model, data_batch or (np.zeros((4, 3)), np.zeros((4, 2)), None))
+
+    internals.keras_replace_symbolic_build(model, build)
+    model.fit(np.zeros((8, 3)), np.zeros((8, 2)), epochs=1, batch_size=4, verbose=0)
+    assert seen and all(seen)  # fit() asked the replacement, which built the model through Keras
+    assert model.optimizer.built and model.built
+
+
+def test_keras_reduce_per_replica_is_replaced_only_inside_the_block():
+    from keras.src.backend.tensorflow import trainer as keras_trainer
+
+    original = keras_trainer.reduce_per_replica
+    calls = []
+
+    def replacement(values, original_function, strategy, reduction):
+        calls.append(reduction)
+        return original_function(values, strategy, reduction)
+
+    strategy = tf.distribute.get_strategy()
+    with internals.keras_reduce_per_replica_replaced(replacement):
+        assert keras_trainer.reduce_per_replica is not original
+        assert keras_trainer.reduce_per_replica(tf.constant(1.0), strategy, "auto").numpy() == 1.0
+    assert keras_trainer.reduce_per_replica is original and calls == ["auto"]
+    assert internals.keras_is_multi_worker_all_reduce(strategy) is False
+
+
+def test_backup_internals_save_and_restore_the_step(tmp_path):
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile(keras.optimizers.SGD(0.1), "mse")
+    model.fit(np.ones((12, 3)), np.ones((12, 2)), epochs=1, batch_size=4, verbose=0)
+    backup = StepBackup(str(tmp_path / "backup"), save_every_steps=1)
+    backup.set_model(model)
+    backup.save_now()
+    weights, previous = internals.backup_weights_paths(backup)
+    assert weights.endswith("latest.weights.h5") and previous == f"{weights}.bkp"
+    backup.save_now()  # the first backup is kept beside the second
+    assert (tmp_path / "backup" / "latest.weights.h5").exists() and (tmp_path / "backup" / "latest.weights.h5.bkp").exists()
+    expected = [weight.numpy() for weight in model.weights]
+    model.fit(np.ones((12, 3)), np.ones((12, 2)), epochs=1, batch_size=4, verbose=0)
+    assert backup.restore() == 3
+    for weight, value in zip(model.weights, expected):
+        np.testing.assert_array_equal(weight.numpy(), value)
+    assert model._initial_epoch is None
+
+
+def test_tfmot_internals_on_a_quantized_resnet():
+    import tensorflow_model_optimization as tfmot
+    import tf_keras
+
+    twin = keras_resnet.ResNet(8, classes=3, input_shape=(16, 16, 3), shortcut="B", include_preprocessing=False, keras_module=tf_keras)
+    configs = internals.tfmot_default_8bit_quantize_configs()
+    assert hasattr(configs, "NoOpQuantizeConfig")
+    first_bn = twin.get_layer("stem_bn")
+    producer = internals.tf_keras_producer(first_bn)
+    assert producer.name == "stem_conv" and internals.tf_keras_consumer_count(producer) == 1
+    quantized = tfmot.quantization.keras.quantize_model(
+        tf_keras.models.clone_model(twin, clone_function=lambda layer: layer.__class__.from_config(layer.get_config()))
+    )
+    assert type(internals.tfmot_input_quantizer(quantized)).__name__ == "QuantizeLayer"
+    wrapper = next(layer for layer in quantized.layers if layer.name == "quant_stem_conv")
+    trainable = len(wrapper.trainable_weights)
+    assert trainable > 0
+    internals.tfmot_freeze_wrapper(wrapper)
+    assert wrapper.trainable_weights == [] and len(wrapper.non_trainable_weights) >= trainable
+
+
+def test_litert_operators_of_a_converted_model():
+    from ai_edge_litert import interpreter as litert
+
+    from keras_resnet.litert import targets
+
+    keras.config.set_dtype_policy("float32")
+    content = targets.convert(keras_resnet.build("resnet8", input_shape=(16, 16, 3)), "fp32", image_size=(16, 16))
+    interpreter = litert.Interpreter(model_content=content)
+    interpreter.allocate_tensors()
+    operators = internals.litert_operators(interpreter)
+    assert {"CONV_2D", "ADD", "FULLY_CONNECTED", "SOFTMAX"} <= {op["op_name"] for op in operators}
+    assert all({"op_name", "inputs", "outputs"} <= set(op) for op in operators)
+
+
+@pytest.mark.parametrize("name", ["_maybe_symbolic_build", "_symbolic_build"])
+def test_keras_model_still_has(name):
+    assert callable(getattr(keras.Model, name, None)), f"keras {keras.__version__}: Model.{name} is gone"
