@@ -7,6 +7,7 @@ library is imported only by the functions that need it.
 """
 
 import contextlib
+import io
 
 # -- Keras 3: training under MultiWorkerMirroredStrategy (training/distribute.py) -------------------
 
@@ -105,3 +106,15 @@ def tf_keras_consumer_count(layer):
 def litert_operators(interpreter):
     """The operators of an interpreter's graph: [{"op_name", "inputs", "outputs", …}]."""
     return interpreter._get_ops_details()
+
+
+def litert_analyzer_report(content):
+    """The text that tf.lite.experimental.Analyzer prints for a .tflite model with its GPU
+    compatibility check: an experimental API whose only output is that text (Op#N lines, "GPU
+    COMPATIBILITY WARNING" lines, "looks compatible with GPU delegate"), which inspection.py parses."""
+    import tensorflow as tf
+
+    text = io.StringIO()
+    with contextlib.redirect_stdout(text):
+        tf.lite.experimental.Analyzer.analyze(model_content=bytes(content), gpu_compatibility=True)
+    return text.getvalue()

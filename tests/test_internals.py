@@ -97,6 +97,8 @@ def test_litert_operators_of_a_converted_model():
     operators = internals.litert_operators(interpreter)
     assert {"CONV_2D", "ADD", "FULLY_CONNECTED", "SOFTMAX"} <= {op["op_name"] for op in operators}
     assert all({"op_name", "inputs", "outputs"} <= set(op) for op in operators)
+    report = internals.litert_analyzer_report(content)
+    assert "Op#0" in report and "looks compatible with GPU delegate" in report, report[:500]
 
 
 @pytest.mark.parametrize("name", ["_maybe_symbolic_build", "_symbolic_build"])

@@ -2,8 +2,6 @@
 left in an integer model, mobile GPU-delegate compatibility (LiteRT's Analyzer) and Edge TPU
 readiness (Coral's published requirements, and the Edge TPU compiler when it is installed)."""
 
-import contextlib
-import io
 import os
 import re
 import shutil
@@ -66,20 +64,16 @@ def float_tensors(content):
 
 def gpu_compatibility(content):
     """LiteRT's Analyzer verdict on the mobile GPU delegate: {"compatible", "incompatible_ops"}."""
-    import tensorflow as tf
-
-    text = io.StringIO()
-    with contextlib.redirect_stdout(text):
-        tf.lite.experimental.Analyzer.analyze(model_content=bytes(content), gpu_compatibility=True)
+    report = internals.litert_analyzer_report(content)
     incompatible, current_op = [], None
-    for line in text.getvalue().splitlines():
+    for line in report.splitlines():
         op = re.match(r"\s*Op#\d+ (\w+)\(", line)
         if op:
             current_op = op.group(1)
         elif "GPU COMPATIBILITY WARNING" in line and current_op and "Subgraph#" not in line:
             incompatible.append(f"{current_op}: {line.split('WARNING:', 1)[1].strip()}")
     return {
-        "compatible": "looks compatible with GPU delegate" in text.getvalue(),
+        "compatible": "looks compatible with GPU delegate" in report,
         "incompatible_ops": sorted(set(incompatible)),
     }
 
