@@ -40,18 +40,16 @@ def keras_latency(model, image, *, runs, warmup=10):
 def convert_all(name, model, images, *, log):
     """{target: .tflite bytes} for every target, as convert/to_tflite.py makes them."""
     from keras_resnet.litert import qat, targets
-    from keras_resnet.litert.source import Source
+    from keras_resnet.litert.trained import TrainedModel
 
     size = tuple(model.input_shape[1:3])
     contents = {}
     for target, spec in targets.TARGETS.items():
         started = time.perf_counter()
         if spec.quantization_aware:
-            source = Source(
-                model=model, build_arguments={"name": name, **_arguments(name)}, class_names=[], data=None, path="", run=None
-            )
-            twin = qat.tf_keras_twin(source)
-            qat.check_twin(source, twin, images[:4])
+            trained = TrainedModel(model=model, build_arguments=model.build_arguments, class_names=[], config=None, path="", run=None)
+            twin = qat.tf_keras_twin(trained)
+            qat.check_twin(trained, twin, images[:4])
             quantized = qat.quantization_aware(twin)
             qat.calibrate_ranges(quantized, twin, (images[start : start + 8] for start in range(0, len(images), 8)))
             contents[target] = targets.convert(quantized, target, image_size=size)
