@@ -24,10 +24,16 @@ $(WEB)/node_modules/.package-lock.json: $(WEB)/package-lock.json
 # Trains once (a finished run is resumed: nothing to do), converts it to LiteRT with its report, then
 # classifies a sample picture with the int8 model as a board would (edge_demo/classify.py, no TensorFlow).
 DEMO_RUN := runs/demo-resnet20
+# The report measures every target on LiteRT's GPU accelerator when there is a GPU (a Vulkan driver).
+# A machine with no GPU device at all (no /dev/dri, no /dev/nvidia0) runs that GPU code path on
+# SwiftShader, Chromium's software Vulkan driver, when it is installed: the report labels it so.
+SWIFTSHADER_ICD := /usr/lib/chromium/vk_swiftshader_icd.json
+NO_GPU := $(if $(VK_ICD_FILENAMES)$(VK_DRIVER_FILES)$(wildcard /dev/dri /dev/nvidia0),,yes)
+DEMO_GPU := $(if $(and $(NO_GPU),$(wildcard $(SWIFTSHADER_ICD))),VK_ICD_FILENAMES=$(SWIFTSHADER_ICD) XDG_RUNTIME_DIR=$${XDG_RUNTIME_DIR:-/tmp})
 
 demo: setup
 	$(BIN)/python train.py --depth 20 --epochs 6 --output $(DEMO_RUN) $(if $(wildcard $(DEMO_RUN)/last.keras),--resume)
-	$(BIN)/python convert/to_tflite.py --run $(DEMO_RUN)
+	$(DEMO_GPU) $(BIN)/python convert/to_tflite.py --run $(DEMO_RUN)
 	$(BIN)/python edge_demo/classify.py --model $(DEMO_RUN)/tflite/resnet20_int8-qat.tflite edge_demo/samples/triangle.png
 
 test: setup web

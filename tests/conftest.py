@@ -6,6 +6,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+# LiteRT's GPU accelerator runs on Vulkan: with no GPU here, on SwiftShader, the software Vulkan
+# driver of Debian's chromium package (subprocesses inherit the choice). KERAS_RESNET_GPU_REQUIRED=1
+# (CI) makes the GPU tests fail instead of skipping when it is missing.
+SWIFTSHADER_ICD = "/usr/lib/chromium/vk_swiftshader_icd.json"
+if os.path.exists(SWIFTSHADER_ICD) and not (os.environ.get("VK_ICD_FILENAMES") or os.environ.get("VK_DRIVER_FILES")):
+    os.environ["VK_ICD_FILENAMES"] = SWIFTSHADER_ICD
+os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")  # the Vulkan loader warns without one
+
 import keras_resnet  # noqa: E402
 from keras_resnet.quiet import import_tensorflow_quietly  # noqa: E402
 
@@ -32,6 +40,17 @@ def one_line_error(result, code=2):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     return lines[0]
+
+
+def require_gpu():
+    """Skips a test that needs LiteRT's GPU accelerator where no Vulkan driver is configured (fails
+    instead under KERAS_RESNET_GPU_REQUIRED=1)."""
+    if os.environ.get("VK_ICD_FILENAMES") or os.environ.get("VK_DRIVER_FILES"):
+        return
+    message = f"no Vulkan driver for LiteRT's GPU accelerator: apt install chromium libvulkan1 (SwiftShader, {SWIFTSHADER_ICD})"
+    if os.environ.get("KERAS_RESNET_GPU_REQUIRED") == "1":
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 def one_line_error_in_process(main, args, capsys, code=2, *, no_output=False):

@@ -16,7 +16,7 @@ from ai_edge_litert import interpreter as litert
 
 import keras_resnet
 import train
-from conftest import REPOSITORY, one_line_error, one_line_error_in_process
+from conftest import REPOSITORY, one_line_error, one_line_error_in_process, require_gpu
 from keras_resnet import internals
 from keras_resnet.cli import convert as to_tflite
 from keras_resnet.data import synthetic
@@ -29,12 +29,12 @@ QUICK_CONVERSION = ["--calibration-steps", "2", "--qat-steps-per-epoch", "2", "-
 INTEGER_TYPES = (np.uint8, np.int8, np.int32)
 
 
-def run_convert(*args, timeout=300):
+def run_convert(*args, timeout=300, env=None):
     return subprocess.run(
         [sys.executable, os.path.join(REPOSITORY, "convert", "to_tflite.py"), *args],
         capture_output=True,
         text=True,
-        env={**os.environ, "PYTHONPATH": REPOSITORY},
+        env={**os.environ, **(env or {})},
         timeout=timeout,
     )
 
@@ -137,6 +137,27 @@ def test_report_meets_the_acceptance_bounds_on_a_trained_model(converted):
         assert rows[target]["keras_top1"] == keras_top1
 
 
+def test_every_target_runs_on_the_gpu_and_agrees_with_keras(converted):
+    require_gpu()
+    output, report = converted
+    assert report["gpu"]["adapter"] and report["gpu"]["software"] is ("SwiftShader" in report["gpu"]["adapter"])
+    for target, row in report["targets"].items():
+        on_gpu = row["gpu"]
+        assert on_gpu is not None, target
+        assert on_gpu["fully_accelerated"] is True, target
+        assert on_gpu["acceptance"]["met"] is True, (target, on_gpu)
+        assert 0 < on_gpu["latency"]["median_ms"] <= on_gpu["latency"]["p90_ms"], target
+        assert on_gpu["images"] == 200 and 0.8 < on_gpu["top1"] <= 1, target  # the first 200 validation images
+    assert report["targets"]["gpu"]["gpu"]["agreement"] >= 0.995
+    assert report["targets"]["fp32"]["gpu"]["max_abs_diff"] < 1e-3
+    for target in ("dynamic", "int8-ptq", "int8-qat"):
+        assert report["targets"][target]["gpu"]["agreement_with_cpu"] >= 0.99, target
+    table = (output / "report.md").read_text()
+    assert f"GPU: LiteRT's GPU accelerator on {report['gpu']['adapter']}" in table
+    if report["gpu"]["software"]:
+        assert "its timings are not GPU speed" in table
+
+
 def test_report_fields(converted):
     output, report = converted
     assert report["model"] == "resnet8" and report["build_arguments"]["input_shape"] == [32, 32, 3]
@@ -145,7 +166,7 @@ def test_report_fields(converted):
         assert 0 <= row["agreement"] <= 1 and 0 <= row["top1"] <= 1
         latency = row["latency"]
         assert 0 < latency["median_ms"] <= latency["p90_ms"] and latency["runs"] == 50 and latency["threads"] >= 1
-        assert row["gpu_delegate"] == {"compatible": True, "incompatible_ops": []}, target
+        assert row["gpu_delegate"] == {"compatible": True, "incompatible_ops": []}, target  # the Analyzer's verdict
         assert "CONV_2D" in row["ops"] and row["op_count"] > 10
         integer = targets.TARGETS[target].integer
         assert row["edgetpu"]["ready"] is integer, (target, row["edgetpu"])
@@ -212,12 +233,16 @@ def test_a_model_file_with_labels_converts_without_its_run(trained_run, tmp_path
 def test_a_target_that_cannot_be_produced_fails_alone(trained_run, tmp_path):
     model = tmp_path / "mine.keras"
     shutil.copy(trained_run / "best.keras", model)
-    result = run_convert("--model", str(model), "--targets", "fp32,int8-ptq", "--latency-runs", "5")
+    # No Vulkan driver either: the report says the GPU was not run, and keeps the Analyzer's verdict.
+    result = run_convert("--model", str(model), "--targets", "fp32,int8-ptq", "--latency-runs", "5", env={"VK_ICD_FILENAMES": "/nonexistent"})
     line = one_line_error(result)
     assert line.startswith("error: int8-ptq: int8-ptq needs the training data") and "--dataset" in line
     assert sorted(os.listdir(tmp_path / "tflite")) == ["labels.txt", "report.json", "report.md", "resnet8_fp32.tflite"]
     report = json.loads((tmp_path / "tflite" / "report.json").read_text())
     assert report["targets"]["fp32"]["agreement"] is None and "error" in report["targets"]["int8-ptq"]
+    assert report["gpu"]["adapter"] is None and report["targets"]["fp32"]["gpu"] is None
+    table = (tmp_path / "tflite" / "report.md").read_text()
+    assert "| not run; Analyzer: compatible |" in table and "GPU: not run (no GPU adapter)" in table
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ import sys
 
 from PIL import Image
 
-from keras_resnet.quiet import native_stderr_silenced
+from keras_resnet.quiet import native_output_silenced_at_exit, native_stderr_silenced
 from keras_resnet.runtime import LiteRTError
 from keras_resnet.runtime.classifier import Classifier, load_image
 from keras_resnet.runtime.delegates import DELEGATES
@@ -34,8 +34,19 @@ def parser():
     p.add_argument("--model", required=True, help="the .tflite file (from convert/to_tflite.py, or compiled by edgetpu_compiler)")
     p.add_argument("--labels", help="class names, one per line (default: the labels packed in the model file)")
     p.add_argument("--top-k", type=int, default=5, help="how many classes to show per image")
-    p.add_argument("--delegate", choices=list(DELEGATES), default="cpu", help="where the model runs")
-    p.add_argument("--delegate-library", metavar="PATH", help="the delegate's shared library, when not on the loader's path")
+    p.add_argument(
+        "--delegate",
+        choices=list(DELEGATES),
+        default="cpu",
+        help="where the model runs: cpu (XNNPACK), gpu (LiteRT's GPU accelerator, over the GPU's Vulkan driver), "
+        "edgetpu (Coral, libedgetpu)",
+    )
+    p.add_argument(
+        "--delegate-library",
+        metavar="PATH",
+        help="a delegate's shared library: libedgetpu when not on the loader's path, or with --delegate gpu "
+        "a GPU delegate library built by hand instead of the GPU accelerator",
+    )
     p.add_argument("--threads", type=int, help="CPU threads (default: every core)")
     p.add_argument("--camera", metavar="N", help="classify frames from camera N (or a device path / stream URL) with OpenCV")
     p.add_argument("--frames", type=int, default=0, help="with --camera: stop after this many frames (0: until Ctrl-C)")
@@ -56,6 +67,8 @@ def main(argv=None):
         return _error("give images or --camera, not both")
     if args.camera is None and not args.images and args.benchmark is None:
         return _error("nothing to classify: give image files or directories, --camera N, or --benchmark N")
+    if args.delegate == "gpu" and args.delegate_library is None:
+        native_output_silenced_at_exit()  # LiteRT logs its GPU environment's teardown as the process ends
     try:
         paths, unreadable = _image_paths(args.images)
         classifier = Classifier(
@@ -64,6 +77,13 @@ def main(argv=None):
     except LiteRTError as error:
         return _error(str(error))
 
+    try:
+        return _classify(classifier, args, paths, unreadable)
+    finally:
+        classifier.model.close()
+
+
+def _classify(classifier, args, paths, unreadable):
     print(classifier.describe())
     for note in classifier.notes:
         print(f"note: {note}")

@@ -15,7 +15,7 @@ import os
 import sys
 
 from keras_resnet.litert.targets import TARGETS, parse_targets
-from keras_resnet.quiet import import_tensorflow_quietly, list_devices_quietly
+from keras_resnet.quiet import import_tensorflow_quietly, list_devices_quietly, native_output_silenced_at_exit
 
 
 def parser():
@@ -44,13 +44,20 @@ def parser():
     checks.add_argument("--eval-images", type=int, help="validation images for agreement and accuracy (default: the whole split)")
     checks.add_argument("--latency-runs", type=int, default=100, help="timed runs per model (after 10 warm-up runs)")
     checks.add_argument("--threads", type=int, help="CPU threads for LiteRT (default: every core)")
+    checks.add_argument(
+        "--gpu-eval-images",
+        type=int,
+        default=200,
+        help="validation images also run on LiteRT's GPU accelerator when a GPU (Vulkan driver) is there; "
+        "a software GPU such as SwiftShader takes ~40 ms per ResNet-20 image",
+    )
     return p
 
 
 def main(argv=None):
     args = parser().parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)
-    for flag in ("calibration_steps", "qat_epochs", "qat_steps_per_epoch", "eval_images", "latency_runs", "threads"):
+    for flag in ("calibration_steps", "qat_epochs", "qat_steps_per_epoch", "eval_images", "latency_runs", "threads", "gpu_eval_images"):
         value = getattr(args, flag)
         if value is not None and value < 1:
             return _usage(f"--{flag.replace('_', '-')} must be at least 1. Received: {value}.")
@@ -62,6 +69,7 @@ def main(argv=None):
         return _usage(str(error))
     import_tensorflow_quietly()
     list_devices_quietly()  # the device search's notices, now rather than amid our messages
+    native_output_silenced_at_exit()  # LiteRT's GPU accelerator logs its teardown as the process ends
     from keras_resnet.litert.convert import Settings, convert
     from keras_resnet.litert.trained import ConversionError, open_trained
 
@@ -78,6 +86,7 @@ def main(argv=None):
             eval_images=args.eval_images,
             latency_runs=args.latency_runs,
             threads=args.threads,
+            gpu_eval_images=args.gpu_eval_images,
         )
         _, failures = convert(trained, settings)
     except ConversionError as error:

@@ -11,7 +11,8 @@ import numpy as np
 
 from keras_resnet.litert import inspection, qat, report as report_lib, targets as targets_lib
 from keras_resnet.litert.trained import ConversionError
-from keras_resnet.runtime import labels as labels_lib
+from keras_resnet.runtime import LiteRTError, labels as labels_lib
+from keras_resnet.runtime.gpu import GpuModel
 from keras_resnet.runtime.model import LiteRTModel
 
 
@@ -26,6 +27,7 @@ class Settings:
     eval_images: int | None = None  # default: the whole validation split
     latency_runs: int = 100
     threads: int | None = None  # default: every core
+    gpu_eval_images: int = 200  # a software GPU (SwiftShader) takes ~40 ms per ResNet-20 image
 
 
 @dataclasses.dataclass
@@ -40,6 +42,16 @@ class Reference:
     threads: int
     latency_runs: int
     edgetpu_compiler: bool
+    gpu_images: int
+    gpu: dict  # {"adapter": name or None, "software": bool, "unavailable": why}: filled by the first target
+
+
+def _gpu_note(gpu):
+    """One line for the report: where the GPU columns come from."""
+    if gpu.get("adapter") is None:
+        return f"GPU: not run ({gpu.get('unavailable', 'not tried')}); the GPU column is LiteRT's Analyzer's static verdict"
+    kind = "a software renderer: the GPU code path, at CPU speed — its timings are not GPU speed" if gpu["software"] else "a GPU"
+    return f"GPU: LiteRT's GPU accelerator on {gpu['adapter']} ({kind}); agreement on the first {gpu['images']} validation images"
 
 
 class TargetFailed(Exception):
@@ -61,6 +73,8 @@ def convert(trained, settings, *, log=print):
         threads=settings.threads or os.cpu_count(),
         latency_runs=settings.latency_runs,
         edgetpu_compiler=inspection.edgetpu_compiler_installed(),
+        gpu_images=settings.gpu_eval_images,
+        gpu={},
     )
     _write_atomically(os.path.join(settings.output, labels_lib.LABELS_FILE), labels_lib.labels_text(trained.class_names).encode())
 
@@ -89,6 +103,7 @@ def convert(trained, settings, *, log=print):
         row = _measure(target, content, path, reference)
         report["targets"][target] = row
         log(f"[{target}] {path}: {row['size_bytes'] / 1e6:.2f} MB, {time.perf_counter() - started:.0f} s")
+    report["gpu"] = {**reference.gpu, "note": _gpu_note(reference.gpu)}
     if not reference.edgetpu_compiler and any(targets_lib.TARGETS[t].integer for t in report["targets"]):
         report["edgetpu_compiler"] = inspection.EDGETPU_COMPILER_HELP
     report["failures"] = failures
@@ -175,6 +190,7 @@ def _measure(target, content, path, reference):
     if spec.integer:
         row["float_tensors"] = inspection.float_tensors(content)
     row["gpu_delegate"] = inspection.gpu_compatibility(content)
+    row["gpu"] = _measure_on_gpu(target, content, reference, cpu_probabilities=probabilities if reference.images is not None else None)
     row["edgetpu"] = inspection.edgetpu_readiness(content)
     if spec.integer and reference.edgetpu_compiler:
         compiled = inspection.compile_for_edgetpu(path, output_dir=os.path.dirname(path))
@@ -185,6 +201,45 @@ def _measure(target, content, path, reference):
                     packed = labels_lib.with_labels(file.read(), labels_lib.read_labels(path))
                 _write_atomically(compiled["file"], packed)
         row["edgetpu"]["compiled"] = compiled
+    return row
+
+
+def _measure_on_gpu(target, content, reference, *, cpu_probabilities):
+    """The target on LiteRT's GPU accelerator, when there is an adapter: whether every operator runs
+    there, agreement with the Keras model and with the same file on the CPU, latency. None without
+    an adapter (the first target finds out; the others do not try again)."""
+    if reference.gpu.get("unavailable"):
+        return None
+    try:
+        model = GpuModel(content, name=target)
+    except LiteRTError as error:
+        reference.gpu.update(adapter=None, software=False, unavailable="no GPU adapter" if "no GPU adapter" in str(error) else str(error))
+        return None
+    adapter = model.adapter
+    reference.gpu.update(
+        adapter=adapter.name if adapter else "unknown adapter",
+        software=bool(adapter and adapter.software),
+        images=0 if reference.images is None else min(reference.gpu_images, len(reference.images)),
+    )
+    row = {"fully_accelerated": model.fully_accelerated}
+    try:
+        if reference.images is not None:
+            count = reference.gpu_images
+            probabilities = model.predict(reference.images[:count])
+            keras_probabilities = reference.keras_probabilities[:count]
+            top1 = np.argmax(probabilities, axis=1)
+            row["images"] = len(probabilities)
+            row["agreement"] = float(np.mean(top1 == np.argmax(keras_probabilities, axis=1)))
+            row["agreement_with_cpu"] = float(np.mean(top1 == np.argmax(cpu_probabilities[:count], axis=1)))
+            row["max_abs_diff"] = float(np.max(np.abs(probabilities - keras_probabilities)))
+            row["top1"] = _top1(probabilities, reference.truth[:count])
+            row["acceptance"] = report_lib.gpu_acceptance(target, row)
+            sample = reference.images[0]
+        else:
+            sample = np.random.default_rng(0).uniform(0, 255, (*model.input["shape"][1:],)).astype(np.float32)
+        row["latency"] = model.latency(sample, runs=reference.latency_runs)
+    finally:
+        model.close()
     return row
 
 

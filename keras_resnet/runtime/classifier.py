@@ -14,6 +14,7 @@ from PIL import Image, ImageOps
 
 from keras_resnet.runtime import LiteRTError, labels as labels_lib, reason
 from keras_resnet.runtime.delegates import DELEGATES, interpreter_module, load_delegate
+from keras_resnet.runtime.gpu import GpuModel
 from keras_resnet.runtime.model import LiteRTModel
 
 EDGETPU_CUSTOM_OP = b"edgetpu-custom-op"  # what edgetpu_compiler puts in the graph
@@ -85,11 +86,21 @@ class Classifier:
                 f"edgetpu_compiler {os.path.basename(model_path)} writes the Edge TPU version"
             )
         runtime = interpreter_module(prefer_tflite_runtime=delegate == "edgetpu")
-        spec = DELEGATES[delegate]
-        self.delegate_library = (delegate_library or spec.library) if spec else None
-        delegates = [load_delegate(runtime, spec, self.delegate_library)] if spec else []
         self.runtime_name = runtime.__name__.split(".")[0]
-        self.model = LiteRTModel(content, threads=threads, delegates=delegates, runtime=runtime, name=model_path)
+        spec = DELEGATES[delegate]
+        # --delegate gpu is LiteRT's GPU accelerator, unless a (self-built) GPU delegate library is named.
+        self.accelerator = delegate == "gpu" and delegate_library is None
+        if self.accelerator:
+            self.delegate_library = None
+            self.model = GpuModel(content, name=model_path)
+            if self.model.adapter is not None and self.model.adapter.software:
+                self.notes.append(f"{self.model.adapter.name} is a software renderer: the GPU code path runs, at CPU speed")
+            if not self.model.fully_accelerated:
+                self.notes.append("some operators are not supported by the GPU: they run on the CPU")
+        else:
+            self.delegate_library = (delegate_library or spec.library) if spec else None
+            delegates = [load_delegate(runtime, spec, self.delegate_library)] if spec else []
+            self.model = LiteRTModel(content, threads=threads, delegates=delegates, runtime=runtime, name=model_path)
         self.threads = self.model.threads
         self._check_signature()
         self.labels = self._labels(labels)
@@ -156,11 +167,16 @@ class Classifier:
     def describe(self):
         """One line: the model, its input and where it runs."""
         width, height = self.input_size
-        where = {
-            "cpu": f"CPU ({self.threads} thread{'s' if self.threads != 1 else ''})",
-            "gpu": f"GPU delegate ({self.delegate_library})",
-            "edgetpu": f"Edge TPU ({self.delegate_library})",
-        }[self.delegate]
+        if self.accelerator:
+            adapter = self.model.adapter.name if self.model.adapter else "adapter unknown"
+            coverage = "every op on the GPU" if self.model.fully_accelerated else "partly on the GPU, the rest on the CPU"
+            where = f"GPU ({adapter}; LiteRT GPU accelerator, {coverage})"
+        else:
+            where = {
+                "cpu": f"CPU ({self.threads} thread{'s' if self.threads != 1 else ''})",
+                "gpu": f"GPU delegate ({self.delegate_library})",
+                "edgetpu": f"Edge TPU ({self.delegate_library})",
+            }[self.delegate]
         return (
             f"{os.path.basename(self.model_path)}: {self.input_type} input {width}×{height}, "
             f"{self.classes} classes, on {where} with {self.runtime_name}"

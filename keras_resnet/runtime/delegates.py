@@ -16,15 +16,15 @@ class DelegateSpec:
 
 DELEGATES = {
     "cpu": None,  # LiteRT's built-in CPU path (XNNPACK)
+    # `--delegate gpu` alone runs LiteRT's GPU accelerator (runtime/gpu.py), which ai-edge-litert
+    # ships; this is the older route, a GPU delegate library built by hand, named with --delegate-library.
     "gpu": DelegateSpec(
         library="libtensorflowlite_gpu_delegate.so",
-        description="GPU delegate (OpenCL / OpenGL ES)",
+        description="GPU delegate",
         missing=(
-            "no pip or apt package ships the TFLite GPU delegate for Linux: build it with "
-            "`bazel build -c opt --copt -DMESA_EGL_NO_X11_HEADERS --copt -DEGL_NO_X11 "
-            "//tensorflow/lite/delegates/gpu:libtensorflowlite_gpu_delegate.so` in a TensorFlow checkout, "
-            "install your GPU's OpenCL driver (apt install ocl-icd-libopencl1 and e.g. mesa-opencl-icd), "
-            "and pass --delegate-library PATH (edge_demo/README section 'GPU delegate')"
+            "pass the path of a GPU delegate library you built (bazel build "
+            "//tensorflow/lite/delegates/gpu:libtensorflowlite_gpu_delegate.so), or leave out --delegate-library "
+            "to use LiteRT's GPU accelerator, which ai-edge-litert ships"
         ),
     ),
     "edgetpu": DelegateSpec(

@@ -1,5 +1,6 @@
-"""One .tflite model on LiteRT's interpreter, batch 1: pixels in (quantized when the model is
-integer), probabilities out (dequantized), and the latency of `invoke()`."""
+"""One .tflite model on LiteRT, batch 1: pixels in (quantized when the model is integer),
+probabilities out (dequantized), and the latency of a run. `LiteRTModel` runs on the interpreter
+(the CPU, or a delegate library); `gpu.GpuModel` on LiteRT's GPU accelerator, with the same methods."""
 
 import os
 import statistics
@@ -10,6 +11,27 @@ import numpy as np
 from keras_resnet.quiet import native_stderr_silenced
 from keras_resnet.runtime import LiteRTError, reason
 from keras_resnet.runtime.delegates import interpreter_module
+
+
+def quantized(pixels, detail):
+    """`pixels` (float, [0, 255]) as the input tensor `detail` takes them: quantized with its scale
+    and zero point when it is integer (the models of convert/to_tflite.py take raw pixels: scale 1,
+    zero point 0), as they are when it is float."""
+    dtype = np.dtype(detail["dtype"])
+    if np.issubdtype(dtype, np.integer):
+        scale, zero_point = detail["quantization"]
+        info = np.iinfo(dtype)
+        pixels = np.clip(np.round(pixels / (scale or 1.0) + zero_point), info.min, info.max)
+    return np.asarray(pixels, dtype)
+
+
+def dequantized(scores, detail):
+    """Float scores from an output tensor's values."""
+    scores = np.asarray(scores).reshape(-1)
+    if np.issubdtype(scores.dtype, np.integer):
+        scale, zero_point = detail["quantization"]
+        return (scores.astype(np.float32) - zero_point) * (scale or 1.0)
+    return scores.astype(np.float32)
 
 
 class LiteRTModel:
@@ -33,25 +55,16 @@ class LiteRTModel:
         self.input, self.output = self.inputs[0], self.outputs[0]
 
     def set_image(self, pixels):
-        """`pixels`: float pixels in [0, 255], (H, W, 3). An integer model gets them quantized as its
-        input tensor states (the models of convert/to_tflite.py take raw pixels: scale 1, zero point 0)."""
-        dtype = np.dtype(self.input["dtype"])
-        if np.issubdtype(dtype, np.integer):
-            scale, zero_point = self.input["quantization"]
-            info = np.iinfo(dtype)
-            pixels = np.clip(np.round(pixels / (scale or 1.0) + zero_point), info.min, info.max)
-        self.interpreter.set_tensor(self.input["index"], np.asarray(pixels, dtype)[None])
+        """`pixels`: float pixels in [0, 255], (H, W, 3), for the next run."""
+        self.interpreter.set_tensor(self.input["index"], quantized(pixels, self.input)[None])
 
     def invoke(self):
+        """One run, its output ready to read when it returns."""
         self.interpreter.invoke()
 
     def probabilities(self):
         """The output of the last run as float scores, one per class."""
-        scores = self.interpreter.get_tensor(self.output["index"]).reshape(-1)
-        if np.issubdtype(scores.dtype, np.integer):
-            scale, zero_point = self.output["quantization"]
-            return (scores.astype(np.float32) - zero_point) * (scale or 1.0)
-        return scores.astype(np.float32)
+        return dequantized(self.interpreter.get_tensor(self.output["index"]), self.output)
 
     def predict(self, images):
         """Probabilities (N, classes) for float images (N, H, W, 3), one at a time."""
@@ -62,9 +75,12 @@ class LiteRTModel:
             results.append(self.probabilities())
         return np.stack(results)
 
+    def close(self):
+        self.interpreter = None
+
     def latency(self, pixels, *, runs, warmup=10):
-        """Milliseconds of `invoke()` on `pixels` over `runs` runs after `warmup`: median, 90th
-        percentile and frames per second."""
+        """Milliseconds of a run (`invoke()`) on `pixels` over `runs` runs after `warmup`: median,
+        90th percentile and frames per second."""
         self.set_image(pixels)
         for _ in range(warmup):
             self.invoke()
