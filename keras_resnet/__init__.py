@@ -59,17 +59,31 @@ def __dir__():
     return sorted({*globals(), *_EXPORTS})
 
 
+_registration = "not yet"  # then "under way", then "done"
+
+
 def register_keras_objects():
     """Imports TensorFlow quietly and registers this package's serializable Keras classes.
     Idempotent; runs by itself when Keras is imported or a Keras-backed name is used."""
-    from keras_resnet.quiet import import_tensorflow_quietly
+    global _registration
+    # Under way already: this call comes from the Keras import that registering itself started
+    # (keras_resnet.layers imports Keras), and the outer call finishes the work.
+    if _registration != "not yet":
+        return
+    _registration = "under way"
+    try:
+        from keras_resnet.quiet import import_tensorflow_quietly
 
-    import_tensorflow_quietly()
-    from keras_resnet import layers, model  # noqa: F401  (registers ResNetModel, ChannelZeroPad)
-    from keras_resnet.training import schedules  # noqa: F401  (registers StepDecay)
+        import_tensorflow_quietly()
+        from keras_resnet import layers, model  # noqa: F401  (registers ResNetModel, ChannelZeroPad)
+        from keras_resnet.training import schedules  # noqa: F401  (registers StepDecay)
 
-    # Loading a saved model needs the recursion depth that building it needed: allow up to ResNet-1202.
-    model.allow_graph_depth(layers=5000)
+        # Loading a saved model needs the recursion depth that building it needed: allow up to ResNet-1202.
+        model.allow_graph_depth(layers=5000)
+    except BaseException:
+        _registration = "not yet"
+        raise
+    _registration = "done"
 
 
 class _RegisterWhenKerasIsImported(importlib.abc.MetaPathFinder):
