@@ -213,7 +213,9 @@ def _measure_on_gpu(target, content, reference, *, cpu_probabilities):
     try:
         model = GpuModel(content, name=target)
     except LiteRTError as error:
-        reference.gpu.update(adapter=None, software=False, unavailable="no GPU adapter" if "no GPU adapter" in str(error) else str(error))
+        if "no GPU adapter" not in str(error):
+            return {"error": str(error)}  # this model on this GPU; the next target may run
+        reference.gpu.update(adapter=None, software=False, unavailable="no GPU adapter")
         return None
     adapter = model.adapter
     reference.gpu.update(

@@ -82,6 +82,8 @@ def _gpu_cell(row):
         analyzer = row["gpu_delegate"]
         verdict = "compatible" if analyzer["compatible"] else "no: " + "; ".join(analyzer["incompatible_ops"])
         return f"not run; Analyzer: {verdict}"
+    if "error" in measured:
+        return f"failed: {measured['error']}"
     parts = ["every op" if measured["fully_accelerated"] else "partly (rest on CPU)"]
     if measured.get("agreement") is not None:
         parts.append(f"{_percent(measured['agreement'])} agreement")
