@@ -180,6 +180,26 @@ def test_config_json_rebuilds_the_trained_model(finished_run, rng):
     assert list(config.class_names) == finished_run.read_labels()
 
 
+def test_saved_models_load_compiled_in_a_fresh_process_as_the_readme_says(finished_run):
+    # The README: `import keras, keras_resnet; keras.saving.load_model("RUN/best.keras")`, safe mode,
+    # compiled (its optimizer holds the paper's StepDecay schedule), in either import order.
+    code = (
+        "import sys\n{first}\n{second}\n"
+        "for path in sys.argv[1:]:\n"
+        "    model = keras.saving.load_model(path)\n"
+        "    schedule = model.optimizer.get_config()['learning_rate']['class_name']\n"
+        "    print(type(model).__name__, schedule, int(model.optimizer.iterations.numpy()))\n"
+    )
+    for first, second in (("import keras", "import keras_resnet"), ("import keras_resnet", "import keras")):
+        result = subprocess.run(
+            [sys.executable, "-c", code.format(first=first, second=second), finished_run.best_model, finished_run.last_model],
+            capture_output=True, text=True, timeout=300,
+        )
+        assert result.returncode == 0, result.stderr
+        best, last = result.stdout.splitlines()
+        assert best.split()[:2] == ["ResNetModel", "StepDecay"] and last == "ResNetModel StepDecay 8"
+
+
 def test_existing_run_directory_is_refused_without_resume(finished_run, capsys):
     before = {name: os.path.getmtime(os.path.join(finished_run.path, name)) for name in os.listdir(finished_run.path)}
     result = one_line_error_in_process(train.main, [*TINY, "--epochs", "2", "--output", finished_run.path], capsys)
