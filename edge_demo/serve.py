@@ -18,6 +18,7 @@ import ssl
 import sys
 from urllib.parse import unquote, urlsplit
 
+from keras_resnet.cli import usage_error
 from keras_resnet.runtime import LiteRTError
 from keras_resnet.runtime.classifier import Classifier
 
@@ -43,7 +44,6 @@ CONTENT_TYPES = {
     ".txt": "text/plain; charset=utf-8",
     ".tflite": "application/octet-stream",
 }
-USAGE_ERROR = 2
 
 
 def parser():
@@ -163,19 +163,19 @@ def main(argv=None):
     args = parser().parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)
     if not 0 <= args.port <= 65535:
-        return _error(f"--port must be between 0 and 65535. Received: {args.port}.")
+        return usage_error(f"--port must be between 0 and 65535. Received: {args.port}.")
     if bool(args.certfile) != bool(args.keyfile):
-        return _error("https needs both --certfile and --keyfile")
+        return usage_error("https needs both --certfile and --keyfile")
     if not os.path.isfile(os.path.join(STATIC_ROOTS["/vendor/litertjs/core/"], "dist", "index.js")):
-        return _error(f"LiteRT.js is not installed in {os.path.relpath(NODE_MODULES)}: run `npm ci --prefix {os.path.relpath(WEB_DIR)}` first")
+        return usage_error(f"LiteRT.js is not installed in {os.path.relpath(NODE_MODULES)}: run `npm ci --prefix {os.path.relpath(WEB_DIR)}` first")
     try:
         description = model_description(Classifier(args.model, labels=args.labels, threads=1))
     except LiteRTError as error:
-        return _error(str(error))
+        return usage_error(str(error))
     try:
         server = http.server.ThreadingHTTPServer((args.host, args.port), handler_for(args.model, description))
     except OSError as error:
-        return _error(f"cannot listen on {args.host}:{args.port} ({error.strerror or error}): pass another --port or --host")
+        return usage_error(f"cannot listen on {args.host}:{args.port} ({error.strerror or error}): pass another --port or --host")
     scheme = "http"
     if args.certfile:
         try:
@@ -183,7 +183,7 @@ def main(argv=None):
             context.load_cert_chain(args.certfile, args.keyfile)
         except (OSError, ssl.SSLError) as error:
             server.server_close()
-            return _error(f"cannot use {args.certfile} / {args.keyfile} for https ({error}): pass a PEM certificate and its key")
+            return usage_error(f"cannot use {args.certfile} / {args.keyfile} for https ({error}): pass a PEM certificate and its key")
         server.socket = context.wrap_socket(server.socket, server_side=True)
         scheme = "https"
 
@@ -214,10 +214,6 @@ def main(argv=None):
         server.server_close()
     return 0
 
-
-def _error(message):
-    print(f"error: {message}", file=sys.stderr)
-    return USAGE_ERROR
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import json
 import os
 import sys
 
+from keras_resnet.cli import usage_error
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from keras_resnet.quiet import import_tensorflow_quietly
@@ -55,14 +56,14 @@ def main(argv=None):
     args = parser().parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)
     if args.epochs is not None and args.steps is not None:
-        return _usage("Pass --epochs or --steps, not both.")
+        return usage_error("Pass --epochs or --steps, not both.")
     for flag in ("epochs", "steps", "gradient_batch"):
         value = getattr(args, flag)
         if value is not None and value < 1:
-            return _usage(f"--{flag.replace('_', '-')} must be at least 1. Received: {value}.")
+            return usage_error(f"--{flag.replace('_', '-')} must be at least 1. Received: {value}.")
     bad = [depth for depth in args.depths if depth < 8 or (depth - 2) % 6]
     if bad:
-        return _usage(f"--depths must be CIFAR-style depths 6n+2 of at least 8 (8, 14, 20, 32, 44, 56, 110, …). Received: {bad}.")
+        return usage_error(f"--depths must be CIFAR-style depths 6n+2 of at least 8 (8, 14, 20, 32, 44, 56, 110, …). Received: {bad}.")
     depths = sorted(set(args.depths))
     import_tensorflow_quietly()
     from keras_resnet import config as config_lib
@@ -100,7 +101,7 @@ def main(argv=None):
             print(f"[{number}/{len(configs)}] {name}")
             runs[depth, plain] = _train_once(trainer, config, os.path.join(output, name))
     except (config_lib.UsageError, DatasetError) as error:
-        return _usage(str(error))
+        return usage_error(str(error))
     except trainer.TrainingError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -149,10 +150,6 @@ def _train_once(trainer, config, path):
         return run
     return trainer.train(config, output=path)
 
-
-def _usage(message):
-    print(f"error: {message}", file=sys.stderr)
-    return 2
 
 
 if __name__ == "__main__":

@@ -8,5 +8,15 @@ edge_demo/classify.py.
 - classify.py  keras-resnet-classify        classify pictures on a board, no TensorFlow (python edge_demo/classify.py)
 
 Each has `main(argv=None)`, returning the exit code: 0, 1 when training failed, 2 for bad input
-(one line on stderr), 130 when interrupted.
+(one line on stderr, `usage_error`), 130 when interrupted.
 """
+
+import sys
+
+USAGE_ERROR = 2
+
+
+def usage_error(message):
+    """Bad input, as every program reports it: one line on stderr; returns exit code 2."""
+    print(f"error: {message}", file=sys.stderr)
+    return USAGE_ERROR

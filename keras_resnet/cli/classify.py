@@ -16,13 +16,13 @@ import sys
 
 from PIL import Image
 
+from keras_resnet.cli import USAGE_ERROR, usage_error
 from keras_resnet.quiet import native_output_silenced_at_exit, native_stderr_silenced
 from keras_resnet.runtime import LiteRTError
 from keras_resnet.runtime.classifier import Classifier, load_image
 from keras_resnet.runtime.delegates import DELEGATES
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
-USAGE_ERROR = 2
 
 
 def parser():
@@ -60,13 +60,13 @@ def main(argv=None):
     for flag in ("top_k", "threads", "benchmark"):
         value = getattr(args, flag)
         if value is not None and value < 1:
-            return _error(f"--{flag.replace('_', '-')} must be at least 1. Received: {value}.")
+            return usage_error(f"--{flag.replace('_', '-')} must be at least 1. Received: {value}.")
     if args.frames < 0:
-        return _error(f"--frames must be 0 (no limit) or more. Received: {args.frames}.")
+        return usage_error(f"--frames must be 0 (no limit) or more. Received: {args.frames}.")
     if args.camera is not None and args.images:
-        return _error("give images or --camera, not both")
+        return usage_error("give images or --camera, not both")
     if args.camera is None and not args.images and args.benchmark is None:
-        return _error("nothing to classify: give image files or directories, --camera N, or --benchmark N")
+        return usage_error("nothing to classify: give image files or directories, --camera N, or --benchmark N")
     if args.delegate == "gpu" and args.delegate_library is None:
         native_output_silenced_at_exit()  # LiteRT logs its GPU environment's teardown as the process ends
     try:
@@ -75,7 +75,7 @@ def main(argv=None):
             args.model, delegate=args.delegate, delegate_library=args.delegate_library, threads=args.threads, labels=args.labels
         )
     except LiteRTError as error:
-        return _error(str(error))
+        return usage_error(str(error))
 
     try:
         return _classify(classifier, args, paths, unreadable)
@@ -91,7 +91,7 @@ def _classify(classifier, args, paths, unreadable):
         try:
             return _classify_camera(classifier, args.camera, top_k=args.top_k, frames=args.frames)
         except LiteRTError as error:
-            return _error(str(error))
+            return usage_error(str(error))
 
     failures = list(unreadable)
     for message in unreadable:
@@ -184,10 +184,6 @@ def _classify_camera(classifier, camera, *, top_k, frames):
     print(f"{count} frame{'' if count == 1 else 's'} classified")
     return 0
 
-
-def _error(message):
-    print(f"error: {message}", file=sys.stderr)
-    return USAGE_ERROR
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import argparse
 import os
 import sys
 
+from keras_resnet.cli import usage_error
 from keras_resnet.litert.targets import TARGETS, parse_targets
 from keras_resnet.quiet import import_tensorflow_quietly, list_devices_quietly, native_output_silenced_at_exit
 
@@ -60,13 +61,13 @@ def main(argv=None):
     for flag in ("calibration_steps", "qat_epochs", "qat_steps_per_epoch", "eval_images", "latency_runs", "threads", "gpu_eval_images"):
         value = getattr(args, flag)
         if value is not None and value < 1:
-            return _usage(f"--{flag.replace('_', '-')} must be at least 1. Received: {value}.")
+            return usage_error(f"--{flag.replace('_', '-')} must be at least 1. Received: {value}.")
     if args.qat_lr is not None and not args.qat_lr > 0:
-        return _usage(f"--qat-lr must be positive. Received: {args.qat_lr}.")
+        return usage_error(f"--qat-lr must be positive. Received: {args.qat_lr}.")
     try:
         chosen = parse_targets(args.targets)
     except ValueError as error:
-        return _usage(str(error))
+        return usage_error(str(error))
     import_tensorflow_quietly()
     list_devices_quietly()  # the device search's notices, now rather than amid our messages
     native_output_silenced_at_exit()  # LiteRT's GPU accelerator logs its teardown as the process ends
@@ -90,7 +91,7 @@ def main(argv=None):
         )
         _, failures = convert(trained, settings)
     except ConversionError as error:
-        return _usage(str(error))
+        return usage_error(str(error))
     except KeyboardInterrupt:
         print("Interrupted: the targets written so far are complete files; run the command again for the rest.", file=sys.stderr)
         return 130
@@ -98,10 +99,6 @@ def main(argv=None):
         print(f"error: {target}: {message}", file=sys.stderr)
     return 2 if failures else 0
 
-
-def _usage(message):
-    print(f"error: {message}", file=sys.stderr)
-    return 2
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import argparse
 import inspect
 import sys
 
+from keras_resnet.cli import usage_error
 from keras_resnet import config as config_lib, specs
 from keras_resnet.quiet import import_tensorflow_quietly
 from keras_resnet.training import recipe as recipes
@@ -86,7 +87,7 @@ def main(argv=None):
         names = inspect.signature(config_lib.resolve).parameters
         config = None if args.evaluate else config_lib.resolve(**{name: getattr(args, name) for name in names})
     except config_lib.UsageError as error:
-        return _usage(error)
+        return usage_error(error)
     import_tensorflow_quietly()
     from keras_resnet.data.sources import DatasetError
     from keras_resnet.training import trainer
@@ -98,7 +99,7 @@ def main(argv=None):
             trainer.train(config, output=args.output, resume=args.resume)
         return 0
     except (config_lib.UsageError, DatasetError) as error:
-        return _usage(error)
+        return usage_error(error)
     except trainer.TrainingError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -106,10 +107,6 @@ def main(argv=None):
         print(message, file=sys.stderr)
         return 130
 
-
-def _usage(error):
-    print(f"error: {error}", file=sys.stderr)
-    return 2
 
 
 if __name__ == "__main__":
