@@ -1,4 +1,5 @@
 import os
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -63,6 +64,29 @@ def one_line_error_in_process(main, args, capsys, code=2, *, no_output=False):
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), captured.err
     return lines[0]
+
+
+def load_models_in_fresh_processes(paths, report):
+    """Loads each .keras file in `paths` with `keras.saving.load_model` (safe mode) in a new Python
+    process, once with `import keras` before `import keras_resnet` and once after, as users write it.
+    `report` is a Python expression of `model` printed per file. Returns each run's output lines."""
+    import subprocess
+
+    code = (
+        "import sys\n{first}\n{second}\n"
+        "for path in sys.argv[1:]:\n"
+        "    model = keras.saving.load_model(path)\n"
+        f"    print({report})\n"
+    )
+    outputs = []
+    for first, second in (("import keras", "import keras_resnet"), ("import keras_resnet", "import keras")):
+        result = subprocess.run(
+            [sys.executable, "-c", code.format(first=first, second=second), *map(str, paths)],
+            capture_output=True, text=True, timeout=300,
+        )
+        assert result.returncode == 0, result.stderr
+        outputs.append(result.stdout.splitlines())
+    return outputs
 
 
 def load_script(path):

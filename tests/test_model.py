@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 import keras_resnet
-from conftest import layer_names, layers_of_type
+from conftest import layer_names, layers_of_type, load_models_in_fresh_processes
 
 # Trainable parameters from the issue (torchvision's and the paper's counts).
 IMAGENET_COUNTS = {
@@ -397,19 +397,9 @@ def test_a_saved_model_is_rebuilt_from_its_own_build_arguments(name, arguments, 
 def test_saved_models_load_after_import_keras_resnet_in_either_order(tmp_path):
     model = keras_resnet.build("resnet8", classes=3, input_shape=(16, 16, 3))
     model.save(tmp_path / "model.keras")
-    code = (
-        "import sys\n"
-        "{first}\n{second}\n"
-        "model = keras.saving.load_model(sys.argv[1])\n"
-        "print(type(model).__name__, model.build_arguments['classes'])\n"
-    )
-    for first, second in (("import keras", "import keras_resnet"), ("import keras_resnet", "import keras")):
-        result = subprocess.run(
-            [sys.executable, "-c", code.format(first=first, second=second), str(tmp_path / "model.keras")],
-            capture_output=True, text=True, timeout=300,
-        )
-        assert result.returncode == 0, result.stderr
-        assert result.stdout.split() == ["ResNetModel", "3"]
+    report = "type(model).__name__, model.build_arguments['classes']"
+    for lines in load_models_in_fresh_processes([tmp_path / "model.keras"], report):
+        assert lines == ["ResNetModel 3"]
 
 
 def test_import_keras_resnet_loads_no_tensorflow_until_a_model_is_built():

@@ -18,7 +18,7 @@ import tensorflow_datasets as tfds
 
 import keras_resnet
 import train
-from conftest import one_line_error, one_line_error_in_process
+from conftest import load_models_in_fresh_processes, one_line_error, one_line_error_in_process
 from keras_resnet import config as config_lib
 from keras_resnet.data import synthetic
 from keras_resnet.training import distribute, schedules, trainer
@@ -183,20 +183,8 @@ def test_config_json_rebuilds_the_trained_model(finished_run, rng):
 def test_saved_models_load_compiled_in_a_fresh_process_as_the_readme_says(finished_run):
     # The README: `import keras, keras_resnet; keras.saving.load_model("RUN/best.keras")`, safe mode,
     # compiled (its optimizer holds the paper's StepDecay schedule), in either import order.
-    code = (
-        "import sys\n{first}\n{second}\n"
-        "for path in sys.argv[1:]:\n"
-        "    model = keras.saving.load_model(path)\n"
-        "    schedule = model.optimizer.get_config()['learning_rate']['class_name']\n"
-        "    print(type(model).__name__, schedule, int(model.optimizer.iterations.numpy()))\n"
-    )
-    for first, second in (("import keras", "import keras_resnet"), ("import keras_resnet", "import keras")):
-        result = subprocess.run(
-            [sys.executable, "-c", code.format(first=first, second=second), finished_run.best_model, finished_run.last_model],
-            capture_output=True, text=True, timeout=300,
-        )
-        assert result.returncode == 0, result.stderr
-        best, last = result.stdout.splitlines()
+    report = "type(model).__name__, model.optimizer.get_config()['learning_rate']['class_name'], int(model.optimizer.iterations.numpy())"
+    for best, last in load_models_in_fresh_processes([finished_run.best_model, finished_run.last_model], report):
         assert best.split()[:2] == ["ResNetModel", "StepDecay"] and last == "ResNetModel StepDecay 8"
 
 
