@@ -42,6 +42,11 @@ class ModelConfig:
     zero_init_residual: bool = False
     weight_decay: float = 1e-4
     classes: int | None = None  # the dataset's; None until it is known
+    # The layout pretrained weights may dictate (keras_resnet.training.pretrained); these defaults
+    # are the builder's, so that configurations written before these fields existed read the same.
+    input_normalization: str = "torch"
+    conv_bias: bool = False
+    downsample_block: str = "first"
 
     def build_arguments(self):
         return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
@@ -70,7 +75,8 @@ class TrainingConfig:
     momentum: float
     label_smoothing: float = 0.0
     seed: int = 0
-
+    weights: str | None = None  # where training started: "imagenet", "timm/NAME", a file (None: random)
+    freeze_epochs: int = 0  # epochs that train only the classifier, the backbone frozen
 
 @dataclasses.dataclass(frozen=True)
 class RuntimeConfig:
@@ -91,6 +97,7 @@ class StepPlan:
     epochs: int  # the last may be partial
     warmup_steps: int
     boundaries: tuple  # the steps where the step schedule divides the rate by 10
+    freeze_steps: int = 0  # the first steps train only the classifier (fine-tuning)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,6 +113,9 @@ class RunConfig:
         names = tuple(str(name) for name in class_names)
         return dataclasses.replace(self, model=dataclasses.replace(self.model, classes=len(names)), class_names=names)
 
+    def with_model(self, **changes):
+        return dataclasses.replace(self, model=dataclasses.replace(self.model, **changes))
+
     def with_runtime(self, **changes):
         return dataclasses.replace(self, runtime=dataclasses.replace(self.runtime, **changes))
 
@@ -119,12 +129,21 @@ class RunConfig:
                 f"The training split has {train_examples} examples, fewer than one batch of {batch_size}: lower --batch-size."
             )
         total_steps = self.training.steps or self.training.epochs * steps_per_epoch
+        freeze_steps = self.training.freeze_epochs * steps_per_epoch
+        if freeze_steps and freeze_steps >= total_steps:
+            raise UsageError(
+                f"--freeze-epochs {self.training.freeze_epochs} ({freeze_steps} steps) leaves nothing of the "
+                f"{total_steps} training steps for the whole network: lower it or train longer."
+            )
+        # After a frozen phase, the schedule (warm-up, boundaries) runs over the remaining steps.
+        tuned_steps = total_steps - freeze_steps
         return StepPlan(
             steps_per_epoch=steps_per_epoch,
             total_steps=total_steps,
             epochs=math.ceil(total_steps / steps_per_epoch),
             warmup_steps=round(self.training.warmup_epochs * steps_per_epoch),
-            boundaries=tuple(round(fraction * total_steps) for fraction in self.training.step_boundaries),
+            boundaries=tuple(round(fraction * tuned_steps) for fraction in self.training.step_boundaries),
+            freeze_steps=freeze_steps,
         )
 
     def same_training(self, other, *, ignore_length=False):
@@ -215,11 +234,13 @@ def resolve(
     data_dir=None,
     train_examples=None,
     validation_examples=None,
+    weights=None,
+    freeze_epochs=None,
     epochs=None,
     steps=None,
     batch_size=None,
     lr=None,
-    schedule="step",
+    schedule=None,
     warmup_epochs=None,
     weight_decay=None,
     label_smoothing=0.0,
@@ -232,8 +253,13 @@ def resolve(
     tpu=None,
 ):
     """The RunConfig of the user's choices (train.py's flags, by name); None means the paper's
-    default for the network's family. Raises UsageError for invalid choices."""
+    default for the network's family, or with `weights` the fine-tuning recipe's
+    (recipe.fine_tuning). With `weights`, the version and shortcut stay None unless chosen: the
+    weights decide them (keras_resnet.training.pretrained.with_weights_layout, before training).
+    Raises UsageError for invalid choices."""
     try:
+        if model is None and depth is None and isinstance(weights, str) and weights.startswith("timm/"):
+            model = weights.removeprefix("timm/").split(".")[0]  # timm/resnet18.a1_in1k: a resnet18
         if model is None and depth is None:
             raise UsageError("Name a network: --depth D or --model NAME (e.g. --depth 20, --model plain56).")
         name = model or f"{'plain' if plain else 'resnet'}{depth}"
@@ -244,7 +270,7 @@ def resolve(
             name = name.replace("resnet", "plain", 1)
         if name_version and version and name_version != version:
             raise UsageError(f"--version {version} contradicts --model {model}.")
-        version = version or name_version or "v1.5"
+        version = version or name_version or (None if weights else "v1.5")
         spec = specs.spec_for_depth(name_depth, family=family)
     except UsageError:
         raise
@@ -252,13 +278,22 @@ def resolve(
         raise UsageError(str(error)) from None
     name = name.lower().removesuffix(name_version or "")
     base = recipes.RECIPES[spec.family.name]
+    if weights:
+        base = recipes.fine_tuning(base)
+    schedule = schedule or base.schedule
 
     _check_choice("--schedule", schedule, recipes.SCHEDULES)
-    _check_choice("--version", version, specs.VERSIONS)
+    if version is not None:
+        _check_choice("--version", version, specs.VERSIONS)
     _check_choice("--strategy", strategy, STRATEGIES)
     _check_choice("--precision", precision, PRECISIONS)
-    shortcut = (shortcut or spec.family.shortcut).upper()
-    _check_choice("--shortcut", shortcut, specs.SHORTCUTS)
+    shortcut = shortcut.upper() if shortcut else None if weights else spec.family.shortcut
+    if shortcut is not None:
+        _check_choice("--shortcut", shortcut, specs.SHORTCUTS)
+    _check(freeze_epochs is None or weights, "--freeze-epochs freezes a pretrained backbone: it needs --weights.")
+    freeze_epochs = (recipes.FREEZE_EPOCHS if weights else 0) if freeze_epochs is None else freeze_epochs
+    _check(freeze_epochs >= 0, f"--freeze-epochs must be at least 0. Received: {freeze_epochs}.")
+    _check(weights != "", "--weights needs a value: imagenet, timm/NAME or a path.")
     _check(epochs is None or steps is None, "Pass --epochs or --steps, not both.")
     for flag, value in (("--epochs", epochs), ("--steps", steps), ("--batch-size", batch_size), ("--image-size", image_size),
                         ("--save-every-steps", save_every_steps), ("--cpu-replicas", cpu_replicas),
@@ -274,7 +309,7 @@ def resolve(
         epochs, steps = (recipes.SYNTHETIC_EPOCHS, None) if synthetic else (base.epochs, base.steps)
     batch_size = batch_size or base.batch_size
     if warmup_epochs is None:
-        warmup_epochs = recipes.COSINE_WARMUP_EPOCHS if schedule == "cosine" else 0
+        warmup_epochs = recipes.COSINE_WARMUP_EPOCHS if schedule == "cosine" and not weights else 0
     image_size = image_size or spec.family.input_size
     return RunConfig(
         model=ModelConfig(
@@ -306,6 +341,8 @@ def resolve(
             momentum=base.momentum,
             label_smoothing=label_smoothing,
             seed=seed,
+            weights=weights,
+            freeze_epochs=freeze_epochs,
         ),
         runtime=RuntimeConfig(
             strategy=strategy,

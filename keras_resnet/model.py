@@ -32,6 +32,7 @@ def build(name, **kwargs):
 
     >>> model = build("resnet20", classes=10)
     >>> model = build("resnet50", weights="imagenet")  # keras.applications' weights, downloaded once
+    >>> model = build("resnet18", weights="timm/resnet18.a1_in1k", classes=5)  # timm's, new classifier
     """
     depth, plain, version = specs.parse_name(name)
     for key, from_name in (("plain", plain), ("version", version)):
@@ -79,9 +80,13 @@ def ResNet(
         shortcut: paper option "A" (parameter-free identity; CIFAR default), "B" (projection where
             the width changes; ImageNet default) or "C" (projection on every block).
         include_top: end with average pooling and a `classes`-way classifier.
-        weights: None (random), "imagenet" (keras.applications' weights for resnet50/101/152 and
-            their v2 forms), or a path: a keras.applications .h5 file, or a `.keras` / `.weights.h5`
-            file of a model built by this package with the same arguments.
+        weights: None (random); "imagenet" (keras.applications' weights for resnet50/101/152 and
+            their v2 forms); "timm/NAME", timm's published ImageNet checkpoints for every
+            ImageNet depth but 200 (`keras_resnet.torch_checkpoints.CHECKPOINTS`, e.g.
+            "timm/resnet18.a1_in1k"); or a path: a `.safetensors` file in timm's or torchvision's
+            layout, a keras.applications .h5 file, or a `.keras` / `.weights.h5` file of a model
+            built by this package with the same arguments. Weights trained for 1000 classes get a
+            new classifier when `classes` differs.
         input_shape: (height, width, channels); default the family's size, (224, 224, 3) or
             (32, 32, 3). Any size works, None for height and width too.
         pooling: with include_top=False, None (feature map), "avg" or "max".
@@ -271,7 +276,7 @@ def _resolve_layout(requested, required, weights):
         if key in required:
             if value is not None and value != required[key]:
                 raise ValueError(
-                    f"weights={weights!r} need {key}={required[key]!r} (keras.applications' layout). "
+                    f"weights={weights!r} need {key}={required[key]!r} (the layout they were trained in). "
                     f"Received: {key}={value!r}."
                 )
             value = required[key]

@@ -1,4 +1,6 @@
 """Weights for built models: keras.applications' ImageNet files, and files of our own models.
+timm's and torchvision's checkpoints (hub names "timm/…" and .safetensors files) are read by
+keras_resnet.torch_checkpoints, dispatched from here.
 
 keras.applications' weight files fit our builder in their layout (KERAS_APPLICATIONS_LAYOUT): conv
 biases, batch-norm epsilon 1.001e-5, v1 stride placement, their input normalization, and in v2 the
@@ -50,6 +52,10 @@ def required_layout(weights, *, spec, version):
     """The builder arguments that `weights` dictate ({} when they dictate none)."""
     if weights is None:
         return {}
+    from keras_resnet import torch_checkpoints
+
+    if torch_checkpoints.is_hub_name(weights) or torch_checkpoints.is_checkpoint_file(weights):
+        return torch_checkpoints.required_layout(weights, spec=spec)
     if weights == "imagenet":
         version = version or "v1"
         if spec.family.name != "imagenet" or (spec.depth, version) not in IMAGENET_FILES:
@@ -60,7 +66,9 @@ def required_layout(weights, *, spec, version):
             )
         return KERAS_APPLICATIONS_LAYOUT[version]
     if not isinstance(weights, (str, os.PathLike)):
-        raise ValueError(f"weights must be None, 'imagenet' or a file path. Received: weights={weights!r}.")
+        raise ValueError(
+            f"weights must be None, 'imagenet', 'timm/NAME' or a file path. Received: weights={weights!r}."
+        )
     path = os.fspath(weights)
     if _file_format(path) == "keras_applications":
         with h5py.File(path, "r") as file:
@@ -69,7 +77,12 @@ def required_layout(weights, *, spec, version):
 
 
 def load(model, weights, *, spec, version, include_top, classes):
-    """Loads `weights` ("imagenet" or a path) into `model`, built with `required_layout(weights)`."""
+    """Loads `weights` ("imagenet", "timm/NAME" or a path) into `model`, built with `required_layout(weights)`."""
+    from keras_resnet import torch_checkpoints
+
+    if torch_checkpoints.is_hub_name(weights) or torch_checkpoints.is_checkpoint_file(weights):
+        torch_checkpoints.load(model, weights, include_top=include_top, classes=classes)
+        return
     if weights == "imagenet":
         # A different number of classes gets a new classifier on the pretrained network.
         with_classifier = include_top and classes == IMAGENET_CLASSES
@@ -84,7 +97,7 @@ def load(model, weights, *, spec, version, include_top, classes):
     elif file_format == "keras":
         source = keras.saving.load_model(path, compile=False)
         arrays = {layer.name: layer.get_weights() for layer in source.layers if layer.weights}
-        _assign(model, arrays.get, list(arrays), describe=f"weights file {path}")
+        assign_by_name(model, arrays, describe=f"weights file {path}")
     else:
         # Keras only warns about layers of a .weights.h5 file that do not fit, and leaves them
         # freshly initialized: a half-loaded model. Here that is an error.
@@ -210,6 +223,12 @@ def _load_legacy_h5(model, path, *, keras_applications, new_classifier):
             transform=swap_stem_channels if bgr else None,
             skip=("predictions",) if new_classifier else (),
         )
+
+
+def assign_by_name(model, arrays, *, describe, skip=()):
+    """Sets `model`'s layers from `arrays` ({layer name: weights}) of a model of ours; the layers in
+    `skip` (e.g. "predictions", for a new classifier) keep their fresh values."""
+    _assign(model, arrays.get, list(arrays), describe=describe, skip=skip)
 
 
 def _assign(model, arrays_for, source_names, *, describe, name_map=None, transform=None, skip=()):

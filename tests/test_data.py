@@ -1,5 +1,7 @@
 """Data: the embedded dataset, TFDS (mocked and really offline), image folders, the tf.data pipeline."""
 
+import dataclasses
+import os
 import time
 
 import keras
@@ -102,19 +104,98 @@ def test_unknown_or_non_image_tfds_dataset(name, message):
         sources.open_dataset(name, image_size=32)
 
 
+# -- Fashion-MNIST's original files ------------------------------------------------------------
+
+
+def write_idx(path, array):
+    """An IDX file as the dataset's authors publish them (gzipped, big-endian sizes)."""
+    import gzip
+
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(size.to_bytes(4, "big") for size in array.shape)
+    with gzip.open(path, "wb") as file:
+        file.write(header + array.astype(np.uint8).tobytes())
+
+
+@pytest.fixture
+def fashion_mnist_copy(tmp_path, monkeypatch):
+    """Fashion-MNIST files where keras.datasets keeps them ($KERAS_HOME/datasets/fashion-mnist):
+    random stand-ins, or links to Debian's real files when the package is installed."""
+    folder = tmp_path / "keras" / "datasets" / "fashion-mnist"
+    folder.mkdir(parents=True)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.setattr(sources, "LOCAL_COPIES", {
+        "fashion_mnist": dataclasses.replace(sources.LOCAL_COPIES["fashion_mnist"], folders=()),
+    })
+    return folder
+
+
+def test_fashion_mnist_reads_its_original_files_offline(fashion_mnist_copy):
+    rng = np.random.default_rng(3)
+    train_images, test_images = rng.integers(0, 256, (30, 28, 28)), rng.integers(0, 256, (12, 28, 28))
+    train_labels, test_labels = rng.integers(0, 10, 30), rng.integers(0, 10, 12)
+    for name, array in [("train-images-idx3-ubyte.gz", train_images), ("train-labels-idx1-ubyte.gz", train_labels),
+                        ("t10k-images-idx3-ubyte.gz", test_images), ("t10k-labels-idx1-ubyte.gz", test_labels)]:
+        write_idx(fashion_mnist_copy / name, array)
+    source = sources.open_dataset("fashion_mnist", image_size=28, data_dir=str(fashion_mnist_copy / "no-tfds"))
+    assert source.class_names[0] == "T-shirt/top" and source.class_names[9] == "Ankle boot"
+    assert (source.train_examples, source.validation_examples, source.stored_image_size) == (30, 12, (28, 28))
+    images, labels = arrays(source.validation)  # the official test split
+    np.testing.assert_array_equal(images, np.repeat(test_images[..., None], 3, axis=-1))
+    np.testing.assert_array_equal(labels, test_labels)
+
+    with open(fashion_mnist_copy / "t10k-images-idx3-ubyte.gz", "rb") as file:
+        data = file.read()
+    (fashion_mnist_copy / "t10k-images-idx3-ubyte.gz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(sources.DatasetError, match=r"t10k-images-idx3-ubyte.gz .*reinstall it"):
+        sources.open_dataset("fashion_mnist", image_size=28, data_dir=str(fashion_mnist_copy / "no-tfds"))
+
+
+DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
+
+
+@pytest.mark.skipif(
+    not os.path.isdir(DEBIAN_FASHION_MNIST) and os.environ.get("KERAS_RESNET_DATASETS_REQUIRED") != "1",
+    reason="Debian's dataset-fashion-mnist is not installed",
+)
+def test_debians_fashion_mnist_equals_what_keras_datasets_reads(fashion_mnist_copy):
+    """The real 70,000 images, read by us and by keras.datasets (an independent reader) from the same files."""
+    for name in os.listdir(DEBIAN_FASHION_MNIST):
+        os.symlink(os.path.join(DEBIAN_FASHION_MNIST, name), fashion_mnist_copy / name)
+    # Keras read $KERAS_HOME once, at import: point its cache at the same folder.
+    import keras.src.backend.config
+
+    keras_home = str(fashion_mnist_copy.parent.parent)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(keras.src.backend.config, "_KERAS_DIR", keras_home)
+        (train_images, train_labels), (test_images, test_labels) = keras.datasets.fashion_mnist.load_data()
+    assert sorted(os.listdir(fashion_mnist_copy)) == sorted(os.listdir(DEBIAN_FASHION_MNIST))  # nothing downloaded
+    source = sources.open_dataset("fashion_mnist", image_size=28, data_dir=str(fashion_mnist_copy / "no-tfds"))
+    assert (source.train_examples, source.validation_examples) == (60_000, 10_000)
+    images, labels = arrays(source.validation)
+    np.testing.assert_array_equal(images[..., 0], test_images)
+    np.testing.assert_array_equal(labels, test_labels)
+    first = next(iter(source.train.batch(1000)))
+    np.testing.assert_array_equal(first[0].numpy()[..., 1], train_images[:1000])
+    np.testing.assert_array_equal(first[1].numpy(), train_labels[:1000])
+
+
 # -- folders ------------------------------------------------------------------------------------
 
 
-def write_folder(root, classes=("cats", "dogs", "owls"), per_class=12, size=40, rng=None):
+def write_folder(root, classes=("cats", "dogs", "owls"), per_class=12, size=40, rng=None, splits=None):
+    """Class folders of images (in root/<split>/ for each of `splits`: per_class, then half as many)."""
     rng = rng or np.random.default_rng(0)
-    for index, name in enumerate(classes):
-        folder = root / name
-        folder.mkdir(parents=True)
-        for number in range(per_class):
-            pixels = rng.integers(0, 255, (size, size + 8 * index, 3), dtype=np.uint8)
-            pixels[..., index % 3] = 255  # the class shows in one colour channel
-            extension = ".png" if number % 2 else ".jpg"
-            Image.fromarray(pixels).save(folder / f"{number}{extension}")
+    for split_index, split in enumerate(splits or [None]):
+        base = root / split if split else root
+        count = per_class if split_index == 0 else max(1, per_class // 2)
+        for index, name in enumerate(classes):
+            folder = base / name
+            folder.mkdir(parents=True)
+            for number in range(count):
+                pixels = rng.integers(0, 255, (size, size + 8 * index, 3), dtype=np.uint8)
+                pixels[..., index % 3] = 255  # the class shows in one colour channel
+                extension = ".png" if number % 2 else ".jpg"
+                Image.fromarray(pixels).save(folder / f"{number}{extension}")
     return root
 
 
@@ -132,6 +213,41 @@ def test_folder_dataset_reads_classes_and_holds_out_validation_reproducibly(tmp_
         assert np.all(own > other + 60)
     again = sources.open_dataset(f"folder:{root}", image_size=32, seed=1)
     np.testing.assert_array_equal(arrays(again.validation)[0], arrays(source.validation)[0])
+
+
+def test_folder_with_its_own_splits_uses_them_as_they_are(tmp_path):
+    root = write_folder(tmp_path / "photos", per_class=8, splits=("train", "val"))
+    source = sources.open_dataset(f"folder:{root}", image_size=32)
+    assert source.class_names == ["cats", "dogs", "owls"]
+    assert (source.train_examples, source.validation_examples) == (24, 12)
+    validation_images, validation_labels = arrays(source.validation)
+    assert sorted(validation_labels.tolist()) == [0] * 4 + [1] * 4 + [2] * 4
+    (root / "val").rename(root / "test")  # test/ serves when there is no val/
+    assert sources.open_dataset(f"folder:{root}", image_size=32).validation_examples == 12
+    (root / "test" / "bats").mkdir()
+    with pytest.raises(sources.DatasetError, match=r"has class folder\(s\) that train/ lacks: 'bats'"):
+        sources.open_dataset(f"folder:{root}", image_size=32)
+
+
+def test_grayscale_palette_and_transparent_images_become_rgb(tmp_path):
+    for split in ("train", "val"):
+        gray, palette, rgba = (tmp_path / "f" / split / name for name in ("gray", "palette", "rgba"))
+        for folder in (gray, palette, rgba):
+            folder.mkdir(parents=True)
+        Image.new("L", (32, 32), 77).save(gray / "g.png")
+        Image.new("L", (32, 32), 77).save(gray / "g.jpg")
+        indexed = Image.new("P", (32, 32), 1)
+        indexed.putpalette([0, 0, 0, 10, 120, 230] + [0] * 762)  # colour 1 = (10, 120, 230)
+        indexed.save(palette / "p.png")
+        indexed.save(palette / "p.gif")
+        Image.new("RGBA", (32, 32), (250, 20, 30, 90)).save(rgba / "a.png")
+    source = sources.open_dataset(f"folder:{tmp_path / 'f'}", image_size=28)
+    for split in (source.train, source.validation):
+        images, labels = arrays(split)
+        assert images.shape[1:] == (32, 32, 3) and sorted(labels.tolist()) == [0, 0, 1, 1, 2]
+        expected = {0: [77, 77, 77], 1: [10, 120, 230], 2: [250, 20, 30]}
+        for image, label in zip(images, labels):
+            np.testing.assert_allclose(image[16, 16], expected[int(label)], atol=2)  # JPEG may be off by one
 
 
 def test_folder_errors(tmp_path):

@@ -101,7 +101,7 @@ def test_without_preprocessing_the_model_takes_normalized_rgb(applications_files
 
 def test_keras_applications_file_needs_its_layout(applications_files):
     path = applications_files["resnet50v2", True][0]
-    with pytest.raises(ValueError, match=r"need version='v2' \(keras.applications' layout\). Received: version='v1.5'"):
+    with pytest.raises(ValueError, match=r"need version='v2' \(the layout they were trained in\). Received: version='v1.5'"):
         keras_resnet.build("resnet50", weights=path, version="v1.5")
     with pytest.raises(ValueError, match=r"need plain=False"):
         keras_resnet.ResNet(50, weights=path, plain=True)

@@ -5,6 +5,8 @@
     python train.py --depth 56 --plain --dataset cifar10
     python train.py --depth 50 --dataset imagenet2012 --data-dir /data/tfds --strategy mirrored
     python train.py --depth 18 --dataset folder:/photos/by_class --epochs 30
+    python train.py --model resnet18 --weights timm/resnet18.a1_in1k --dataset folder:/photos   # fine-tune
+    python train.py --depth 20 --dataset fashion_mnist --image-size 28                         # offline (Debian)
     python train.py --evaluate runs/resnet20-cifar10-20261122-101500
 """
 
@@ -46,17 +48,35 @@ def parser():
     network.add_argument("--zero-init-residual", action="store_true", help="start each residual branch's last BN at zero")
 
     data = p.add_argument_group("data")
-    data.add_argument("--dataset", default="synthetic", help="'synthetic' (embedded, offline), a TFDS image dataset (cifar10, imagenet2012, …) or folder:PATH")
+    data.add_argument("--dataset", default="synthetic", help="'synthetic' (embedded, offline), a TFDS image dataset (cifar10, imagenet2012, fashion_mnist, …) or folder:PATH (class folders, or train/ and val/ holding them)")
     data.add_argument("--data-dir", help="TFDS data directory holding prepared datasets (TFDS default: ~/tensorflow_datasets)")
     data.add_argument("--train-examples", type=int, help="use only this many training examples (quick experiments)")
     data.add_argument("--validation-examples", type=int, help="use only this many validation examples")
+
+    tuning = p.add_argument_group(
+        "fine-tuning (changes the recipe's defaults: SGD at "
+        f"{recipes.fine_tuning(imagenet).learning_rate:g} per {recipes.fine_tuning(imagenet).reference_batch} images, cosine, "
+        f"{recipes.FINE_TUNING_EPOCHS} epochs, batch {recipes.fine_tuning(imagenet).batch_size}, crops keeping >= "
+        f"{recipes.FINE_TUNING_MIN_CROP_AREA:.0%} of the image ImageNet-style)"
+    )
+    tuning.add_argument(
+        "--weights",
+        help="start from pretrained weights, with a new classifier for the dataset: imagenet (keras.applications), "
+        "timm/NAME (timm/resnet18.a1_in1k, timm/resnet50.tv_in1k, …), a .safetensors/.h5 weights file, or a "
+        ".keras model or run directory of ours (continued training; its classifier is kept for the same classes)",
+    )
+    tuning.add_argument(
+        "--freeze-epochs", type=int,
+        help=f"with --weights: first train only the classifier this many epochs, the backbone frozen (batch norm in "
+        f"inference mode), at {recipes.HEAD_RATE_FACTOR}x the learning rate; then the whole network (default {recipes.FREEZE_EPOCHS})",
+    )
 
     recipe = p.add_argument_group("recipe (defaults: the paper's, per family)")
     recipe.add_argument("--epochs", type=int, help=f"training epochs (default: {imagenet.epochs} ImageNet-style; {recipes.SYNTHETIC_EPOCHS} on the synthetic dataset)")
     recipe.add_argument("--steps", type=int, help=f"training steps instead of epochs (default: {cifar.steps} CIFAR-style, as the paper)")
     recipe.add_argument("--batch-size", type=int, help=f"global batch over all replicas (default: {cifar.batch_size} CIFAR-style, {imagenet.batch_size} ImageNet-style)")
     recipe.add_argument("--lr", type=float, help=f"peak learning rate (default: {cifar.learning_rate} per {cifar.reference_batch} images CIFAR-style, per {imagenet.reference_batch} ImageNet-style)")
-    recipe.add_argument("--schedule", choices=recipes.SCHEDULES, default="step", help="step: lr / 10 at 50%%/75%% (CIFAR) or 1/3, 2/3 (ImageNet) of training")
+    recipe.add_argument("--schedule", choices=recipes.SCHEDULES, help="step: lr / 10 at 50%%/75%% (CIFAR) or 1/3, 2/3 (ImageNet) of training (default step; cosine with --weights)")
     recipe.add_argument("--warmup-epochs", type=float, help=f"linear warm-up epochs (default: 0 for step, {recipes.COSINE_WARMUP_EPOCHS} for cosine)")
     recipe.add_argument("--weight-decay", type=float, help=f"SGD weight decay (default {cifar.weight_decay:g})")
     recipe.add_argument("--label-smoothing", type=float, default=0.0, help="label smoothing")

@@ -1,14 +1,21 @@
 """Where images come from: the embedded dataset, any TFDS image-classification dataset, or a folder.
 
+Some TFDS datasets are also installed as their original files by other means — Fashion-MNIST by
+Debian's `dataset-fashion-mnist` package and by `keras.datasets` — and are read from those files when
+TFDS has no prepared copy (the same images, the same official splits), so they work offline.
+
 `open_dataset(...)` returns a DataSource: the unbatched training and validation examples as (uint8 image, int64
 label), with the class names and example counts that the pipeline, the run directory and the
 conversion step need.
 """
 
 import dataclasses
+import gzip
 import logging
 import os
 import sys
+
+import numpy as np
 
 import tensorflow as tf
 
@@ -18,6 +25,8 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 FOLDER_PREFIX = "folder:"
 # A held-out fraction where a dataset has no validation or test split (tf_flowers, image folders).
 VALIDATION_FRACTION = 0.1
+# Class folders of a folder dataset's own splits: train/ and the first of these that exists.
+FOLDER_VALIDATION_SPLITS = ("val", "validation", "test")
 # TFDS retries a failed download 10 times with exponential backoff, over 3 minutes when offline.
 _TFDS_DOWNLOAD_RETRIES = 3
 
@@ -67,6 +76,8 @@ def open_dataset(name, *, image_size, data_dir=None, seed=0, train_examples=None
         return source
     if name.startswith(FOLDER_PREFIX):
         source = _open_folder(name[len(FOLDER_PREFIX) :], image_size=image_size, seed=seed)
+    elif name in LOCAL_COPIES and not _tfds_prepared(name, data_dir) and _local_copy_folder(name):
+        source = _open_local_copy(name)
     else:
         source = _open_tfds(name, data_dir=data_dir)
     return _limited(source, train_examples, validation_examples)
@@ -159,48 +170,154 @@ def _as_rgb(image, label):
     return image, tf.cast(label, tf.int64)
 
 
+# -- original files installed outside TFDS ---------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class LocalCopy:
+    """A dataset's original IDX files (as published, gzipped), where packages other than TFDS install them."""
+
+    folders: tuple  # searched in order; $KERAS_HOME/datasets/... is added at run time
+    keras_datasets_folder: str  # where keras.datasets.<name>.load_data() keeps them
+    files: dict  # split -> (images file, labels file)
+    class_names: tuple  # TFDS' names, so that both routes give a run the same classes
+    install_hint: str
+
+
+LOCAL_COPIES = {
+    "fashion_mnist": LocalCopy(
+        folders=("/usr/share/datasets/fashion-mnist",),  # Debian's dataset-fashion-mnist
+        keras_datasets_folder="fashion-mnist",
+        files={
+            "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+            "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+        },
+        class_names=(
+            "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+        ),
+        install_hint="apt-get install dataset-fashion-mnist (Debian/Ubuntu), or run keras.datasets.fashion_mnist.load_data() once",
+    ),
+}
+
+
+def _tfds_prepared(name, data_dir):
+    """Whether TFDS holds a prepared copy of `name` (then TFDS reads it, as for any dataset)."""
+    import tensorflow_datasets as tfds
+
+    absl_logger = logging.getLogger("absl")
+    level = absl_logger.level
+    absl_logger.setLevel(logging.ERROR)  # TFDS warns about every unfinished download it finds on the way
+    try:
+        return tfds.builder(name, data_dir=data_dir).is_prepared()
+    except Exception:  # an unreadable data_dir: let the TFDS route report it
+        return False
+    finally:
+        absl_logger.setLevel(level)
+
+
+def _local_copy_folder(name):
+    copy = LOCAL_COPIES[name]
+    keras_home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    for folder in (*copy.folders, os.path.join(keras_home, "datasets", copy.keras_datasets_folder)):
+        if all(os.path.isfile(os.path.join(folder, file)) for pair in copy.files.values() for file in pair):
+            return folder
+    return None
+
+
+def _open_local_copy(name):
+    copy, folder = LOCAL_COPIES[name], _local_copy_folder(name)
+    splits = {}
+    for split, (images_file, labels_file) in copy.files.items():
+        images = read_idx(os.path.join(folder, images_file))
+        labels = read_idx(os.path.join(folder, labels_file))
+        if images.ndim != 3 or labels.shape != images.shape[:1] or labels.max(initial=0) >= len(copy.class_names):
+            raise DatasetError(
+                f"{os.path.join(folder, images_file)} and {labels_file} are not {name}'s images and labels "
+                f"(shapes {images.shape} and {labels.shape}): reinstall them ({copy.install_hint})."
+            )
+        splits[split] = (images, labels)
+
+    def dataset(images, labels):
+        return tf.data.Dataset.from_tensor_slices((images[..., np.newaxis], labels.astype(np.int64))).map(
+            _as_rgb, num_parallel_calls=tf.data.AUTOTUNE
+        )
+
+    (train_images, train_labels), (test_images, test_labels) = splits["train"], splits["test"]
+    return DataSource(
+        name=name,
+        train=dataset(train_images, train_labels),
+        validation=dataset(test_images, test_labels),  # the official test split, as TFDS gives it
+        class_names=list(copy.class_names),
+        train_examples=len(train_labels),
+        validation_examples=len(test_labels),
+        stored_image_size=tuple(train_images.shape[1:3]),
+    )
+
+
+def read_idx(path):
+    """The array in an IDX file (gzipped or not), the format of MNIST and Fashion-MNIST."""
+    opener = gzip.open if path.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as file:
+            data = file.read()
+    except (OSError, EOFError) as error:
+        raise DatasetError(f"Cannot read {path} ({getattr(error, 'strerror', None) or error}): reinstall it.") from None
+    # Magic: two zero bytes, the element type (0x08: unsigned byte), the number of dimensions.
+    if len(data) < 4 or data[:2] != b"\0\0" or data[2] != 0x08:
+        raise DatasetError(f"{path} is not an IDX file of unsigned bytes: reinstall it.")
+    dimensions = data[3]
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(dimensions))
+    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dimensions)
+    if body.size != int(np.prod(shape)):
+        raise DatasetError(f"{path} is truncated: {body.size} of {int(np.prod(shape))} values. Reinstall it.")
+    return body.reshape(shape)
+
+
 # -- folder ----------------------------------------------------------------------------------------
 
 
 def _open_folder(path, *, image_size, seed):
+    """Class folders in PATH, with a validation split carved off reproducibly; or, when PATH holds
+    train/ and val/ (or validation/, test/) class folders, those splits as they are."""
     import keras
 
     if not os.path.isdir(path):
         raise DatasetError(f"No such folder: {path!r}. --dataset folder:PATH needs one subfolder of images per class.")
-    classes = sorted(entry.name for entry in os.scandir(path) if entry.is_dir() and not entry.name.startswith("."))
-    if len(classes) < 2:
-        raise DatasetError(
-            f"Folder {path!r} has {len(classes)} class subfolder(s): --dataset folder:PATH needs one "
-            f"subfolder of images per class, at least two."
-        )
-    for class_name in classes:
-        folder = os.path.join(path, class_name)
-        if not any(name.lower().endswith(IMAGE_EXTENSIONS) for name in os.listdir(folder)):
-            raise DatasetError(f"Class folder {folder!r} holds no images ({', '.join(IMAGE_EXTENSIONS)}).")
+    validation_folder = next(
+        (os.path.join(path, split) for split in FOLDER_VALIDATION_SPLITS if os.path.isdir(os.path.join(path, split))), None
+    )
+    own_splits = os.path.isdir(os.path.join(path, "train")) and validation_folder is not None
+    classes = _class_folders(os.path.join(path, "train") if own_splits else path)
+    if own_splits:
+        validation_classes = _class_folders(validation_folder, need_images=False)
+        if not set(validation_classes) <= set(classes):
+            extra = sorted(set(validation_classes) - set(classes))
+            raise DatasetError(
+                f"{validation_folder} has class folder(s) that train/ lacks: {', '.join(map(repr, extra))}. "
+                f"Both splits need the same classes."
+            )
 
     # Loaded a little larger than the training size, so that crops have something to take.
     load_size = max(image_size, round(image_size / 0.875))
+    # Decoded as RGB: grayscale and palette images get three channels, an alpha channel is dropped.
+    options = dict(
+        labels="inferred", label_mode="int", class_names=classes, batch_size=None, color_mode="rgb",
+        image_size=(load_size, load_size), crop_to_aspect_ratio=True, verbose=False,
+    )
     try:
-        train, validation = keras.utils.image_dataset_from_directory(
-            path,
-            labels="inferred",
-            label_mode="int",
-            class_names=classes,
-            batch_size=None,
-            image_size=(load_size, load_size),
-            crop_to_aspect_ratio=True,
-            shuffle=True,
-            seed=seed,  # the validation split is carved off reproducibly
-            validation_split=VALIDATION_FRACTION,
-            subset="both",
-            verbose=False,
-        )
+        if own_splits:
+            train = keras.utils.image_dataset_from_directory(os.path.join(path, "train"), shuffle=True, seed=seed, **options)
+            validation = keras.utils.image_dataset_from_directory(validation_folder, shuffle=False, **options)
+        else:
+            train, validation = keras.utils.image_dataset_from_directory(
+                path, shuffle=True, seed=seed,  # the validation split is carved off reproducibly
+                validation_split=VALIDATION_FRACTION, subset="both", **options,
+            )
     except ValueError as error:
         raise DatasetError(f"Cannot read images from folder {path!r}: {error}") from None
     if len(validation.file_paths) == 0:
-        raise DatasetError(
-            f"Folder {path!r} has too few images to hold out a validation split ({len(train.file_paths)} found)."
-        )
+        where = validation_folder if own_splits else path
+        raise DatasetError(f"Folder {where!r} has too few images for a validation split ({len(validation.file_paths)} found).")
 
     unreadable = [file for file in validation.file_paths if not _readable_image(file)]
     if unreadable:
@@ -222,6 +339,20 @@ def _open_folder(path, *, image_size, seed):
         validation_examples=len(validation.file_paths),
         stored_image_size=(load_size, load_size),
     )
+
+
+def _class_folders(path, *, need_images=True):
+    classes = sorted(entry.name for entry in os.scandir(path) if entry.is_dir() and not entry.name.startswith("."))
+    if need_images and len(classes) < 2:
+        raise DatasetError(
+            f"Folder {path!r} has {len(classes)} class subfolder(s): --dataset folder:PATH needs one "
+            f"subfolder of images per class, at least two (or train/ and val/ folders of them)."
+        )
+    for class_name in classes if need_images else ():
+        folder = os.path.join(path, class_name)
+        if not any(name.lower().endswith(IMAGE_EXTENSIONS) for name in os.listdir(folder)):
+            raise DatasetError(f"Class folder {folder!r} holds no images ({', '.join(IMAGE_EXTENSIONS)}).")
+    return classes
 
 
 def _readable_image(path):

@@ -19,6 +19,7 @@ class Recipe:
     steps: int = None
     augmentation: str = "cifar"
     min_crop_area: float = 0.08
+    schedule: str = "step"
 
     def scaled_learning_rate(self, batch_size):
         """The recipe's rate for a global batch of `batch_size` (linear scaling, Goyal et al. 2017)."""
@@ -41,3 +42,28 @@ SYNTHETIC_MIN_CROP_AREA = 0.35
 # Cosine schedules start with a linear warm-up by default; step schedules (the paper's) do not.
 COSINE_WARMUP_EPOCHS = 5
 SCHEDULES = ("step", "cosine")
+
+# Fine-tuning pretrained weights (train.py --weights): SGD with momentum at a tenth of the paper's
+# rate per image (0.01 per 64 images, scaled linearly), cosine decay, 20 epochs. The first
+# FREEZE_EPOCHS train only the new classifier, the backbone frozen (its batch norms in inference
+# mode), at HEAD_RATE_FACTOR times that rate; then the whole network. Augmentation is the family's
+# (random-resized crops for ImageNet-style networks, keeping at least a quarter of the image, which
+# suits small datasets better than ImageNet's 8 %), at the run's image size.
+FINE_TUNING_EPOCHS = 20
+FREEZE_EPOCHS = 2
+HEAD_RATE_FACTOR = 10
+FINE_TUNING_MIN_CROP_AREA = 0.25
+
+
+def fine_tuning(family_recipe):
+    """The fine-tuning recipe for a network whose from-scratch recipe is `family_recipe`."""
+    return dataclasses.replace(
+        family_recipe,
+        batch_size=64,
+        learning_rate=0.01,
+        reference_batch=64,
+        epochs=FINE_TUNING_EPOCHS,
+        steps=None,
+        min_crop_area=FINE_TUNING_MIN_CROP_AREA,
+        schedule="cosine",
+    )

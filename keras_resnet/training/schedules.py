@@ -1,5 +1,7 @@
 """The learning-rate schedules of recipe.py as Keras schedules."""
 
+import dataclasses
+
 import keras
 
 
@@ -33,8 +35,40 @@ class StepDecay(keras.optimizers.schedules.LearningRateSchedule):
         }
 
 
+@keras.saving.register_keras_serializable(package="keras_resnet")
+class AfterFrozenPhase(keras.optimizers.schedules.LearningRateSchedule):
+    """Fine-tuning: a constant rate for the classifier alone over the first `frozen_steps`, then
+    `schedule` (the whole network's) from its step 0."""
+
+    def __init__(self, frozen_rate, frozen_steps, schedule):
+        self.frozen_rate = float(frozen_rate)
+        self.frozen_steps = int(frozen_steps)
+        self.schedule = (
+            schedule if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule)
+            else keras.optimizers.schedules.deserialize(schedule)
+        )
+
+    def __call__(self, step):
+        step = keras.ops.cast(step, "float32")
+        tuned = self.schedule(keras.ops.maximum(step - self.frozen_steps, 0.0))
+        return keras.ops.where(step < self.frozen_steps, keras.ops.cast(self.frozen_rate, "float32"), tuned)
+
+    def get_config(self):
+        return {
+            "frozen_rate": self.frozen_rate,
+            "frozen_steps": self.frozen_steps,
+            "schedule": keras.optimizers.schedules.serialize(self.schedule),
+        }
+
+
 def learning_rate_schedule(training, plan):
-    """The schedule of a run: `training` a config.TrainingConfig, `plan` its config.StepPlan."""
+    """The schedule of a run: `training` a config.TrainingConfig, `plan` its config.StepPlan. After a
+    frozen phase (fine-tuning), the schedule covers the remaining steps."""
+    if plan.freeze_steps:
+        from keras_resnet.training.recipe import HEAD_RATE_FACTOR
+
+        tuned = learning_rate_schedule(training, dataclasses.replace(plan, total_steps=plan.total_steps - plan.freeze_steps, freeze_steps=0))
+        return AfterFrozenPhase(training.learning_rate * HEAD_RATE_FACTOR, plan.freeze_steps, tuned)
     if training.schedule == "step":
         return StepDecay(training.learning_rate, plan.boundaries, warmup_steps=plan.warmup_steps)
     if plan.warmup_steps:

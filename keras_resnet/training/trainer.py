@@ -16,8 +16,9 @@ import keras
 import keras_resnet
 from keras_resnet.config import UsageError
 from keras_resnet.data import pipeline, sources
-from keras_resnet.training import distribute, schedules
+from keras_resnet.training import distribute, pretrained, schedules
 from keras_resnet.training.callbacks import Curves, InterruptAtStepEnd, StepBackup, Throughput, read_history
+from keras_resnet.training.recipe import HEAD_RATE_FACTOR
 from keras_resnet.training.run_dir import RunDirectory, default_path, find_interrupted
 
 
@@ -40,6 +41,11 @@ def _check(condition, message):
 def train(config, *, output=None, resume=False, log=print):
     """Trains as `config` (a RunConfig) says into a run directory, resuming one that a crash
     interrupted. Returns the RunDirectory. Raises UsageError, TrainingError or Interrupted."""
+    weights_source = None
+    if config.training.weights:
+        # Before anything is compared or written: the run's configuration holds the weights' layout.
+        weights_source = pretrained.resolve_source(config.training.weights, model=config.model)
+        config = pretrained.with_weights_layout(config, weights_source)
     runtime = config.runtime
     try:
         strategy, strategy_name = distribute.make_strategy(runtime.strategy, tpu=runtime.tpu, cpu_replicas=runtime.cpu_replicas)
@@ -61,9 +67,11 @@ def train(config, *, output=None, resume=False, log=print):
             f"{output} already holds a run: pass --resume to continue it, or choose another --output. Nothing was changed."
         )
 
-    source = sources.open_configured(config.data, seed=config.training.seed)
-    config = config.with_class_names(source.class_names)
-    plan = config.plan(source.train_examples)
+    data_source = sources.open_configured(config.data, seed=config.training.seed)
+    config = config.with_class_names(data_source.class_names)
+    plan = config.plan(data_source.train_examples)
+    if weights_source is not None and not (output and RunDirectory(output).has_backup()):
+        pretrained.fetch(weights_source, config)  # a failed download leaves nothing behind
 
     if chief:
         run = _run_directory(config, output=output, resume=resume, log=log)
@@ -76,14 +84,14 @@ def train(config, *, output=None, resume=False, log=print):
     keras.mixed_precision.set_global_policy(precision)
     try:
         return _train(
-            config, run, strategy=strategy, strategy_name=strategy_name, precision=precision, source=source, plan=plan,
-            resume=resume, log=log,
+            config, run, strategy=strategy, strategy_name=strategy_name, precision=precision, source=data_source,
+            plan=plan, weights_source=weights_source, resume=resume, log=log,
         )
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
 
 
-def _train(config, run, *, strategy, strategy_name, precision, source, plan, resume, log):
+def _train(config, run, *, strategy, strategy_name, precision, source, plan, weights_source, resume, log):
     """The training itself, under the run's precision policy (train() restores the previous one)."""
     training, data = config.training, config.data
     replicas = strategy.num_replicas_in_sync
@@ -94,6 +102,11 @@ def _train(config, run, *, strategy, strategy_name, precision, source, plan, res
     backup = StepBackup(run.backup, save_every_steps=config.runtime.save_every_steps)
     backup.set_model(model)
     done = backup.restore() if run.has_backup() else _restore_from_last(model, run) if resume else 0
+    if done == 0 and weights_source is not None:
+        try:
+            log(f"Starting from {weights_source.weights} ({pretrained.load(model, weights_source, config)}).")
+        except ValueError as error:  # weights.WeightsError: a file that does not fit after all
+            raise UsageError(f"--weights {config.training.weights}: {error}") from None
     if done >= plan.total_steps:
         log(f"{run} has already trained {done} of {plan.total_steps} steps: nothing to do.")
         return run
@@ -125,11 +138,23 @@ def _train(config, run, *, strategy, strategy_name, precision, source, plan, res
         f"({plan.epochs} epochs of {plan.steps_per_epoch}), global batch {training.batch_size} over {replicas} replica(s) "
         f"[{strategy_name}], {precision}. Run directory: {run}"
     )
+    if plan.freeze_steps:
+        log(
+            f"Fine-tuning: {plan.freeze_steps // plan.steps_per_epoch} epoch(s) of the classifier alone at learning "
+            f"rate {training.learning_rate * HEAD_RATE_FACTOR:g}, then the whole network from {training.learning_rate:g} ({training.schedule})."
+        )
     started = time.time()
     try:
         with interrupt.catching(), distribute.multi_worker_fit(model, strategy):
-            for initial_epoch, final_epoch, steps in plan_fits(done, plan.total_steps, plan.steps_per_epoch):
+            for initial_epoch, final_epoch, steps in plan_fits(
+                done, plan.total_steps, plan.steps_per_epoch, breaks=(plan.freeze_steps,)
+            ):
                 start_step = max(done, initial_epoch * plan.steps_per_epoch)
+                if plan.freeze_steps:
+                    frozen = start_step < plan.freeze_steps
+                    pretrained.set_backbone_frozen(model, frozen)
+                    model.make_train_function(force=True)  # the trained variables changed
+                    log(f"Epochs {initial_epoch + 1}-{final_epoch}: " + ("the classifier only, backbone frozen." if frozen else "the whole network."))
                 train_data = pipeline.training_dataset(
                     source,
                     image_size=data.image_size,
@@ -196,6 +221,7 @@ def build_and_compile(config, plan, *, replicas=1):
     schedule (under the current strategy's scope)."""
     training = config.training
     model = keras_resnet.build(**config.model.build_arguments(), sync_batch_norm=replicas > 1)
+    # Built for every variable, also those a frozen phase leaves alone: one optimizer state for the run.
     model.compile(
         optimizer=keras.optimizers.SGD(schedules.learning_rate_schedule(training, plan), momentum=training.momentum),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=training.label_smoothing),
@@ -213,16 +239,17 @@ def compiled_metrics(classes):
     ]
 
 
-def plan_fits(done, total, steps_per_epoch):
+def plan_fits(done, total, steps_per_epoch, *, breaks=()):
     """The fit() calls that take training from step `done` to `total`: [(initial_epoch, epochs,
     steps_per_epoch)]. A partial epoch (the rest of an interrupted one, or a last one cut short by
-    --steps) gets a call of its own; whole epochs share one."""
+    --steps) gets a call of its own; whole epochs share one, except across a step in `breaks` (the
+    end of a frozen phase, at an epoch's end), where a new call starts."""
     calls = []
     step = done
     while step < total:
         epoch, offset = divmod(step, steps_per_epoch)
         steps = min(steps_per_epoch - offset, total - step)
-        if calls and calls[-1][2] == steps == steps_per_epoch and calls[-1][1] == epoch:
+        if calls and calls[-1][2] == steps == steps_per_epoch and calls[-1][1] == epoch and step not in breaks:
             calls[-1] = (calls[-1][0], epoch + 1, steps)
         else:
             calls.append((epoch, epoch + 1, steps))

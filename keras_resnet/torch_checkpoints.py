@@ -1,0 +1,275 @@
+"""ResNet checkpoints of the PyTorch world, read with numpy alone: timm's published ImageNet weights
+(`weights="timm/resnet18.a1_in1k"`, downloaded once from the Hugging Face hub) and any `.safetensors`
+file in timm's or torchvision's key layout (the two are the same for these networks).
+
+They need the layout timm and torchvision build (`LAYOUT`): v1.5 (a bottleneck's stride on its 3x3),
+projection shortcuts where the width changes, no convolution biases, ImageNet mean/std input
+normalization. Their batch norms use epsilon 1e-5, below FUSED_MIN_EPSILON, the smallest that
+TensorFlow's fused batch-norm kernel takes (TensorFlow raises smaller values to it, Keras falls back
+to its slower unfused ops). The model keeps its own epsilon and the difference moves into the moving
+variance, which only ever appears as variance + epsilon at inference: the outputs are exactly
+timm's, and training keeps the fused kernel (where batch statistics replace the moving variance and
+the 1e-8 difference in epsilon is far below float32 resolution of any real variance).
+"""
+
+import dataclasses
+import hashlib
+import logging
+import os
+import re
+
+import numpy as np
+
+from keras_resnet import specs
+from keras_resnet.weights import WeightsDownloadError, WeightsError
+
+HUB_PREFIX = "timm/"
+HUB_FILE = "model.safetensors"
+HUB_URL = "https://huggingface.co/{repo}/resolve/main/" + HUB_FILE
+TORCH_EPSILON = 1e-5
+IMAGENET_CLASSES = 1000
+
+LAYOUT = {
+    "version": "v1.5",
+    "conv_bias": False,
+    "input_normalization": "torch",
+    "downsample_block": "first",
+    "plain": False,
+    "shortcut": "B",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Checkpoint:
+    """One published checkpoint: its network and its ImageNet top-1 in timm's results-imagenet.csv
+    (huggingface/pytorch-image-models, results/), at the image size it was evaluated at."""
+
+    depth: int
+    top1: float
+    evaluated_at: int
+    trained_by: str
+
+
+_TORCHVISION = "torchvision's original (He et al. recipe)"
+_A1 = "timm, ResNet strikes back A1 recipe (Wightman et al., 2021)"
+CHECKPOINTS = {
+    "resnet18.tv_in1k": Checkpoint(18, 69.760, 224, _TORCHVISION),
+    "resnet18.a1_in1k": Checkpoint(18, 73.158, 288, _A1),
+    # Not in results-imagenet.csv: torchvision's own figure for these weights (its model card).
+    "resnet34.tv_in1k": Checkpoint(34, 73.314, 224, _TORCHVISION),
+    "resnet34.a1_in1k": Checkpoint(34, 77.918, 288, _A1),
+    "resnet50.tv_in1k": Checkpoint(50, 76.130, 224, _TORCHVISION),
+    "resnet50.a1_in1k": Checkpoint(50, 81.214, 288, _A1),
+    "resnet101.tv_in1k": Checkpoint(101, 77.376, 224, _TORCHVISION),
+    "resnet101.a1_in1k": Checkpoint(101, 82.322, 288, _A1),
+    "resnet152.tv_in1k": Checkpoint(152, 78.322, 224, _TORCHVISION),
+    "resnet152.a1_in1k": Checkpoint(152, 82.732, 288, _A1),
+}
+# Where downloads are kept; None: huggingface_hub's cache ($HF_HOME/hub, default ~/.cache/huggingface/hub).
+CACHE_DIR = None
+
+
+class CheckpointError(WeightsError):
+    """A checkpoint that does not fit: unknown name, unreadable file, another network."""
+
+
+class CheckpointDownloadError(WeightsDownloadError):
+    """A published checkpoint that could not be downloaded (offline, hub unreachable)."""
+
+
+def is_hub_name(weights):
+    return isinstance(weights, str) and weights.startswith(HUB_PREFIX)
+
+
+def is_checkpoint_file(weights):
+    return isinstance(weights, (str, os.PathLike)) and os.fspath(weights).endswith(".safetensors")
+
+
+def checkpoint(weights):
+    """The Checkpoint of a hub name "timm/resnet18.a1_in1k"; CheckpointError for an unknown one."""
+    name = weights[len(HUB_PREFIX) :]
+    if name not in CHECKPOINTS:
+        raise CheckpointError(f"Unknown pretrained weights {weights!r}. Valid: {', '.join(HUB_PREFIX + n for n in CHECKPOINTS)}.")
+    return CHECKPOINTS[name]
+
+
+def required_layout(weights, *, spec):
+    """The builder arguments a hub name or a checkpoint file needs; CheckpointError when the
+    network (`spec`) is not the one the checkpoint holds."""
+    if is_hub_name(weights):
+        depth, what = checkpoint(weights).depth, repr(weights)
+    else:
+        depth = _depth_of(read(os.fspath(weights)))
+        what = f"{os.fspath(weights)!r} (a resnet{depth} checkpoint)"
+    if spec.family.name != "imagenet" or spec.depth != depth:
+        raise CheckpointError(
+            f"weights={what} are for resnet{depth} (ImageNet-style). Received: a {spec.family.name}-style resnet{spec.depth}."
+        )
+    return dict(LAYOUT)
+
+
+def load(model, weights, *, include_top, classes):
+    """Loads a hub name or a checkpoint file into `model` (built with `required_layout`). The
+    classifier is loaded when the model has one of the checkpoint's width; otherwise it stays new."""
+    path = download(weights) if is_hub_name(weights) else os.fspath(weights)
+    tensors = read(path)
+    skip_classifier = not include_top or tensors.get("fc.weight", np.zeros((0, 0))).shape[0] != classes
+    assign(model, tensors, describe=f"weights file {path}", skip_classifier=skip_classifier)
+
+
+def read(path):
+    """The tensors of a .safetensors file by key (without a DataParallel 'module.' prefix)."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    if not os.path.isfile(path):
+        raise CheckpointError(f"Weights file not found: {path}.")
+    try:
+        tensors = load_file(path)
+    except (SafetensorError, OSError, ValueError, TypeError) as error:
+        raise CheckpointError(f"Cannot read {path} as a safetensors file ({' '.join(str(error).split())[:200]}).") from None
+    return {key.removeprefix("module."): value for key, value in tensors.items()}
+
+
+def _depth_of(tensors):
+    """The ImageNet-style depth whose blocks a timm/torchvision state dict holds."""
+    counts = []
+    for stage in range(1, 5):
+        blocks = {int(match[1]) for key in tensors for match in [re.match(rf"layer{stage}\.(\d+)\.", key)] if match}
+        counts.append(len(blocks))
+    block = "bottleneck" if "layer1.0.conv3.weight" in tensors else "basic"
+    for depth, (spec_block, spec_counts) in specs.IMAGENET_BLOCKS_PER_STAGE.items():
+        if spec_block == block and tuple(spec_counts) == tuple(counts):
+            return depth
+    raise CheckpointError(
+        f"The file holds no ResNet in timm's or torchvision's layout (keys conv1, bn1, layer1-4, fc): "
+        f"{block} blocks per stage {tuple(counts)} match no depth of {', '.join(map(str, specs.IMAGENET_BLOCKS_PER_STAGE))}."
+    )
+
+
+# Our layer names -> the state dict's module names.
+_NAME_RULES = [
+    (re.compile(r"stem_conv"), lambda m: "conv1"),
+    (re.compile(r"stem_bn"), lambda m: "bn1"),
+    (re.compile(r"stage(\d+)_block(\d+)_(conv|bn)(\d)"), lambda m: f"layer{m[1]}.{int(m[2]) - 1}.{m[3]}{m[4]}"),
+    (re.compile(r"stage(\d+)_block(\d+)_shortcut_conv"), lambda m: f"layer{m[1]}.{int(m[2]) - 1}.downsample.0"),
+    (re.compile(r"stage(\d+)_block(\d+)_shortcut_bn"), lambda m: f"layer{m[1]}.{int(m[2]) - 1}.downsample.1"),
+    (re.compile(r"predictions"), lambda m: "fc"),
+]
+# Keras variable order per layer kind, as state-dict suffixes.
+_SUFFIXES = {
+    "Conv2D": ("weight",),
+    "BatchNormalization": ("weight", "bias", "running_mean", "running_var"),
+    "Dense": ("weight", "bias"),
+}
+
+
+def torch_name(layer_name):
+    for pattern, rename in _NAME_RULES:
+        match = pattern.fullmatch(layer_name)
+        if match:
+            return rename(match)
+    return None
+
+
+def _to_keras(kind, suffix, array):
+    """A PyTorch tensor in Keras' layout: conv OIHW -> HWIO, linear (out, in) -> (in, out)."""
+    if kind == "Conv2D":
+        return np.transpose(array, (2, 3, 1, 0))
+    if kind == "Dense" and suffix == "weight":
+        return array.T
+    return array
+
+
+def _torch_shape(kind, suffix, shape):
+    """A Keras variable's shape as the state dict holds it, for error messages."""
+    if kind == "Conv2D":
+        return (shape[3], shape[2], shape[0], shape[1])
+    if kind == "Dense" and suffix == "weight":
+        return (shape[1], shape[0])
+    return tuple(shape)
+
+
+def assign(model, tensors, *, describe, skip_classifier):
+    """Sets every weighted layer of `model` from the state dict `tensors`; CheckpointError naming the
+    first tensor (in the network's order) that is missing or of another shape, or one left over."""
+    used = set()
+    for layer in model.layers:
+        if not layer.weights or (skip_classifier and layer.name == "predictions"):
+            continue
+        kind = next((base.__name__ for base in type(layer).__mro__ if base.__name__ in _SUFFIXES), None)
+        module = torch_name(layer.name)
+        if kind is None or module is None:
+            raise CheckpointError(f"{describe} cannot fill layer {layer.name!r} of {model.name}: it has no timm/torchvision counterpart.")
+        arrays = []
+        for suffix, variable in zip(_SUFFIXES[kind], layer.weights):
+            key = f"{module}.{suffix}"
+            expected = _torch_shape(kind, suffix, tuple(variable.shape))
+            if key not in tensors:
+                raise CheckpointError(f"{describe} does not fit {model.name}: it has no tensor {key!r} (for layer {layer.name!r}, shape {list(expected)}).")
+            if tuple(tensors[key].shape) != expected:
+                raise CheckpointError(
+                    f"{describe} does not fit {model.name}: tensor {key!r} has shape {list(tensors[key].shape)}, "
+                    f"layer {layer.name!r} needs {list(expected)}."
+                )
+            array = _to_keras(kind, suffix, np.asarray(tensors[key], dtype=np.float32))
+            if kind == "BatchNormalization" and suffix == "running_var":
+                array = array + np.float32(TORCH_EPSILON - layer.epsilon)  # see the module's docstring
+            arrays.append(array)
+            used.add(key)
+        layer.set_weights(arrays)
+    left = [
+        key for key in tensors
+        if key not in used and not key.endswith(".num_batches_tracked") and not (skip_classifier and key.startswith("fc."))
+    ]
+    if left:
+        raise CheckpointError(
+            f"{describe} does not fit {model.name}: its tensor {left[0]!r} has no counterpart in the model "
+            f"({len(left)} such; the file is for another network or other options)."
+        )
+
+
+def download(weights):
+    """The local path of a published checkpoint, downloaded once into huggingface_hub's cache and
+    checked against the SHA-256 the hub publishes for it (the name of its blob in that cache)."""
+    checkpoint(weights)
+    repo = weights
+    import huggingface_hub
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    cached = huggingface_hub.try_to_load_from_cache(repo, HUB_FILE, cache_dir=CACHE_DIR)
+    if not isinstance(cached, str):
+        hub_logger = logging.getLogger("huggingface_hub")
+        level = hub_logger.level
+        hub_logger.setLevel(logging.ERROR)  # its retries log a warning each; a failure ends in one line here
+        try:
+            cached = huggingface_hub.hf_hub_download(repo, HUB_FILE, cache_dir=CACHE_DIR)
+        except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as error:
+            reason = " ".join(str(error).split())[:160] or type(error).__name__
+            cache = CACHE_DIR or "$HF_HOME/hub (default ~/.cache/huggingface/hub)"
+            raise CheckpointDownloadError(
+                f"Could not download {HUB_URL.format(repo=repo)} ({reason}). Offline? Download that file on another "
+                f"machine and pass its path as the weights (weights=PATH / --weights PATH), or put the hub's cache in {cache}."
+            ) from None
+        finally:
+            hub_logger.setLevel(level)
+    verify(cached)
+    return cached
+
+
+def verify(path):
+    """Checks a cached hub file against the SHA-256 that names its blob (git-lfs files are stored
+    under their SHA-256); a damaged file is one clear error, and the next download replaces it."""
+    blob = os.path.realpath(path)
+    expected = os.path.basename(blob)
+    if not re.fullmatch(r"[0-9a-f]{64}", expected):
+        return  # not a git-lfs blob: the hub published no SHA-256 for it
+    digest = hashlib.sha256()
+    with open(blob, "rb") as file:
+        for chunk in iter(lambda: file.read(1 << 22), b""):
+            digest.update(chunk)
+    if digest.hexdigest() != expected:
+        raise CheckpointError(
+            f"{path} is damaged: its SHA-256 is {digest.hexdigest()}, the hub published {expected}. "
+            f"Delete {blob} and load the weights again to download a fresh copy."
+        )

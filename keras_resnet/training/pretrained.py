@@ -1,0 +1,163 @@
+"""Where a fine-tuning run starts (train.py --weights): the source resolved, the layout it dictates
+written into the run's configuration, and the weights loaded with a classifier for the dataset.
+
+Sources: "imagenet" (keras.applications' files), "timm/NAME" (timm's published checkpoints), a
+weights file (.safetensors in timm's/torchvision's layout, a keras.applications .h5, a .weights.h5 of
+ours), or a model of ours — a .keras file or a run directory (its best.keras) — to continue from.
+"""
+
+import dataclasses
+import json
+import os
+import zipfile
+
+from keras_resnet import specs, torch_checkpoints
+from keras_resnet.config import RunConfig, UsageError
+from keras_resnet.training.run_dir import RunDirectory
+
+# The ModelConfig fields that a model of ours dictates, from its build arguments.
+_OWN_LAYOUT_FIELDS = ("family", "version", "shortcut", "input_normalization", "conv_bias", "downsample_block")
+_FLAGS = {"version": "--version", "shortcut": "--shortcut", "family": "--family"}
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightsSource:
+    weights: str  # what keras_resnet's builder and weights.load take: a name or an absolute path
+    layout: dict  # ModelConfig fields the weights dictate
+    class_names: tuple | None = None  # what its classifier was trained on, when known
+    own_model: bool = False  # a .keras model of ours
+
+
+def resolve_source(weights, *, model):
+    """The WeightsSource of train.py's --weights value for the network `model` (a ModelConfig)."""
+    from keras_resnet import weights as weights_lib
+
+    spec = specs.spec_for_depth(specs.parse_name(model.name)[0], family=model.family)
+    if weights == "imagenet" or torch_checkpoints.is_hub_name(weights):
+        try:
+            layout = weights_lib.required_layout(weights, spec=spec, version=model.version)
+        except ValueError as error:
+            raise UsageError(f"--weights {weights}: {error}") from None
+        return WeightsSource(weights, _model_fields(layout))
+    path = os.path.abspath(os.path.expanduser(weights))
+    if os.path.isdir(path):
+        run = RunDirectory(path)
+        model_path = run.best_model if os.path.exists(run.best_model) else run.last_model
+        if not os.path.exists(model_path):
+            raise UsageError(f"--weights {weights}: a directory, but no run directory with a model (best.keras or last.keras).")
+        path = model_path
+    if not os.path.isfile(path):
+        raise UsageError(
+            f"--weights {weights}: no such file or directory. Valid: imagenet, timm/NAME "
+            f"({', '.join(torch_checkpoints.CHECKPOINTS)}), a weights file, a .keras model or a run directory."
+        )
+    if path.endswith(".keras"):
+        return _own_model(path, spec=spec, plain=specs.parse_name(model.name)[1], weights=weights)
+    try:
+        layout = weights_lib.required_layout(path, spec=spec, version=model.version)
+    except ValueError as error:
+        raise UsageError(f"--weights {weights}: {error}") from None
+    return WeightsSource(path, _model_fields(layout))
+
+
+def with_weights_layout(config, source):
+    """`config` (a RunConfig from config.resolve) with the layout `source` dictates and its recorded
+    weights; UsageError where a chosen flag contradicts the weights."""
+    changes = {}
+    for field, value in source.layout.items():
+        chosen = getattr(config.model, field)
+        if field in _FLAGS and chosen is not None and chosen != value:
+            raise UsageError(
+                f"--weights {config.training.weights} were trained with {_FLAGS[field]} {value}. Received: "
+                f"{_FLAGS[field]} {chosen}; leave it out."
+            )
+        changes[field] = value
+    config = config.with_model(**changes)
+    # Unset where the weights do not decide (a weights file of ours): the builder's defaults.
+    defaults = {"version": "v1.5", "shortcut": specs.FAMILIES[config.model.family].shortcut}
+    config = config.with_model(**{field: value for field, value in defaults.items() if getattr(config.model, field) is None})
+    return dataclasses.replace(config, training=dataclasses.replace(config.training, weights=source.weights))
+
+
+def keeps_classifier(source, config):
+    """Whether the weights' classifier serves the run's dataset: the same classes (by name where the
+    source names them, else by number; ImageNet's 1000 for published weights)."""
+    if source.class_names is not None:
+        return tuple(source.class_names) == tuple(config.class_names)
+    if source.own_model:
+        return False  # a lone .keras without its run: its classes are unknown
+    return config.model.classes == torch_checkpoints.IMAGENET_CLASSES
+
+
+def load(model, source, config):
+    """Loads `source` into `model` (built from `config`); returns what was done, for the log."""
+    from keras_resnet import weights as weights_lib
+
+    keep = keeps_classifier(source, config)
+    if source.own_model:
+        import keras
+
+        previous = keras.saving.load_model(source.weights, compile=False)
+        arrays = {layer.name: layer.get_weights() for layer in previous.layers if layer.weights}
+        skip = () if keep else ("predictions",)
+        weights_lib.assign_by_name(model, arrays, describe=f"model {source.weights}", skip=skip)
+    else:
+        spec = specs.spec_for_depth(specs.parse_name(config.model.name)[0], family=config.model.family)
+        classes = config.model.classes if keep else -1  # -1: never the file's width, always a new classifier
+        weights_lib.load(model, source.weights, spec=spec, version=config.model.version, include_top=True, classes=classes)
+    classes = len(config.class_names)
+    return f"classifier {'kept' if keep else f'new ({classes} classes)'}"
+
+
+def fetch(source, config):
+    """Downloads published weights now (cached), so that an offline machine fails before the run
+    directory is made; UsageError saying where to put the file by hand."""
+    from keras_resnet import weights as weights_lib
+
+    try:
+        if torch_checkpoints.is_hub_name(source.weights):
+            torch_checkpoints.download(source.weights)
+        elif source.weights == "imagenet":
+            depth = specs.parse_name(config.model.name)[0]
+            weights_lib.download_imagenet(depth, config.model.version, include_top=keeps_classifier(source, config))
+    except (weights_lib.WeightsError, weights_lib.WeightsDownloadError) as error:
+        raise UsageError(f"--weights {source.weights}: {error}") from None
+
+
+def set_backbone_frozen(model, frozen):
+    """Everything but the classifier frozen (batch norms then run in inference mode) or trainable."""
+    for layer in model.layers:
+        if layer.name != "predictions":
+            layer.trainable = not frozen
+
+
+def _model_fields(layout):
+    return {field: value for field, value in layout.items() if field in ("version", "shortcut", "input_normalization", "conv_bias", "downsample_block")}
+
+
+def _own_model(path, *, spec, plain, weights):
+    """A .keras file of ours: its build arguments (read from the archive, without loading it) and,
+    inside a run directory, its classes."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            saved = json.loads(archive.read("config.json"))
+        arguments = saved["config"]["build_arguments"]
+    except (zipfile.BadZipFile, KeyError, ValueError, TypeError, OSError):
+        raise UsageError(
+            f"--weights {weights}: {path} is not a model built by keras_resnet (a .keras file with its build arguments)."
+        ) from None
+    if (arguments.get("depth"), arguments.get("family")) != (spec.depth, spec.family.name):
+        raise UsageError(
+            f"--weights {weights}: {path} is a {arguments.get('family')}-style resnet{arguments.get('depth')}. "
+            f"Received: a {spec.family.name}-style resnet{spec.depth}; pass --model or --depth to match."
+        )
+    if bool(arguments.get("plain")) != plain:
+        kinds = {True: "a plain network", False: "a residual network"}
+        raise UsageError(f"--weights {weights}: {path} is {kinds[bool(arguments.get('plain'))]}. Received: {kinds[plain]}.")
+    layout = {field: arguments[field] for field in _OWN_LAYOUT_FIELDS if field in arguments}
+    layout.pop("family", None)
+    class_names = None
+    config_path = os.path.join(os.path.dirname(path), "config.json")
+    if os.path.exists(config_path):
+        class_names = RunConfig.read(config_path).class_names
+    return WeightsSource(path, layout, class_names=class_names, own_model=True)
