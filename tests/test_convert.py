@@ -245,6 +245,19 @@ def test_a_target_that_cannot_be_produced_fails_alone(trained_run, tmp_path):
     assert "| not run; Analyzer: compatible |" in table and "GPU: not run (no GPU adapter)" in table
 
 
+LAVAPIPE_ICD = "/usr/share/vulkan/icd.d/lvp_icd.x86_64.json"
+
+
+@pytest.mark.skipif(not os.path.exists(LAVAPIPE_ICD), reason="Mesa's lavapipe is not installed")
+def test_a_vulkan_driver_the_gpu_accelerator_rejects_ends_in_the_report_not_in_an_abort(trained_run, tmp_path):
+    """Mesa's lavapipe is a Vulkan driver that LiteRT's WebGPU (Dawn) rejects: no adapter. Tried in the
+    converting process, that failure made it abort at exit ("free(): invalid pointer", exit 134)."""
+    result = run_convert("--run", str(trained_run), "--targets", "fp32", "--latency-runs", "5",
+                         "--output", str(tmp_path / "out"), env={"VK_ICD_FILENAMES": LAVAPIPE_ICD})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "GPU: not run (no GPU adapter)" in (tmp_path / "out" / "report.md").read_text()
+
+
 @pytest.mark.parametrize(
     "case, message",
     [

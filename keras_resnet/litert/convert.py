@@ -12,7 +12,7 @@ import numpy as np
 from keras_resnet.litert import inspection, qat, report as report_lib, targets as targets_lib
 from keras_resnet.litert.trained import ConversionError
 from keras_resnet.runtime import LiteRTError, labels as labels_lib
-from keras_resnet.runtime.gpu import GpuModel
+from keras_resnet.runtime.gpu import GpuModel, gpu_adapter_available
 from keras_resnet.runtime.model import LiteRTModel
 
 
@@ -190,7 +190,9 @@ def _measure(target, content, path, reference):
     if spec.integer:
         row["float_tensors"] = inspection.float_tensors(content)
     row["gpu_delegate"] = inspection.gpu_compatibility(content)
-    row["gpu"] = _measure_on_gpu(target, content, reference, cpu_probabilities=probabilities if reference.images is not None else None)
+    row["gpu"] = _measure_on_gpu(
+        target, content, path, reference, cpu_probabilities=probabilities if reference.images is not None else None
+    )
     row["edgetpu"] = inspection.edgetpu_readiness(content)
     if spec.integer and reference.edgetpu_compiler:
         compiled = inspection.compile_for_edgetpu(path, output_dir=os.path.dirname(path))
@@ -204,12 +206,17 @@ def _measure(target, content, path, reference):
     return row
 
 
-def _measure_on_gpu(target, content, reference, *, cpu_probabilities):
+def _measure_on_gpu(target, content, path, reference, *, cpu_probabilities):
     """The target on LiteRT's GPU accelerator, when there is an adapter: whether every operator runs
     there, agreement with the Keras model and with the same file on the CPU, latency. None without
-    an adapter (the first target finds out; the others do not try again)."""
+    an adapter (the first target finds out, in a child process; the others do not try again)."""
     if reference.gpu.get("unavailable"):
         return None
+    if not reference.gpu.get("probed"):
+        reference.gpu["probed"] = True
+        if not gpu_adapter_available(path):
+            reference.gpu.update(adapter=None, software=False, unavailable="no GPU adapter")
+            return None
     try:
         model = GpuModel(content, name=target)
     except LiteRTError as error:

@@ -6,7 +6,10 @@ driver in Debian's chromium package) runs the same code path, slowly: its timing
 """
 
 import dataclasses
+import os
 import re
+import subprocess
+import sys
 
 import numpy as np
 
@@ -112,3 +115,39 @@ def _last_error(log, error):
     lines = [line.strip() for line in log.splitlines() if "ERROR" in line or line.startswith(("E0000", "F0000"))]
     text = lines[-1] if lines else " ".join(str(error).split())
     return text[:300]
+
+
+_PROBE_ANSWERS = {"adapter": True, "no adapter": False}
+
+
+def gpu_adapter_available(path, *, timeout=300):
+    """Whether LiteRT's GPU accelerator finds an adapter for the .tflite at `path`, asked in a child
+    process. In-process, a failed start (no adapter) leaves LiteRT's native state such that a
+    process that has also loaded TensorFlow aborts as it exits ("free(): invalid pointer",
+    ai-edge-litert 2.3.0 beside TensorFlow 2.21): the conversion would end in SIGABRT after its report."""
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "keras_resnet.runtime.gpu", os.fspath(path)],
+            capture_output=True, text=True, timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        return False
+    answer = result.stdout.strip().splitlines()[-1:] or [""]
+    # A model that fails for another reason still has an adapter: its own GPU run reports why.
+    return _PROBE_ANSWERS.get(answer[0], True)
+
+
+def _probe(path):
+    with open(path, "rb") as file:
+        content = file.read()
+    try:
+        GpuModel(content).close()
+        answer = "adapter"
+    except LiteRTError as error:
+        answer = "no adapter" if str(error) == NO_GPU_HELP else "adapter"
+    print(answer, flush=True)
+    os._exit(0)  # LiteRT's native teardown has nothing to add to the answer
+
+
+if __name__ == "__main__":
+    _probe(sys.argv[1])
