@@ -40,6 +40,7 @@ PRETRAIN = {"full": ["--epochs", "10", "--schedule", "cosine", "--warmup-epochs"
             "quick": ["--steps", "100"]}
 TRANSFER_EXAMPLES = {"full": 1000, "quick": 250}
 TRANSFER_EPOCHS = {"full": 40, "quick": 4}
+TEST_PER_CLASS = {"full": None, "quick": 100}
 CONVERT = {"full": [], "quick": ["--qat-steps-per-epoch", "50", "--latency-runs", "5", "--gpu-eval-images", "20"]}
 
 
@@ -77,9 +78,9 @@ def part_a(mode, output, log):
     }
 
 
-def export_folders(root, *, classes, train_per_class, seed=0):
-    """Fashion-MNIST images of `classes` as PNG files in root/train/<class>/ and root/test/<class>/
-    (all their official test images), `train_per_class` training images each (None: all)."""
+def export_folders(root, *, classes, train_per_class, test_per_class=None, seed=0):
+    """Fashion-MNIST images of `classes` as PNG files in root/train/<class>/ and root/test/<class>/:
+    `train_per_class` training and `test_per_class` official test images each (None: all)."""
     from PIL import Image
 
     from keras_resnet.data import sources
@@ -96,8 +97,9 @@ def export_folders(root, *, classes, train_per_class, seed=0):
         labels = sources.read_idx(os.path.join(folder, labels_file))
         for label in classes:
             indices = np.flatnonzero(labels == label)
-            if split == "train" and train_per_class is not None:
-                indices = rng.choice(indices, train_per_class, replace=False)
+            keep = train_per_class if split == "train" else test_per_class
+            if keep is not None:
+                indices = np.sort(rng.choice(indices, keep, replace=False))
             target = os.path.join(root, split, copy.class_names[label].replace("/", "-"))
             os.makedirs(target, exist_ok=True)
             for index in indices:
@@ -110,8 +112,9 @@ def part_b(mode, output, log):
     pretrain_data, transfer_data = os.path.join(data, "five-classes"), os.path.join(data, "other-five-small")
     per_class = TRANSFER_EXAMPLES[mode] // len(TRANSFER_CLASSES)
     log(f"Writing Fashion-MNIST as image folders into {os.path.relpath(data, ROOT)} …")
-    export_folders(pretrain_data, classes=PRETRAIN_CLASSES, train_per_class=None if mode == "full" else 1000)
-    export_folders(transfer_data, classes=TRANSFER_CLASSES, train_per_class=per_class)
+    export_folders(pretrain_data, classes=PRETRAIN_CLASSES, train_per_class=None if mode == "full" else 1000,
+                   test_per_class=TEST_PER_CLASS[mode])
+    export_folders(transfer_data, classes=TRANSFER_CLASSES, train_per_class=per_class, test_per_class=TEST_PER_CLASS[mode])
 
     common = ["--depth", "20", "--image-size", "28"]
     pretrained = os.path.join(output, "b-resnet20-pretrain-five")
@@ -142,8 +145,15 @@ def part_c(mode, output, log):
         run(["convert/to_tflite.py", "--run", run_dir, *CONVERT[mode]], log=log)
     with open(report_path, encoding="utf-8") as file:
         report = json.load(file)
-    return {"report": os.path.relpath(report_path, ROOT), "keras_top1": report.get("keras_top1"),
-            "targets": {row["target"]: row.get("top1") for row in report.get("targets", [])}}
+    targets = report["targets"]
+    return {
+        "report": os.path.relpath(report_path, ROOT),
+        "images": report["images"],
+        "keras_top1": report["keras"]["top1"],
+        "targets": {name: row.get("top1") for name, row in targets.items()},
+        "acceptance": {name: row.get("acceptance") for name, row in targets.items()},
+        "gpu_adapter": report["gpu"].get("adapter"),
+    }
 
 
 PARTS = {"a": part_a, "b": part_b, "c": part_c}
@@ -161,6 +171,7 @@ def markdown(results):
         lines.append(f"| (b) from scratch, same {b['labelled_images']} images and steps | {100 * b['from_scratch']['test_top1']:.2f} % |")
     if "c" in results:
         c = results["c"]
+        lines.append(f"| (c) the Keras model of (a), float32, {c['images']} test images | {100 * c['keras_top1']:.2f} % |")
         lines += [f"| (c) {target} .tflite | {'n/a' if top1 is None else f'{100 * top1:.2f} %'} |" for target, top1 in c["targets"].items()]
     return "\n".join(lines) + "\n"
 

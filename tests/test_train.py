@@ -409,7 +409,7 @@ def test_help_documents_every_flag_and_its_default():
     parser = train.parser()
     text = re.sub(r"-\s+", "-", " ".join(parser.format_help().split()))  # undo line wraps
     # Flags whose absence means "not used" have no default to state.
-    unset_means_off = {"depth", "model", "family", "tpu", "evaluate", "train_examples", "validation_examples"}
+    unset_means_off = {"depth", "model", "family", "tpu", "evaluate", "train_examples", "validation_examples", "weights"}
     for action in parser._actions:
         if action.dest == "help":
             continue

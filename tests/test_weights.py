@@ -230,5 +230,5 @@ def test_missing_and_corrupt_files(tmp_path):
     corrupt.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(range(256)) * 4)
     with pytest.raises(keras_resnet.WeightsError, match=r"Cannot read weights file .*corrupt.h5: it is neither"):
         keras_resnet.build("resnet20", weights=corrupt)
-    with pytest.raises(ValueError, match=r"weights must be None, 'imagenet' or a file path. Received: weights=3"):
+    with pytest.raises(ValueError, match=r"weights must be None, 'imagenet', 'timm/NAME' or a file path. Received: weights=3"):
         keras_resnet.build("resnet20", weights=3)
