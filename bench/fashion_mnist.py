@@ -121,7 +121,9 @@ def part_b(mode, output, log):
     if not os.path.exists(os.path.join(pretrained, "metrics.json")):
         run(["train.py", *common, "--dataset", f"folder:{pretrain_data}", *PRETRAIN[mode], "--output", pretrained], log=log)
 
-    # Same data, same number of steps, same schedule; only the starting weights differ.
+    # Same photos, same number of steps, each arm with its own recipe: the fine-tuning defaults
+    # (train.py --weights: a lower rate, the frozen classifier-only phase) against the from-scratch
+    # recipe (the paper's rate for the batch, one warm-up epoch), both on a cosine schedule.
     epochs = str(TRANSFER_EPOCHS[mode])
     small = ["--dataset", f"folder:{transfer_data}", "--batch-size", "50", "--epochs", epochs, "--schedule", "cosine"]
     runs = {
@@ -180,7 +182,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--parts", default="a,b,c", help="which measurements, comma-separated (default a,b,c)")
     parser.add_argument("--quick", action="store_true", help="a few hundred steps of each path on subsets (CI)")
-    parser.add_argument("--output", default=os.path.join(ROOT, "runs", "bench-fashion-mnist"), help="where runs and results go")
+    parser.add_argument("--output", help="where runs and results go (default runs/bench-fashion-mnist, or …-quick)")
     args = parser.parse_args(argv)
     parts = [part.strip() for part in args.parts.split(",") if part.strip()]
     unknown = [part for part in parts if part not in PARTS]
@@ -188,13 +190,17 @@ def main(argv=None):
         print(f"error: unknown part(s) {', '.join(unknown)}. Valid: {', '.join(PARTS)}.", file=sys.stderr)
         return 2
     mode = "quick" if args.quick else "full"
-    output = os.path.abspath(args.output)
+    output = os.path.abspath(args.output or os.path.join(ROOT, "runs", "bench-fashion-mnist" + ("-quick" if args.quick else "")))
     os.makedirs(output, exist_ok=True)
     results_path = os.path.join(output, "results.json")
     results = {}
     if os.path.exists(results_path):
         with open(results_path, encoding="utf-8") as file:
             results = json.load(file)
+    if results.get("mode", mode) != mode:
+        # Finished steps are reused: never a quick run's in a full measurement, or the reverse.
+        print(f"error: {output} holds a {results['mode']} run: choose another --output.", file=sys.stderr)
+        return 2
     log = lambda message: print(message, flush=True)  # noqa: E731
     for part in parts:
         log(f"== ({part}) ==")

@@ -2,6 +2,7 @@
 
 import dataclasses
 import os
+import shutil
 import time
 
 import keras
@@ -226,6 +227,10 @@ def test_folder_with_its_own_splits_uses_them_as_they_are(tmp_path):
     assert sources.open_dataset(f"folder:{root}", image_size=32).validation_examples == 12
     (root / "test" / "bats").mkdir()
     with pytest.raises(sources.DatasetError, match=r"has class folder\(s\) that train/ lacks: 'bats'"):
+        sources.open_dataset(f"folder:{root}", image_size=32)
+    (root / "test" / "bats").rmdir()
+    shutil.rmtree(root / "test" / "owls")
+    with pytest.raises(sources.DatasetError, match=r"lacks train/'s class folder\(s\) 'owls'. Both splits need the same classes"):
         sources.open_dataset(f"folder:{root}", image_size=32)
 
 

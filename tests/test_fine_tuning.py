@@ -5,6 +5,7 @@ import csv
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -54,7 +55,7 @@ def test_frozen_phase_rate_then_the_whole_networks_schedule_and_it_saves():
     assert float(restored(50)) == pytest.approx(float(schedule(50)))
 
 
-def test_frozen_backbone_trains_only_the_classifier_with_batch_norm_in_inference_mode():
+def test_frozen_backbone_trains_only_the_classifier_with_batch_norm_in_inference_mode(tmp_path):
     config = config_lib.resolve(depth=8, image_size=16, weights="x.keras", epochs=4, freeze_epochs=1, batch_size=8)
     config = config.with_class_names(["a", "b", "c"]).with_model(version="v1.5", shortcut="A")
     model = trainer.build_and_compile(config, config.plan(16))
@@ -72,6 +73,13 @@ def test_frozen_backbone_trains_only_the_classifier_with_batch_norm_in_inference
     assert all(np.array_equal(before[path], after[path]) for path in before), "the frozen backbone changed"
     assert any("moving_mean" in path for path in before)  # batch-norm statistics are among them
     assert not np.array_equal(classifier, model.get_layer("predictions").get_weights()[0])
+    # Saved while frozen (a best.keras of the first epochs), the model loads whole and trainable,
+    # its optimizer state (built for every variable) with it.
+    model.save(str(tmp_path / "frozen.keras"))
+    loaded = keras.saving.load_model(str(tmp_path / "frozen.keras"))
+    assert all(layer.trainable for layer in loaded.layers)
+    assert len(loaded.optimizer.variables) == len(model.optimizer.variables)
+    assert int(loaded.optimizer.iterations.numpy()) == 2
 
     pretrained.set_backbone_frozen(model, False)
     model.make_train_function(force=True)
@@ -165,6 +173,25 @@ def test_bad_weights_are_one_line_exit_2_and_nothing_written(args, message, tmp_
     error = one_line_error_in_process(train.main, [*args, "--output", str(tmp_path / "run")], capsys)
     assert re.search(message, error), error
     assert not (tmp_path / "run").exists()
+
+
+def test_own_weights_file_loads_whole_and_its_classifier_is_kept(source_run, tmp_path, capsys):
+    model = keras.saving.load_model(source_run / "best.keras")
+    model.save_weights(str(tmp_path / "own.weights.h5"))
+    assert train.main([*TINY, "--weights", str(tmp_path / "own.weights.h5"), "--epochs", "2", "--freeze-epochs", "1",
+                       "--output", str(tmp_path / "run")]) == 0
+    assert "(classifier kept)." in capsys.readouterr().out
+
+
+def test_resume_takes_the_weights_layout_from_the_run_not_from_the_weights(source_run, tmp_path, capsys):
+    """A source that moved after the run started: resuming needs only the run directory."""
+    moved = tmp_path / "source"
+    shutil.copytree(source_run, moved)
+    common = [*TINY, "--weights", str(moved), "--freeze-epochs", "1", "--output", str(tmp_path / "run")]
+    assert train.main([*common, "--epochs", "2"]) == 0
+    shutil.rmtree(moved)
+    assert train.main([*common, "--epochs", "3", "--resume"]) == 0
+    assert "Resuming" in capsys.readouterr().out
 
 
 def test_own_model_of_another_network_is_refused(source_run, tmp_path, capsys):

@@ -290,12 +290,15 @@ def _open_folder(path, *, image_size, seed):
     classes = _class_folders(os.path.join(path, "train") if own_splits else path)
     if own_splits:
         validation_classes = _class_folders(validation_folder, need_images=False)
-        if not set(validation_classes) <= set(classes):
-            extra = sorted(set(validation_classes) - set(classes))
-            raise DatasetError(
-                f"{validation_folder} has class folder(s) that train/ lacks: {', '.join(map(repr, extra))}. "
-                f"Both splits need the same classes."
+        if validation_classes != classes:
+            extra, missing = sorted(set(validation_classes) - set(classes)), sorted(set(classes) - set(validation_classes))
+            difference = "; ".join(
+                text for text in (
+                    f"has class folder(s) that train/ lacks: {', '.join(map(repr, extra))}" if extra else "",
+                    f"lacks train/'s class folder(s) {', '.join(map(repr, missing))}" if missing else "",
+                ) if text
             )
+            raise DatasetError(f"{validation_folder} {difference}. Both splits need the same classes.")
 
     # Loaded a little larger than the training size, so that crops have something to take.
     load_size = max(image_size, round(image_size / 0.875))

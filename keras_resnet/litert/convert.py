@@ -12,7 +12,7 @@ import numpy as np
 from keras_resnet.litert import inspection, qat, report as report_lib, targets as targets_lib
 from keras_resnet.litert.trained import ConversionError
 from keras_resnet.runtime import LiteRTError, labels as labels_lib
-from keras_resnet.runtime.gpu import GpuModel, gpu_adapter_available
+from keras_resnet.runtime.gpu import GpuModel, gpu_adapter_unavailable
 from keras_resnet.runtime.model import LiteRTModel
 
 
@@ -214,8 +214,9 @@ def _measure_on_gpu(target, content, path, reference, *, cpu_probabilities):
         return None
     if not reference.gpu.get("probed"):
         reference.gpu["probed"] = True
-        if not gpu_adapter_available(path):
-            reference.gpu.update(adapter=None, software=False, unavailable="no GPU adapter")
+        unavailable = gpu_adapter_unavailable(path)
+        if unavailable:
+            reference.gpu.update(adapter=None, software=False, unavailable=unavailable)
             return None
     try:
         model = GpuModel(content, name=target)

@@ -117,24 +117,23 @@ def _last_error(log, error):
     return text[:300]
 
 
-_PROBE_ANSWERS = {"adapter": True, "no adapter": False}
-
-
-def gpu_adapter_available(path, *, timeout=300):
-    """Whether LiteRT's GPU accelerator finds an adapter for the .tflite at `path`, asked in a child
-    process. In-process, a failed start (no adapter) leaves LiteRT's native state such that a
-    process that has also loaded TensorFlow aborts as it exits ("free(): invalid pointer",
-    ai-edge-litert 2.3.0 beside TensorFlow 2.21): the conversion would end in SIGABRT after its report."""
+def gpu_adapter_unavailable(path, *, timeout=300):
+    """Why LiteRT's GPU accelerator cannot be tried for the .tflite at `path` (None: an adapter is
+    there), asked in a child process. In-process, a failed start (no adapter) leaves LiteRT's native
+    state such that a process that has also loaded TensorFlow aborts as it exits ("free(): invalid
+    pointer", ai-edge-litert 2.3.0 beside TensorFlow 2.21): a conversion would end in SIGABRT."""
+    command = [sys.executable, "-m", "keras_resnet.runtime.gpu", os.fspath(path)]
     try:
-        result = subprocess.run(
-            [sys.executable, "-m", "keras_resnet.runtime.gpu", os.fspath(path)],
-            capture_output=True, text=True, timeout=timeout,
-        )
+        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        return False
-    answer = result.stdout.strip().splitlines()[-1:] or [""]
-    # A model that fails for another reason still has an adapter: its own GPU run reports why.
-    return _PROBE_ANSWERS.get(answer[0], True)
+        return f"the GPU adapter check did not answer within {timeout} s"
+    answer = (result.stdout.strip().splitlines() or [""])[-1]
+    if answer == "adapter":
+        return None
+    if answer == "no adapter":
+        return "no GPU adapter"
+    detail = (result.stderr.strip().splitlines() or [f"exit code {result.returncode}"])[-1][:200]
+    return f"the GPU adapter check failed ({detail})"
 
 
 def _probe(path):

@@ -26,6 +26,7 @@ class WeightsSource:
     layout: dict  # ModelConfig fields the weights dictate
     class_names: tuple | None = None  # what its classifier was trained on, when known
     own_model: bool = False  # a .keras model of ours
+    whole_file: bool = False  # a weights file of ours (.weights.h5, legacy .h5): loaded whole, classifier included
 
 
 def resolve_source(weights, *, model):
@@ -55,9 +56,19 @@ def resolve_source(weights, *, model):
         return _own_model(path, spec=spec, plain=specs.parse_name(model.name)[1], weights=weights)
     try:
         layout = weights_lib.required_layout(path, spec=spec, version=model.version)
+        # keras.applications' and timm's files get a new classifier; ours are loaded whole.
+        whole = not torch_checkpoints.is_checkpoint_file(path) and not layout
     except ValueError as error:
         raise UsageError(f"--weights {weights}: {error}") from None
-    return WeightsSource(path, _model_fields(layout))
+    return WeightsSource(path, _model_fields(layout), whole_file=whole)
+
+
+def from_run_config(stored):
+    """The WeightsSource a run's stored configuration records: what resuming it needs, without
+    going back to the weights (which may have moved since)."""
+    model = stored.model
+    layout = {field: getattr(model, field) for field in ("version", "shortcut", "input_normalization", "conv_bias", "downsample_block")}
+    return WeightsSource(stored.training.weights, layout)
 
 
 def with_weights_layout(config, source):
@@ -82,6 +93,8 @@ def with_weights_layout(config, source):
 def keeps_classifier(source, config):
     """Whether the weights' classifier serves the run's dataset: the same classes (by name where the
     source names them, else by number; ImageNet's 1000 for published weights)."""
+    if source.whole_file:
+        return True
     if source.class_names is not None:
         return tuple(source.class_names) == tuple(config.class_names)
     if source.own_model:

@@ -44,7 +44,12 @@ def train(config, *, output=None, resume=False, log=print):
     weights_source = None
     if config.training.weights:
         # Before anything is compared or written: the run's configuration holds the weights' layout.
-        weights_source = pretrained.resolve_source(config.training.weights, model=config.model)
+        # A run that already started records it: resuming does not go back to the weights.
+        stored = _stored_config(output)
+        if stored is not None and stored.training.weights and (resume or RunDirectory(output).has_backup()):
+            weights_source = pretrained.from_run_config(stored)
+        else:
+            weights_source = pretrained.resolve_source(config.training.weights, model=config.model)
         config = pretrained.with_weights_layout(config, weights_source)
     runtime = config.runtime
     try:
@@ -274,6 +279,13 @@ def _run_directory(config, *, output, resume, log):
                 f"resume it with its own flags, or choose another --output."
             )
     return run
+
+
+def _stored_config(output):
+    """The configuration of the run in `output`, if there is one."""
+    if output is None or not os.path.exists(RunDirectory(output).config):
+        return None
+    return RunDirectory(output).read_config()
 
 
 def _prepare_directory(run, config):
