@@ -5,8 +5,8 @@
 ACCEPTANCE = {
     "fp32": ("100 % top-1 agreement, max abs Δp < 1e-4", lambda r, keras_top1: r["agreement"] == 1.0 and r["max_abs_diff"] < 1e-4),
     "gpu": ("≥ 99.5 % top-1 agreement", lambda r, keras_top1: r["agreement"] >= 0.995),
-    "int8-ptq": ("top-1 within 1 point of Keras", lambda r, keras_top1: r["top1"] >= keras_top1 - 0.01),
-    "int8-qat": ("top-1 within 0.5 point of Keras", lambda r, keras_top1: r["top1"] >= keras_top1 - 0.005),
+    "int8-ptq": ("top-1 at most 1 point below Keras", lambda r, keras_top1: r["top1"] >= keras_top1 - 0.01),
+    "int8-qat": ("top-1 at most 0.5 point below Keras", lambda r, keras_top1: r["top1"] >= keras_top1 - 0.005),
 }
 
 
