@@ -9,7 +9,6 @@ WASM/XNNPACK. Everything it loads comes from this server (no CDN). Needs only th
 ai-edge-litert, numpy and Pillow (the model's input and class names are read with keras_resnet.runtime.classifier).
 """
 
-import argparse
 import http.server
 import json
 import os
@@ -18,7 +17,7 @@ import ssl
 import sys
 from urllib.parse import unquote, urlsplit
 
-from keras_resnet.cli import usage_error
+from keras_resnet.cli import ArgumentParser, HelpFormatter, Number, usage_error
 from keras_resnet.runtime import LiteRTError
 from keras_resnet.runtime.classifier import Classifier
 
@@ -33,6 +32,9 @@ STATIC_ROOTS = {
     "/samples/": SAMPLES_DIR,
     "/": WEB_DIR,
 }
+# A client that sends nothing for this long is disconnected: idle or slow connections (plain or TLS)
+# hold only their own thread, never the server.
+CLIENT_TIMEOUT_SECONDS = 20
 CONTENT_TYPES = {
     ".html": "text/html; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",
@@ -47,14 +49,14 @@ CONTENT_TYPES = {
 
 
 def parser():
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         description="Serve the LiteRT.js browser demo with a .tflite model (open the printed URL on a phone).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--model", required=True, help="the .tflite file (convert/to_tflite.py; the gpu target suits WebGPU)")
     p.add_argument("--labels", help="class names, one per line (default: the labels packed in the model file)")
     p.add_argument("--host", default="0.0.0.0", help="address to listen on (0.0.0.0: every interface, so a phone can connect)")
-    p.add_argument("--port", type=int, default=8000, help="TCP port")
+    p.add_argument("--port", type=Number(int, minimum=0, maximum=65535), default=8000, help="TCP port (0: any free port)")
     p.add_argument("--certfile", help="TLS certificate (PEM): serve https, which phones require for the camera")
     p.add_argument("--keyfile", help="the certificate's private key (PEM)")
     return p
@@ -88,6 +90,7 @@ def handler_for(model_path, description):
 
     class Handler(http.server.BaseHTTPRequestHandler):
         server_version = "keras-resnet-edge-demo"
+        timeout = CLIENT_TIMEOUT_SECONDS  # per read: a client that stops sending loses its connection
 
         def do_GET(self):
             self._respond(send_body=True)
@@ -95,19 +98,35 @@ def handler_for(model_path, description):
         def do_HEAD(self):
             self._respond(send_body=False)
 
+        def _method_not_allowed(self):
+            self.send_response(405)
+            self.send_header("Allow", "GET, HEAD")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _method_not_allowed
+
         def _respond(self, *, send_body):
-            path = unquote(urlsplit(self.path).path)
+            path = _url_path(self.path)
+            if path is None:
+                self.send_error(400, "Bad request path")
+                return
             generated = {"/model.json": (model_json, ".json"), "/labels.txt": (labels_txt, ".txt"), "/samples.json": (samples_json, ".json")}
-            if path in generated:
-                body, extension = generated[path]
-            elif path == "/model.tflite":
-                body, extension = _read(model_path), ".tflite"
-            else:
-                file_path = _static_file(path)
-                if file_path is None:
-                    self.send_error(404, "Not found")
-                    return
-                body, extension = _read(file_path), os.path.splitext(file_path)[1]
+            try:
+                if path in generated:
+                    body, extension = generated[path]
+                elif path == "/model.tflite":
+                    body, extension = _read(model_path), ".tflite"
+                else:
+                    file_path = _static_file(path)
+                    if file_path is None:
+                        self.send_error(404, "Not found")
+                        return
+                    body, extension = _read(file_path), os.path.splitext(file_path)[1]
+            except OSError as error:  # a file removed or unreadable since the server started
+                self.log_error("cannot read %s (%s)", path, error.strerror or error)
+                self.send_error(500, "Cannot read the file")
+                return
             self.send_response(200)
             self.send_header("Content-Type", CONTENT_TYPES.get(extension, "application/octet-stream"))
             self.send_header("Content-Length", str(len(body)))
@@ -120,13 +139,74 @@ def handler_for(model_path, description):
                 self.wfile.write(body)
 
         def log_message(self, format, *args):
-            pass  # one line per request would bury the URL; errors still go through log_error
+            pass  # one line per request would bury the URL; errors go through log_error
 
         def log_error(self, format, *args):
             if args and str(args[0]).startswith("404"):
-                sys.stderr.write(f"not found: {self.path}\n")
+                message = f"not found: {self.path}"
+            elif args and str(args[0])[:1] in ("4", "5"):
+                message = f"{self.client_address[0]}: {format % args}"
+            elif not args or "Request timed out" in format % args:
+                return  # an idle client dropped: nothing the operator needs to read
+            else:
+                message = format % args
+            _log(message)
 
     return Handler
+
+
+class DemoServer(http.server.ThreadingHTTPServer):
+    """One thread per connection, TLS included: the handshake happens in the connection's thread with
+    a timeout, not in accept() on the serving thread, where one client that connects and sends
+    nothing would block every other client."""
+
+    daemon_threads = True
+    tls_context = None
+
+    def finish_request(self, request, client_address):
+        request.settimeout(CLIENT_TIMEOUT_SECONDS)
+        if self.tls_context is None:
+            super().finish_request(request, client_address)
+            return
+        try:
+            connection = self.tls_context.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError) as error:
+            _log(f"{client_address[0]}: TLS handshake failed ({getattr(error, 'reason', None) or error or type(error).__name__})")
+            return
+        try:
+            super().finish_request(connection, client_address)
+        finally:
+            self.shutdown_request(connection)
+
+    def handle_error(self, request, client_address):
+        """One line instead of socketserver's traceback (a client that hung up mid-response)."""
+        error = sys.exc_info()[1]
+        if isinstance(error, (ConnectionError, TimeoutError, ssl.SSLError)):
+            return
+        _log(f"{client_address[0]}: {type(error).__name__}: {error}")
+
+
+def _log(message):
+    """A line on the operator's console. Clients choose request paths and headers: their control
+    characters (terminal escape sequences) are written as escapes, never as themselves."""
+    sys.stderr.write(_printable(str(message)) + "\n")
+    sys.stderr.flush()
+
+
+def _printable(text):
+    return "".join(character if character.isprintable() else character.encode("unicode_escape").decode("ascii") for character in text)
+
+
+def _url_path(target):
+    """The decoded path of a request target, or None for one that is not an absolute path in UTF-8
+    without NUL bytes."""
+    try:
+        path = unquote(urlsplit(target).path, errors="strict")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not path.startswith("/") or "\0" in path:
+        return None
+    return path
 
 
 def _static_file(url_path):
@@ -162,8 +242,6 @@ def lan_address():
 def main(argv=None):
     args = parser().parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)
-    if not 0 <= args.port <= 65535:
-        return usage_error(f"--port must be between 0 and 65535. Received: {args.port}.")
     if bool(args.certfile) != bool(args.keyfile):
         return usage_error("https needs both --certfile and --keyfile")
     if not os.path.isfile(os.path.join(STATIC_ROOTS["/vendor/litertjs/core/"], "dist", "index.js")):
@@ -173,7 +251,7 @@ def main(argv=None):
     except LiteRTError as error:
         return usage_error(str(error))
     try:
-        server = http.server.ThreadingHTTPServer((args.host, args.port), handler_for(args.model, description))
+        server = DemoServer((args.host, args.port), handler_for(args.model, description))
     except OSError as error:
         return usage_error(f"cannot listen on {args.host}:{args.port} ({error.strerror or error}): pass another --port or --host")
     scheme = "http"
@@ -184,7 +262,7 @@ def main(argv=None):
         except (OSError, ssl.SSLError) as error:
             server.server_close()
             return usage_error(f"cannot use {args.certfile} / {args.keyfile} for https ({error}): pass a PEM certificate and its key")
-        server.socket = context.wrap_socket(server.socket, server_side=True)
+        server.tls_context = context
         scheme = "https"
 
     port = server.server_address[1]

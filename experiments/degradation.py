@@ -20,7 +20,8 @@ import json
 import os
 import sys
 
-from keras_resnet.cli import usage_error
+from keras_resnet import config as config_lib
+from keras_resnet.cli import COUNT, NON_NEGATIVE, SEED, ArgumentParser, Number, usage_error
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from keras_resnet.quiet import import_tensorflow_quietly
@@ -34,20 +35,20 @@ DEFAULT_WARMUP_EPOCHS = 1
 
 
 def parser():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--depths", type=int, nargs="+", default=list(DEFAULT_DEPTHS), help="CIFAR-style depths 6n+2 (default: 20 56)")
     p.add_argument("--dataset", default="synthetic", help="as train.py's --dataset (default: synthetic, the embedded dataset)")
     p.add_argument("--data-dir", help="TFDS data directory")
-    p.add_argument("--epochs", type=int, help=f"training epochs per network (default: {DEFAULT_EPOCHS} on synthetic, else the paper's steps)")
-    p.add_argument("--steps", type=int, help="training steps per network instead of epochs (the paper: 64000)")
-    p.add_argument("--batch-size", type=int, help="global batch (default: the paper's 128)")
-    p.add_argument("--lr", type=float, help="initial learning rate (default: the paper's 0.1 at batch 128)")
-    p.add_argument("--warmup-epochs", type=float, help="epochs of linear warm-up (default: 1 on synthetic, else the paper's 0)")
-    p.add_argument("--image-size", type=int, help="input size (default: 32)")
-    p.add_argument("--train-examples", type=int, help="use only this many training examples")
-    p.add_argument("--validation-examples", type=int, help="use only this many validation examples")
-    p.add_argument("--gradient-batch", type=int, default=128, help="training images for the gradient norms (default: 128)")
-    p.add_argument("--seed", type=int, default=0, help="the same seed for every network (default: 0)")
+    p.add_argument("--epochs", type=COUNT, help=f"training epochs per network (default: {DEFAULT_EPOCHS} on synthetic, else the paper's steps)")
+    p.add_argument("--steps", type=COUNT, help="training steps per network instead of epochs (the paper: 64000)")
+    p.add_argument("--batch-size", type=COUNT, help="global batch (default: the paper's 128)")
+    p.add_argument("--lr", type=NON_NEGATIVE, help="initial learning rate (default: the paper's 0.1 at batch 128)")
+    p.add_argument("--warmup-epochs", type=NON_NEGATIVE, help="epochs of linear warm-up (default: 1 on synthetic, else the paper's 0)")
+    p.add_argument("--image-size", type=Number(int, minimum=config_lib.MIN_IMAGE_SIZE, maximum=config_lib.MAX_IMAGE_SIZE), help="input size (default: 32)")
+    p.add_argument("--train-examples", type=COUNT, help="use only this many training examples")
+    p.add_argument("--validation-examples", type=COUNT, help="use only this many validation examples")
+    p.add_argument("--gradient-batch", type=COUNT, default=128, help="training images for the gradient norms (default: 128)")
+    p.add_argument("--seed", type=SEED, default=0, help="the same seed for every network (default: 0)")
     p.add_argument("--output", help="output directory (default: runs/degradation-DATASET)")
     return p
 
@@ -57,16 +58,11 @@ def main(argv=None):
     sys.stdout.reconfigure(line_buffering=True)
     if args.epochs is not None and args.steps is not None:
         return usage_error("Pass --epochs or --steps, not both.")
-    for flag in ("epochs", "steps", "gradient_batch"):
-        value = getattr(args, flag)
-        if value is not None and value < 1:
-            return usage_error(f"--{flag.replace('_', '-')} must be at least 1. Received: {value}.")
     bad = [depth for depth in args.depths if depth < 8 or (depth - 2) % 6]
     if bad:
         return usage_error(f"--depths must be CIFAR-style depths 6n+2 of at least 8 (8, 14, 20, 32, 44, 56, 110, …). Received: {bad}.")
     depths = sorted(set(args.depths))
     import_tensorflow_quietly()
-    from keras_resnet import config as config_lib
     from keras_resnet.data.sources import DatasetError
     from keras_resnet.training import trainer
     from keras_resnet.training.run_dir import dataset_slug

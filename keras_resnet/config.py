@@ -20,6 +20,11 @@ from keras_resnet.training import recipe as recipes
 STRATEGIES = ("auto", "default", "one-device", "mirrored", "multi-worker", "tpu")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 DEFAULT_SAVE_EVERY_STEPS = 200
+# Training inputs: below 8 pixels the stem's strides leave nothing to learn from; above 2048 one
+# image's activations alone outgrow any accelerator's memory in a ResNet-50.
+MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 8, 2048
+MAX_CPU_REPLICAS = 64  # logical devices carved out of the CPU (--cpu-replicas, for tests of distribution)
+MAX_SEED = 2**32 - 1  # what NumPy's and TensorFlow's seeding take
 
 
 class UsageError(ValueError):
@@ -295,10 +300,16 @@ def resolve(
     _check(freeze_epochs >= 0, f"--freeze-epochs must be at least 0. Received: {freeze_epochs}.")
     _check(weights != "", "--weights needs a value: imagenet, timm/NAME or a path.")
     _check(epochs is None or steps is None, "Pass --epochs or --steps, not both.")
-    for flag, value in (("--epochs", epochs), ("--steps", steps), ("--batch-size", batch_size), ("--image-size", image_size),
+    for flag, value in (("--epochs", epochs), ("--steps", steps), ("--batch-size", batch_size),
                         ("--save-every-steps", save_every_steps), ("--cpu-replicas", cpu_replicas),
                         ("--train-examples", train_examples), ("--validation-examples", validation_examples)):
         _check(value is None or value >= 1, f"{flag} must be at least 1. Received: {value}.")
+    _check(
+        image_size is None or MIN_IMAGE_SIZE <= image_size <= MAX_IMAGE_SIZE,
+        f"--image-size must be from {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE}. Received: {image_size}.",
+    )
+    _check(cpu_replicas <= MAX_CPU_REPLICAS, f"--cpu-replicas must be at most {MAX_CPU_REPLICAS}. Received: {cpu_replicas}.")
+    _check(0 <= seed <= MAX_SEED, f"--seed must be from 0 to {MAX_SEED}. Received: {seed}.")
     for flag, value in (("--lr", lr), ("--weight-decay", weight_decay), ("--warmup-epochs", warmup_epochs)):
         _check(value is None or (math.isfinite(value) and value >= 0), f"{flag} must be a number >= 0. Received: {value}.")
     _check(0 <= label_smoothing < 1, f"--label-smoothing must be in [0, 1). Received: {label_smoothing}.")

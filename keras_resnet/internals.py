@@ -60,8 +60,15 @@ def backup_load(callback):
     callback.model._initial_epoch = None
 
 
-def backup_save(callback):
-    callback._save_model()
+def checkpoint_file_path(callback, epoch, batch, logs):
+    """The file keras.callbacks.ModelCheckpoint would write now (its `filepath`, formatted)."""
+    return callback._get_file_path(epoch, batch, logs)
+
+
+def checkpoint_should_save(callback, epoch, batch, logs, path):
+    """ModelCheckpoint's own decision (save_best_only, monitor, initial_value_threshold), which also
+    records a new best."""
+    return callback._should_save_model(epoch, batch, logs, path)
 
 
 # -- TFMOT 0.8.1 and tf_keras (litert/qat.py) -------------------------------------------------------

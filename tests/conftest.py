@@ -58,7 +58,11 @@ def one_line_error_in_process(main, args, capsys, code=2, *, no_output=False):
     """The same promise as one_line_error, for a command-line `main(args)` called in this process
     (a traceback would surface as the exception itself); with no_output, nothing on stdout either.
     Returns the line."""
-    assert main(args) == code
+    try:
+        returned = main(args)
+    except SystemExit as exit:  # argparse's errors (keras_resnet.cli.ArgumentParser): one line, exit 2
+        returned = exit.code
+    assert returned == code
     captured = capsys.readouterr()
     assert not no_output or captured.out == "", captured.out
     lines = captured.err.strip().splitlines()

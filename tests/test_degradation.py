@@ -96,7 +96,8 @@ def test_rerun_trains_nothing_again(experiment):
     [
         (["--depths", "20", "21"], "error: --depths must be CIFAR-style depths 6n+2 of at least 8"),
         (["--epochs", "2", "--steps", "5"], "error: Pass --epochs or --steps, not both."),
-        (["--epochs", "0"], "error: --epochs must be at least 1. Received: 0."),
+        (["--epochs", "0"], "error: argument --epochs: must be an integer of at least 1. Received: 0."),
+        (["--seed", "4294967296"], "error: argument --seed: must be an integer from 0 to 4294967295."),
         (["--dataset", "no_such_dataset", "--depths", "8"], "error: Unknown dataset 'no_such_dataset'"),
     ],
 )

@@ -380,11 +380,12 @@ def test_camera_without_opencv_or_without_a_camera_is_one_line(board, models, tm
 @pytest.mark.parametrize(
     "arguments, message",
     [
-        (["--top-k", "0", "x.png"], "--top-k must be at least 1. Received: 0."),
-        (["--threads", "-1", "x.png"], "--threads must be at least 1. Received: -1."),
+        (["--top-k", "0", "x.png"], "argument --top-k: must be an integer of at least 1. Received: 0."),
+        (["--threads", "-1", "x.png"], "argument --threads: must be an integer from 1 to 1024. Received: -1."),
+        (["--benchmark", "1e3"], "argument --benchmark: expects an integer of at least 1. Received: '1e3'."),
         ([], "nothing to classify"),
         (["--camera", "0", "x.png"], "give images or --camera, not both"),
-        (["--frames", "-3", "--camera", "0"], "--frames must be 0"),
+        (["--frames", "-3", "--camera", "0"], "argument --frames: must be an integer of at least 0. Received: -3."),
     ],
 )
 def test_bad_flags_are_one_line(models, arguments, message, capsys):
@@ -513,18 +514,84 @@ def test_serve_refuses_a_bad_model_and_a_busy_port(board, server, models, tmp_pa
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
 def test_serve_over_https_with_a_certificate(server, models, tmp_path):
-    key, certificate = tmp_path / "key.pem", tmp_path / "cert.pem"
+    certificate, key = self_signed_certificate(tmp_path)
+    running = server(models["int8"], "--certfile", str(certificate), "--keyfile", str(key))
+    assert running.url.startswith("https://")
+    assert "Browsers allow the camera only" not in "\n".join(running.banner)  # the camera works over https
+    trusting = ssl.create_default_context(cafile=str(certificate))
+    assert running.get("/labels.txt", context=trusting).read().decode().split() == CLASS_NAMES
+
+
+def self_signed_certificate(directory):
+    key, certificate = directory / "key.pem", directory / "cert.pem"
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
          "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(certificate)],
         check=True,
         capture_output=True,
     )
-    running = server(models["int8"], "--certfile", str(certificate), "--keyfile", str(key))
-    assert running.url.startswith("https://")
-    assert "Browsers allow the camera only" not in "\n".join(running.banner)  # the camera works over https
-    trusting = ssl.create_default_context(cafile=str(certificate))
-    assert running.get("/labels.txt", context=trusting).read().decode().split() == CLASS_NAMES
+    return certificate, key
+
+
+def raw_request(port, request, *, tls=None):
+    """Sends `request` (bytes) as it is and returns the response's status code (None if the server
+    hung up without one). http.server answers a request line it cannot parse HTTP/0.9-style, with
+    the error page alone: its code is read from the page."""
+    with socket.create_connection(("127.0.0.1", port), timeout=15) as connection:
+        if tls is not None:
+            connection = tls.wrap_socket(connection, server_hostname="127.0.0.1")
+        connection.sendall(request)
+        response = b""
+        while chunk := connection.recv(65536):
+            response += chunk
+    if response.startswith(b"HTTP/"):
+        return int(response.split()[1])
+    page = re.search(rb"Error code: (\d+)", response)
+    return int(page.group(1)) if page else None
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+@pytest.mark.parametrize("scheme", ["https", "http"])
+def test_an_idle_client_does_not_block_the_others(scheme, server, models, tmp_path):
+    # Before: the TLS handshake ran inside accept() on the serving thread, with no timeout, so one
+    # connection that sent nothing froze the server for every client.
+    certificate, key = self_signed_certificate(tmp_path)
+    running = server(models["int8"], *(["--certfile", str(certificate), "--keyfile", str(key)] if scheme == "https" else []))
+    trusting = ssl.create_default_context(cafile=str(certificate)) if scheme == "https" else None
+    idle = [socket.create_connection(("127.0.0.1", running.port)) for _ in range(3)]
+    try:
+        started = time.monotonic()
+        labels = urllib.request.urlopen(running.url + "labels.txt", timeout=10, context=trusting).read()
+        assert labels.decode().split() == CLASS_NAMES and time.monotonic() - started < 10
+    finally:
+        for connection in idle:
+            connection.close()
+    assert "Traceback" not in running.stop()
+
+
+def test_request_paths_are_answered_4xx_and_logged_without_their_control_characters(server):
+    running = server()
+    requests = {
+        b"GET /\x1b[2J\x1b[31mred\x07 HTTP/1.0\r\n\r\n": 404,  # raw escape sequences in the path
+        b"GET /%1b%5b2J%1b%5b31mred HTTP/1.0\r\n\r\n": 404,  # the same, percent-encoded
+        b"GET /\x1b]0;owned\x07 HTTP/1.0\r\nX-Note: \x1b[31m\r\n\r\n": 404,  # a title-setting sequence
+        b"\x1b[31m\r\n\r\n": 400,
+        b"GET http://[::1 HTTP/1.0\r\n\r\n": 400,  # urlsplit refuses it
+        b"GET /%00 HTTP/1.0\r\n\r\n": 400,
+        b"GET /a%ff%fe HTTP/1.0\r\n\r\n": 400,  # not UTF-8
+        b"GET * HTTP/1.0\r\n\r\n": 400,
+        b"GET //etc/passwd HTTP/1.0\r\n\r\n": 404,
+        b"GET /..%2f..%2fserve.py HTTP/1.0\r\n\r\n": 404,
+        b"GET /" + b"a" * 70000 + b" HTTP/1.0\r\n\r\n": 414,  # http.server's own limit, kept
+        b"POST /model.json HTTP/1.0\r\nContent-Length: 0\r\n\r\n": 405,
+        b"BREW /pot HTTP/1.0\r\n\r\n": 501,
+    }
+    for request, status in requests.items():
+        assert raw_request(running.port, request) == status, request[:60]
+    assert raw_request(running.port, b"GET /labels.txt HTTP/1.0\r\n\r\n") == 200  # still serving
+    log = running.stop()
+    assert "\x1b" not in log and "\x07" not in log and "Traceback" not in log, log
+    assert "not found: /\\x1b[2J\\x1b[31mred\\x07" in log
 
 
 def test_serve_refuses_files_that_are_not_a_certificate(board, models, tmp_path):

@@ -2,6 +2,8 @@
 package relies on still exists and still means what it meant. An upgrade that changes one fails
 here, by name."""
 
+import os
+
 import keras
 import numpy as np
 import pytest
@@ -54,14 +56,29 @@ def test_backup_internals_save_and_restore_the_step(tmp_path):
     backup.save_now()
     weights, previous = internals.backup_weights_paths(backup)
     assert weights.endswith("latest.weights.h5") and previous == f"{weights}.bkp"
-    backup.save_now()  # the first backup is kept beside the second
-    assert (tmp_path / "backup" / "latest.weights.h5").exists() and (tmp_path / "backup" / "latest.weights.h5.bkp").exists()
+    backup.save_now()  # renamed over the first: no copy beside it, no temporary file left
+    assert os.listdir(tmp_path / "backup") == ["latest.weights.h5"]
     expected = [weight.numpy() for weight in model.weights]
     model.fit(np.ones((12, 3)), np.ones((12, 2)), epochs=1, batch_size=4, verbose=0)
     assert backup.restore() == 3
     for weight, value in zip(model.weights, expected):
         np.testing.assert_array_equal(weight.numpy(), value)
     assert model._initial_epoch is None
+
+
+def test_checkpoint_internals_name_the_file_and_keep_the_best(tmp_path):
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    checkpoint = keras.callbacks.ModelCheckpoint(
+        str(tmp_path / "best-{epoch}.keras"), monitor="val_accuracy", mode="max", save_best_only=True, initial_value_threshold=0.5
+    )
+    checkpoint.set_model(model)
+    checkpoint.on_epoch_end(0, {"val_accuracy": 0.1})  # as in fit(): below the threshold, nothing saved
+    assert os.listdir(tmp_path) == []
+    path = internals.checkpoint_file_path(checkpoint, 2, None, {"val_accuracy": 0.4})
+    assert path == str(tmp_path / "best-3.keras")
+    assert not internals.checkpoint_should_save(checkpoint, 2, None, {"val_accuracy": 0.4}, path)
+    assert internals.checkpoint_should_save(checkpoint, 2, None, {"val_accuracy": 0.6}, path)
+    assert not internals.checkpoint_should_save(checkpoint, 3, None, {"val_accuracy": 0.55}, path)  # 0.6 is the best now
 
 
 def test_tfmot_internals_on_a_quantized_resnet():

@@ -22,7 +22,7 @@ from conftest import load_models_in_fresh_processes, one_line_error, one_line_er
 from keras_resnet import config as config_lib
 from keras_resnet.data import synthetic
 from keras_resnet.training import distribute, schedules, trainer
-from keras_resnet.training.run_dir import RunDirectory
+from keras_resnet.training.run_dir import LOCK_FILE, RunDirectory
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A tiny, fast configuration: ResNet-8 on 16x16 synthetic images, 4 steps per epoch.
@@ -188,12 +188,18 @@ def test_saved_models_load_compiled_in_a_fresh_process_as_the_readme_says(finish
         assert best.split()[:2] == ["ResNetModel", "StepDecay"] and last == "ResNetModel StepDecay 8"
 
 
-def test_existing_run_directory_is_refused_without_resume(finished_run, capsys):
-    before = {name: os.path.getmtime(os.path.join(finished_run.path, name)) for name in os.listdir(finished_run.path)}
-    result = one_line_error_in_process(train.main, [*TINY, "--epochs", "2", "--output", finished_run.path], capsys)
-    assert "already holds a run: pass --resume" in result
-    after = {name: os.path.getmtime(os.path.join(finished_run.path, name)) for name in os.listdir(finished_run.path)}
-    assert after == before
+def modification_times(run):
+    """Every file's modification time, but the lock's (each process that takes it writes its PID)."""
+    return {name: os.path.getmtime(os.path.join(run.path, name)) for name in os.listdir(run.path) if name != LOCK_FILE}
+
+
+def test_the_same_command_on_a_finished_run_changes_nothing_and_another_length_asks_for_resume(finished_run, capsys):
+    before = modification_times(finished_run)
+    assert train.main([*TINY, "--epochs", "2", "--output", finished_run.path]) == 0
+    assert "has already finished: nothing to do. Validation: top-1" in capsys.readouterr().out
+    result = one_line_error_in_process(train.main, [*TINY, "--epochs", "3", "--output", finished_run.path], capsys)
+    assert "holds a run of another length (2 epochs): pass --resume to train it to 3 epochs" in result
+    assert modification_times(finished_run) == before
 
 
 def test_resume_continues_a_finished_run_with_more_epochs(finished_run, tmp_path):
@@ -223,9 +229,13 @@ def test_evaluate_a_run_and_a_model_file(finished_run, capsys):
         (["--depth", "21"], "error: Invalid depth. Received: depth=21."),
         (["--model", "vgg16"], "error: Unknown model name. Received: 'vgg16'"),
         (["--depth", "8", "--dataset", "no_such_dataset"], "error: Unknown dataset 'no_such_dataset'"),
-        (["--depth", "8", "--epochs", "0"], "error: --epochs must be at least 1. Received: 0."),
+        (["--depth", "8", "--epochs", "0"], "error: argument --epochs: must be an integer of at least 1. Received: 0."),
         (["--depth", "8", "--epochs", "2", "--steps", "5"], "error: Pass --epochs or --steps, not both."),
-        (["--depth", "8", "--lr", "nan"], "error: --lr must be a number >= 0. Received: nan."),
+        (["--depth", "8", "--lr", "nan"], "error: argument --lr: must be a number of at least 0. Received: nan."),
+        (["--depth", "8", "--seed", "-1"], "error: argument --seed: must be an integer from 0 to 4294967295. Received: -1."),
+        (["--depth", "8", "--image-size", "4"], "error: argument --image-size: must be an integer from 8 to 2048. Received: 4."),
+        (["--depth", "8", "--label-smoothing", "1"], "error: argument --label-smoothing: must be a number from 0 to below 1. Received: 1."),
+        (["--depth", "eight"], "error: argument --depth: invalid int value: 'eight' (see "),
         (["--evaluate", "/nonexistent/run"], "error: No such run directory or model file: /nonexistent/run."),
     ],
 )
@@ -273,12 +283,14 @@ def test_tfds_offline_is_one_line_and_exit_code_2(tmp_path, capsys):
     assert "Could not download or prepare TFDS dataset 'cifar10'" in line and "--dataset synthetic" in line
 
 
-def test_non_finite_loss_stops_with_a_clear_message_and_saves_nothing_bad(tmp_path, capsys):
+def test_non_finite_loss_stops_with_a_clear_message_and_the_same_command_is_no_dead_end(tmp_path, capsys):
     output = tmp_path / "exploding"
-    code = train.main([*TINY, "--epochs", "2", "--lr", "1e12", "--precision", "float32", "--output", str(output)])
-    assert code == 1
-    assert "The loss became NaN or infinite at step" in capsys.readouterr().err
-    assert not os.path.exists(output / "last.keras") and not os.path.exists(output / "metrics.json")
+    args = [*TINY, "--epochs", "2", "--lr", "1e12", "--precision", "float32", "--output", str(output)]
+    for attempt in range(2):  # the same command again: the same stop, not "already holds a run"
+        assert train.main(args) == 1
+        err = capsys.readouterr().err
+        assert "The loss became NaN or infinite at step" in err and "Nothing was backed up yet: the same command starts the run afresh" in err
+        assert not os.path.exists(output / "last.keras") and not os.path.exists(output / "metrics.json")
 
 
 # -- data sources through train.py --------------------------------------------------------------
@@ -318,7 +330,7 @@ def wait_for_backup_step(run_root, minimum, process, timeout=240):
         for weights in run_root.glob("*/backup/latest.weights.h5"):
             try:
                 step = backup_step(weights)
-            except (OSError, KeyError):  # being written
+            except (OSError, KeyError):  # replaced by the next backup while being read
                 continue
             if step >= minimum:
                 return step
@@ -345,10 +357,7 @@ def test_interrupted_run_resumes_with_the_same_command_and_the_same_step_count(s
     else:
         assert process.returncode == -signal.SIGKILL
     (run_path,) = (tmp_path / "runs").iterdir()
-    try:
-        saved = backup_step(run_path / "backup" / "latest.weights.h5")
-    except (OSError, KeyError):  # killed while writing it: the resume takes the previous backup
-        saved = backup_step(run_path / "backup" / "latest.weights.h5.bkp")
+    saved = backup_step(run_path / "backup" / "latest.weights.h5")  # whole even if killed while writing the next
     assert saved >= backed_up and saved < 48
 
     result = run_train(*args, cwd=tmp_path)

@@ -10,13 +10,12 @@ Needs only `pip install 'keras-resnet-edge[demo]'` (ai-edge-litert, numpy, Pillo
 Class names come from the model file (convert/to_tflite.py packs them in) or --labels.
 """
 
-import argparse
 import os
 import sys
 
 from PIL import Image
 
-from keras_resnet.cli import USAGE_ERROR, usage_error
+from keras_resnet.cli import COUNT, NON_NEGATIVE_COUNT, THREADS, USAGE_ERROR, ArgumentParser, HelpFormatter, usage_error
 from keras_resnet.quiet import native_output_silenced_at_exit, native_stderr_silenced
 from keras_resnet.runtime import LiteRTError
 from keras_resnet.runtime.classifier import Classifier, load_image
@@ -26,14 +25,14 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".
 
 
 def parser():
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         description="Classify images, a directory of images or a camera's frames with a LiteRT (.tflite) classifier.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("images", nargs="*", help="image files or directories (every image inside, sorted)")
     p.add_argument("--model", required=True, help="the .tflite file (from convert/to_tflite.py, or compiled by edgetpu_compiler)")
     p.add_argument("--labels", help="class names, one per line (default: the labels packed in the model file)")
-    p.add_argument("--top-k", type=int, default=5, help="how many classes to show per image")
+    p.add_argument("--top-k", type=COUNT, default=5, help="how many classes to show per image")
     p.add_argument(
         "--delegate",
         choices=list(DELEGATES),
@@ -47,22 +46,16 @@ def parser():
         help="a delegate's shared library: libedgetpu when not on the loader's path, or with --delegate gpu "
         "a GPU delegate library built by hand instead of the GPU accelerator",
     )
-    p.add_argument("--threads", type=int, help="CPU threads (default: every core)")
+    p.add_argument("--threads", type=THREADS, help="CPU threads (default: every core)")
     p.add_argument("--camera", metavar="N", help="classify frames from camera N (or a device path / stream URL) with OpenCV")
-    p.add_argument("--frames", type=int, default=0, help="with --camera: stop after this many frames (0: until Ctrl-C)")
-    p.add_argument("--benchmark", type=int, metavar="N", help="time N runs at batch 1 (on the first image, else a grey one)")
+    p.add_argument("--frames", type=NON_NEGATIVE_COUNT, default=0, help="with --camera: stop after this many frames (0: until Ctrl-C)")
+    p.add_argument("--benchmark", type=COUNT, metavar="N", help="time N runs at batch 1 (on the first image, else a grey one)")
     return p
 
 
 def main(argv=None):
     args = parser().parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)
-    for flag in ("top_k", "threads", "benchmark"):
-        value = getattr(args, flag)
-        if value is not None and value < 1:
-            return usage_error(f"--{flag.replace('_', '-')} must be at least 1. Received: {value}.")
-    if args.frames < 0:
-        return usage_error(f"--frames must be 0 (no limit) or more. Received: {args.frames}.")
     if args.camera is not None and args.images:
         return usage_error("give images or --camera, not both")
     if args.camera is None and not args.images and args.benchmark is None:

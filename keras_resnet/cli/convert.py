@@ -10,19 +10,18 @@ quantization-aware fine-tuning: Coral / Edge TPU). Files go to RUN_DIR/tflite/ b
 labels.txt, report.json and report.md.
 """
 
-import argparse
 import os
 import sys
 
-from keras_resnet.cli import usage_error
+from keras_resnet.cli import COUNT, POSITIVE, THREADS, ArgumentParser, HelpFormatter, usage_error
 from keras_resnet.litert.targets import TARGETS, parse_targets
 from keras_resnet.quiet import import_tensorflow_quietly, list_devices_quietly, native_output_silenced_at_exit
 
 
 def parser():
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         description="Convert a trained ResNet to LiteRT models and report how each compares with the Keras model.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     what = p.add_argument_group("what to convert (one of)")
     what.add_argument("--run", metavar="RUN_DIR", help="a train.py run directory (its best.keras, data and labels)")
@@ -36,18 +35,18 @@ def parser():
     output.add_argument("--output", help="output directory (default: RUN_DIR/tflite, or tflite/ beside the .keras file)")
 
     quantization = p.add_argument_group("quantization")
-    quantization.add_argument("--calibration-steps", type=int, default=4, help="training batches that calibrate int8-ptq")
-    quantization.add_argument("--qat-epochs", type=int, default=1, help="quantization-aware fine-tuning epochs for int8-qat")
-    quantization.add_argument("--qat-lr", type=float, help="fine-tuning learning rate (default: the run's initial rate / 100)")
-    quantization.add_argument("--qat-steps-per-epoch", type=int, help="fine-tuning steps per epoch (default: one pass over the training split)")
+    quantization.add_argument("--calibration-steps", type=COUNT, default=4, help="training batches that calibrate int8-ptq")
+    quantization.add_argument("--qat-epochs", type=COUNT, default=1, help="quantization-aware fine-tuning epochs for int8-qat")
+    quantization.add_argument("--qat-lr", type=POSITIVE, help="fine-tuning learning rate (default: the run's initial rate / 100)")
+    quantization.add_argument("--qat-steps-per-epoch", type=COUNT, help="fine-tuning steps per epoch (default: one pass over the training split)")
 
     checks = p.add_argument_group("checks")
-    checks.add_argument("--eval-images", type=int, help="validation images for agreement and accuracy (default: the whole split)")
-    checks.add_argument("--latency-runs", type=int, default=100, help="timed runs per model (after 10 warm-up runs)")
-    checks.add_argument("--threads", type=int, help="CPU threads for LiteRT (default: every core)")
+    checks.add_argument("--eval-images", type=COUNT, help="validation images for agreement and accuracy (default: the whole split)")
+    checks.add_argument("--latency-runs", type=COUNT, default=100, help="timed runs per model (after 10 warm-up runs)")
+    checks.add_argument("--threads", type=THREADS, help="CPU threads for LiteRT (default: every core)")
     checks.add_argument(
         "--gpu-eval-images",
-        type=int,
+        type=COUNT,
         default=200,
         help="validation images also run on LiteRT's GPU accelerator when a GPU (Vulkan driver) is there; "
         "a software GPU such as SwiftShader takes ~40 ms per ResNet-20 image",
@@ -58,12 +57,6 @@ def parser():
 def main(argv=None):
     args = parser().parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)
-    for flag in ("calibration_steps", "qat_epochs", "qat_steps_per_epoch", "eval_images", "latency_runs", "threads", "gpu_eval_images"):
-        value = getattr(args, flag)
-        if value is not None and value < 1:
-            return usage_error(f"--{flag.replace('_', '-')} must be at least 1. Received: {value}.")
-    if args.qat_lr is not None and not args.qat_lr > 0:
-        return usage_error(f"--qat-lr must be positive. Received: {args.qat_lr}.")
     try:
         chosen = parse_targets(args.targets)
     except ValueError as error:

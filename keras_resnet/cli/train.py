@@ -10,30 +10,23 @@
     python train.py --evaluate runs/resnet20-cifar10-20261122-101500
 """
 
-import argparse
 import inspect
 import sys
 
-from keras_resnet.cli import usage_error
+from keras_resnet.cli import COUNT, NON_NEGATIVE, NON_NEGATIVE_COUNT, SEED, ArgumentParser, HelpFormatter, Number, usage_error
 from keras_resnet import config as config_lib, specs
 from keras_resnet.quiet import import_tensorflow_quietly
 from keras_resnet.training import recipe as recipes
 
 
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows each flag's default, unless its help already explains it (family-dependent ones)."""
-
-    def _get_help_string(self, action):
-        if action.default is None or action.default is False or "default" in (action.help or ""):
-            return action.help
-        return super()._get_help_string(action)
+IMAGE_SIZE = Number(int, minimum=config_lib.MIN_IMAGE_SIZE, maximum=config_lib.MAX_IMAGE_SIZE)
 
 
 def parser():
     cifar, imagenet = recipes.RECIPES["cifar"], recipes.RECIPES["imagenet"]
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         description="Train a ResNet (He et al., 2016). Defaults follow the paper's recipe for the network's family.",
-        formatter_class=_HelpFormatter,
+        formatter_class=HelpFormatter,
     )
     network = p.add_argument_group("network")
     network.add_argument("--depth", type=int, help=specs.valid_depths_text())
@@ -44,14 +37,14 @@ def parser():
     network.add_argument("--version", choices=specs.VERSIONS, help="block version (default v1.5)")
     network.add_argument("--family", choices=list(specs.FAMILIES), help="the CIFAR-style net of a depth that is also ImageNet-style (50, 152, 200)")
     size_defaults = ", ".join(f"{family.input_size} {name}-style" for name, family in specs.FAMILIES.items())
-    network.add_argument("--image-size", type=int, help=f"training image size (default: {size_defaults})")
+    network.add_argument("--image-size", type=IMAGE_SIZE, help=f"training image size (default: {size_defaults})")
     network.add_argument("--zero-init-residual", action="store_true", help="start each residual branch's last BN at zero")
 
     data = p.add_argument_group("data")
     data.add_argument("--dataset", default="synthetic", help="'synthetic' (embedded, offline), a TFDS image dataset (cifar10, imagenet2012, fashion_mnist, …) or folder:PATH (class folders, or train/ and val/ holding them)")
     data.add_argument("--data-dir", help="TFDS data directory holding prepared datasets (TFDS default: ~/tensorflow_datasets)")
-    data.add_argument("--train-examples", type=int, help="use only this many training examples (quick experiments)")
-    data.add_argument("--validation-examples", type=int, help="use only this many validation examples")
+    data.add_argument("--train-examples", type=COUNT, help="use only this many training examples (quick experiments)")
+    data.add_argument("--validation-examples", type=COUNT, help="use only this many validation examples")
 
     tuning = p.add_argument_group(
         "fine-tuning (changes the recipe's defaults: SGD at "
@@ -66,31 +59,31 @@ def parser():
         ".keras model or run directory of ours (continued training; its classifier is kept for the same classes)",
     )
     tuning.add_argument(
-        "--freeze-epochs", type=int,
+        "--freeze-epochs", type=NON_NEGATIVE_COUNT,
         help=f"with --weights: first train only the classifier this many epochs, the backbone frozen (batch norm in "
         f"inference mode), at {recipes.HEAD_RATE_FACTOR}x the learning rate; then the whole network (default {recipes.FREEZE_EPOCHS})",
     )
 
     recipe = p.add_argument_group("recipe (defaults: the paper's, per family)")
-    recipe.add_argument("--epochs", type=int, help=f"training epochs (default: {imagenet.epochs} ImageNet-style; {recipes.SYNTHETIC_EPOCHS} on the synthetic dataset)")
-    recipe.add_argument("--steps", type=int, help=f"training steps instead of epochs (default: {cifar.steps} CIFAR-style, as the paper)")
-    recipe.add_argument("--batch-size", type=int, help=f"global batch over all replicas (default: {cifar.batch_size} CIFAR-style, {imagenet.batch_size} ImageNet-style)")
-    recipe.add_argument("--lr", type=float, help=f"peak learning rate (default: {cifar.learning_rate} per {cifar.reference_batch} images CIFAR-style, per {imagenet.reference_batch} ImageNet-style)")
+    recipe.add_argument("--epochs", type=COUNT, help=f"training epochs (default: {imagenet.epochs} ImageNet-style; {recipes.SYNTHETIC_EPOCHS} on the synthetic dataset)")
+    recipe.add_argument("--steps", type=COUNT, help=f"training steps instead of epochs (default: {cifar.steps} CIFAR-style, as the paper)")
+    recipe.add_argument("--batch-size", type=COUNT, help=f"global batch over all replicas (default: {cifar.batch_size} CIFAR-style, {imagenet.batch_size} ImageNet-style)")
+    recipe.add_argument("--lr", type=NON_NEGATIVE, help=f"peak learning rate (default: {cifar.learning_rate} per {cifar.reference_batch} images CIFAR-style, per {imagenet.reference_batch} ImageNet-style)")
     recipe.add_argument("--schedule", choices=recipes.SCHEDULES, help="step: lr / 10 at 50%%/75%% (CIFAR) or 1/3, 2/3 (ImageNet) of training (default step; cosine with --weights)")
-    recipe.add_argument("--warmup-epochs", type=float, help=f"linear warm-up epochs (default: 0 for step, {recipes.COSINE_WARMUP_EPOCHS} for cosine)")
-    recipe.add_argument("--weight-decay", type=float, help=f"SGD weight decay (default {cifar.weight_decay:g})")
-    recipe.add_argument("--label-smoothing", type=float, default=0.0, help="label smoothing")
-    recipe.add_argument("--seed", type=int, default=0, help="seed of initialization, shuffling and augmentation")
+    recipe.add_argument("--warmup-epochs", type=NON_NEGATIVE, help=f"linear warm-up epochs (default: 0 for step, {recipes.COSINE_WARMUP_EPOCHS} for cosine)")
+    recipe.add_argument("--weight-decay", type=NON_NEGATIVE, help=f"SGD weight decay (default {cifar.weight_decay:g})")
+    recipe.add_argument("--label-smoothing", type=Number(float, minimum=0, below=1), default=0.0, help="label smoothing")
+    recipe.add_argument("--seed", type=SEED, default=0, help="seed of initialization, shuffling and augmentation")
 
     runtime = p.add_argument_group("runtime")
     runtime.add_argument("--strategy", default="auto", choices=config_lib.STRATEGIES,
                          help="auto: TPU with --tpu, multi-worker with TF_CONFIG, mirrored on 2+ GPUs, one device on 1 GPU, default on CPU")
     runtime.add_argument("--tpu", help="TPU name or address for --strategy tpu")
-    runtime.add_argument("--cpu-replicas", type=int, default=1, help="split the CPU into this many logical devices and mirror over them")
+    runtime.add_argument("--cpu-replicas", type=Number(int, minimum=1, maximum=config_lib.MAX_CPU_REPLICAS), default=1, help="split the CPU into this many logical devices and mirror over them")
     runtime.add_argument("--precision", default="auto", choices=config_lib.PRECISIONS,
                          help="auto: mixed_float16 on recent GPUs, mixed_bfloat16 on TPUs and bf16-capable CPUs, else float32")
     runtime.add_argument("--jit-compile", action="store_true", help="compile steps with XLA")
-    runtime.add_argument("--save-every-steps", type=int, default=config_lib.DEFAULT_SAVE_EVERY_STEPS, help="back up the training state every N steps")
+    runtime.add_argument("--save-every-steps", type=COUNT, default=config_lib.DEFAULT_SAVE_EVERY_STEPS, help="back up the training state every N steps")
 
     output = p.add_argument_group("output")
     output.add_argument("--output", help="run directory (default: runs/<model>-<dataset>-<timestamp>)")

@@ -1,7 +1,7 @@
-"""Callbacks Keras does not have: a step-accurate backup, throughput, and the curves plot."""
+"""Callbacks Keras does not have: a step-accurate atomic backup, atomic checkpoints, throughput,
+the history file and the curves plot."""
 
 import contextlib
-import csv
 import math
 import os
 import signal
@@ -9,43 +9,75 @@ import threading
 import time
 
 import keras
+import numpy as np
 
-from keras_resnet import internals
+from keras_resnet import files, internals
+from keras_resnet.training.run_dir import read_history, write_history
 
 
 class StepBackup(keras.callbacks.BackupAndRestore):
-    """keras.callbacks.BackupAndRestore that resumes at the exact step.
+    """keras.callbacks.BackupAndRestore that resumes at the exact step and writes atomically.
 
     Keras' callback saves every `save_freq` steps but restores only the epoch, so a run killed in the
     middle of an epoch would repeat that epoch's steps. The optimizer's iteration count is saved
     with the weights, so this one lets the trainer restore before fit() and continue the
-    interrupted epoch where it stopped. The file writing (with the previous backup kept while the
-    next one is written) is Keras'.
+    interrupted epoch where it stopped. Keras writes the weights file in place (after copying the
+    previous one aside), so a kill inside the write leaves a truncated file and a reader holding
+    HDF5's lock on it makes the write fail; here each backup is a new file renamed over the last
+    one (keras_resnet.files).
     """
 
     def __init__(self, backup_dir, *, save_every_steps):
-        super().__init__(backup_dir, save_freq=save_every_steps, double_checkpoint=True, delete_checkpoint=False)
+        super().__init__(backup_dir, save_freq=save_every_steps, delete_checkpoint=False)
+        self.saved_step = None
 
     def on_train_begin(self, logs=None):
         pass  # restore() runs before fit(), which needs the step to plan the remaining epochs
 
     def restore(self):
-        """Loads the backup into the model (weights and optimizer state); the global step reached."""
+        """Loads the backup into the model (weights and optimizer state); the global step reached.
+        Raises whatever reading it raises (a damaged file)."""
         weights, previous = internals.backup_weights_paths(self)
         if not os.path.exists(weights):
             return 0
         try:
             internals.backup_load(self)
         except (OSError, ValueError):
-            # Killed while writing: the previous backup is intact beside it.
+            # A backup written in place by an earlier version, killed mid-write: Keras kept the
+            # previous one beside it.
             if not os.path.exists(previous):
                 raise
             os.replace(previous, weights)
             internals.backup_load(self)
-        return int(self.model.optimizer.iterations.numpy())
+        self.saved_step = int(self.model.optimizer.iterations.numpy())
+        return self.saved_step
+
+    def _save_model(self):
+        weights, _ = internals.backup_weights_paths(self)
+        os.makedirs(self.backup_dir, exist_ok=True)
+        # The next backup has the size of the last (the same variables); the first, about that of
+        # the variables, plus HDF5's headers. Both files exist until the rename.
+        variables = [*self.model.weights, *self.model.optimizer.variables]
+        estimate = sum(math.prod(v.shape) * np.dtype(v.dtype).itemsize + 4096 for v in variables) + (1 << 20)
+        files.ensure_free_space(self.backup_dir, os.path.getsize(weights) if os.path.exists(weights) else estimate)
+        with files.replacing(weights) as temporary:
+            self.model.save_weights(temporary)
+        self.saved_step = int(self.model.optimizer.iterations.numpy())
 
     def save_now(self):
-        internals.backup_save(self)
+        self._save_model()
+
+
+class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
+    """keras.callbacks.ModelCheckpoint (which model to keep, when) whose file appears whole or not
+    at all: Keras writes it in place, and a kill or a full disk inside the write left a truncated
+    best.keras or last.keras."""
+
+    def _save_model(self, epoch, batch, logs):
+        path = internals.checkpoint_file_path(self, epoch, batch, logs)
+        if internals.checkpoint_should_save(self, epoch, batch, logs, path):
+            with files.replacing(path) as temporary:
+                self.model.save(temporary)
 
 
 class InterruptAtStepEnd(keras.callbacks.Callback):
@@ -84,12 +116,12 @@ class InterruptAtStepEnd(keras.callbacks.Callback):
 
 class Throughput(keras.callbacks.Callback):
     """Training images per second of each epoch, measured from the end of its first step (which
-    holds compilation) to the end of its last, written into the epoch's logs."""
+    holds compilation) to the end of its last, written into the epoch's logs. An epoch of one step
+    has no such interval: it gets no figure rather than one that times the compilation."""
 
     def __init__(self, global_batch_size):
         super().__init__()
         self.global_batch_size = global_batch_size
-        self.per_epoch = []
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start = None
@@ -104,9 +136,28 @@ class Throughput(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         if self._steps and logs is not None:
-            rate = self._steps * self.global_batch_size / (self._end - self._start)
-            self.per_epoch.append(rate)
-            logs["images_per_second"] = rate
+            logs["images_per_second"] = self._steps * self.global_batch_size / (self._end - self._start)
+
+
+class EpochHistory(keras.callbacks.Callback):
+    """history.csv: one row per epoch (its number, the global step at its end, then every metric of
+    its logs), rewritten whole after each epoch.
+
+    Keras' CSVLogger appends to the file: an epoch that a crash makes train again gets a second row,
+    and a row with a column the first row lacked (or without one it had) is written under the first
+    row's header, shifting the columns. Here the rows of the epochs being trained again are replaced,
+    and the header is the union of all rows' columns.
+    """
+
+    def __init__(self, run):
+        super().__init__()
+        self.run = run
+
+    def on_epoch_end(self, epoch, logs=None):
+        rows = [row for row in self.run.read_history() if row["epoch"] < epoch]
+        row = {"epoch": epoch, "step": int(self.model.optimizer.iterations.numpy())}
+        row.update((key, float(value)) for key, value in (logs or {}).items())
+        write_history(self.run.history, rows + [row])
 
 
 class Curves(keras.callbacks.Callback):
@@ -121,13 +172,6 @@ class Curves(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         plot_history(self.history_path, self.curves_path, title=self.title)
-
-
-def read_history(history_path):
-    if not os.path.exists(history_path):
-        return []
-    with open(history_path, newline="") as file:
-        return [{key: float(value) for key, value in row.items() if value not in ("", None)} for row in csv.DictReader(file)]
 
 
 def plot_history(history_path, curves_path, *, title):
@@ -152,5 +196,6 @@ def plot_history(history_path, curves_path, *, title):
     accuracy_axis.set_ylim(0, 1)
     figure.suptitle(title)
     figure.tight_layout()
-    figure.savefig(curves_path, dpi=110)
+    with files.replacing(curves_path) as temporary:
+        figure.savefig(temporary, dpi=110, format="png")
     plt.close(figure)

@@ -3,18 +3,33 @@
     config.json    the run's configuration (keras_resnet.config.RunConfig): network, data, recipe
     labels.txt     class names, one per line, in label order
     best.keras     the model with the best validation top-1; last.keras: the model after the last epoch
-    history.csv    per-epoch metrics; curves.png: loss and top-1 per epoch
+    history.csv    per-epoch metrics, one row per epoch; curves.png: loss and top-1 per epoch
     metrics.json   final validation top-1, top-5, loss and training images/s; written last
     logs/          TensorBoard
     backup/        the state of an unfinished run, every --save-every-steps steps
+    .lock          held by the process training in the directory (its PID inside)
+
+Every file is written whole or not at all (keras_resnet.files). TensorBoard's event files are the
+exception: they are append-only logs whose reader skips a record cut short.
 """
 
+import csv
 import datetime
+import fcntl
+import io
 import json
 import os
 import re
+import shutil
 
-from keras_resnet.config import ConfigFileError, RunConfig
+from keras_resnet import files
+from keras_resnet.config import ConfigFileError, RunConfig, UsageError
+
+LOCK_FILE = ".lock"
+
+
+class RunDirectoryInUse(UsageError):
+    """Another process trains in the run directory. Exit code 2."""
 
 
 class RunDirectory:
@@ -30,19 +45,70 @@ class RunDirectory:
         self.metrics = join("metrics.json")
         self.tensorboard = join("logs")
         self.backup = join("backup")
+        self.lock_file = join(LOCK_FILE)
 
     def __str__(self):
         return self.path
 
     def is_empty(self):
-        """No files of a run (multi-worker runs keep the other workers' files in worker-N/)."""
-        return not os.path.isdir(self.path) or all(name.startswith("worker-") for name in os.listdir(self.path))
+        """No files of a run (multi-worker runs keep the other workers' files in worker-N/; the lock
+        and the temporary files of killed writers are no run)."""
+        return not os.path.isdir(self.path) or all(
+            name.startswith("worker-") or name == LOCK_FILE or files.is_partial(name) for name in os.listdir(self.path)
+        )
 
     def has_backup(self):
         return os.path.exists(os.path.join(self.backup, "latest.weights.h5"))
 
+    def has_state(self):
+        """Something training can continue from: a backup or the last epoch's model."""
+        return self.has_backup() or os.path.exists(self.last_model)
+
     def is_finished(self):
         return os.path.exists(self.metrics)
+
+    # -- the lock -------------------------------------------------------------------------------
+
+    def lock(self):
+        """Holds the directory for this process (created if missing) until `release()` or the
+        process ends, however it ends: the operating system drops the lock of a killed process.
+        Raises RunDirectoryInUse naming the holder's PID."""
+        created = _missing_directories(self.path)
+        try:
+            os.makedirs(self.path, exist_ok=True)
+            descriptor = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as error:
+            raise UsageError(f"Cannot write to the run directory {self} ({files.describe_os_error(error)}). Nothing was changed.") from None
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_pid(descriptor)
+            os.close(descriptor)
+            raise RunDirectoryInUse(
+                f"{self} is in use: process {holder or '(unknown)'} is training in it. Wait for it to finish, or stop it "
+                f"(kill {holder or 'PID'}) and run the command again. Nothing was changed."
+            ) from None
+        os.ftruncate(descriptor, 0)
+        os.write(descriptor, f"{os.getpid()}\n".encode())
+        return _Lock(self, descriptor, created=created)
+
+    def holder(self):
+        """The PID of the process training in the directory, or None."""
+        if not os.path.exists(self.lock_file):
+            return None
+        try:
+            descriptor = os.open(self.lock_file, os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return None
+        except BlockingIOError:
+            return _read_pid(descriptor) or -1
+        finally:
+            os.close(descriptor)
+
+    # -- files ----------------------------------------------------------------------------------
 
     def read_config(self):
         """The run's RunConfig. Raises config.ConfigFileError for a missing, corrupt or foreign file."""
@@ -52,19 +118,120 @@ class RunDirectory:
         self.write_json(self.config, config.to_json())
 
     def write_json(self, path, data):
-        temporary = f"{path}.tmp"
-        with open(temporary, "w") as file:
-            json.dump(data, file, indent=2)
-            file.write("\n")
-        os.replace(temporary, path)  # never a half-written file, even when killed
+        files.write_text(path, json.dumps(data, indent=2) + "\n")
 
     def read_labels(self):
         with open(self.labels) as file:
             return [line.rstrip("\n") for line in file if line.strip()]
 
     def write_labels(self, class_names):
-        with open(self.labels, "w") as file:
-            file.writelines(f"{name}\n" for name in class_names)
+        files.write_text(self.labels, "".join(f"{name}\n" for name in class_names))
+
+    def read_history(self):
+        return read_history(self.history)
+
+    def keep_history_before(self, epoch):
+        """Drops the rows of epochs from `epoch` on: they are trained again (a resumed or restarted run)."""
+        rows = self.read_history()
+        kept = [row for row in rows if row["epoch"] < epoch]
+        if len(kept) != len(rows):
+            write_history(self.history, kept)
+
+    def clear_derived(self):
+        """Removes what an attempt that left nothing to continue from wrote besides its configuration."""
+        for path in (self.history, self.curves, self.metrics):
+            if os.path.exists(path):
+                os.remove(path)
+        shutil.rmtree(self.tensorboard, ignore_errors=True)
+
+
+class _Lock:
+    def __init__(self, run, descriptor, *, created):
+        self.run = run
+        self.descriptor = descriptor
+        self.created = created
+
+    def release(self):
+        """Unlocks; the directories this lock created are removed again if nothing else was written."""
+        if self.descriptor is None:
+            return
+        if self.created and os.listdir(self.run.path) == [LOCK_FILE]:
+            os.remove(self.run.lock_file)
+            for directory in self.created:  # deepest first; os.rmdir leaves any that is not empty
+                try:
+                    os.rmdir(directory)
+                except OSError:
+                    break
+        os.close(self.descriptor)
+        self.descriptor = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.release()
+
+
+def _missing_directories(path):
+    """The directories os.makedirs(path) would create, deepest first."""
+    missing = []
+    path = os.path.abspath(path)
+    while not os.path.isdir(path):
+        missing.append(path)
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return missing
+
+
+def _read_pid(descriptor):
+    try:
+        text = os.pread(descriptor, 32, 0).decode(errors="replace").strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+# -- history.csv --------------------------------------------------------------------------------
+
+HISTORY_LEADING_COLUMNS = ("epoch", "step")
+
+
+def read_history(history_path):
+    """history.csv's rows as dicts of floats (empty cells left out), in epoch order. Rows that do
+    not parse (a line cut short by a crash of a version that appended to the file) are skipped."""
+    if not os.path.exists(history_path):
+        return []
+    rows = []
+    with open(history_path, newline="") as file:
+        for row in csv.DictReader(file):
+            try:
+                parsed = {key: float(value) for key, value in row.items() if key is not None and value not in ("", None)}
+            except (TypeError, ValueError):
+                continue
+            if "epoch" in parsed:
+                rows.append(parsed)
+    return sorted(rows, key=lambda row: row["epoch"])
+
+
+def write_history(history_path, rows):
+    """Writes `rows` whole: every column any row has, blank where a row lacks it."""
+    keys = sorted({key for row in rows for key in row} - set(HISTORY_LEADING_COLUMNS))
+    columns = [key for key in HISTORY_LEADING_COLUMNS if any(key in row for row in rows)] + keys
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, restval="", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({key: _cell(key, value) for key, value in row.items()})
+    files.write_text(history_path, buffer.getvalue())
+
+
+def _cell(key, value):
+    return int(value) if key in HISTORY_LEADING_COLUMNS else repr(float(value))
+
+
+# -- finding runs -------------------------------------------------------------------------------
 
 
 def default_path(model_name, dataset, *, root="runs"):
@@ -78,17 +245,18 @@ def dataset_slug(dataset):
 
 def find_interrupted(config, *, root="runs"):
     """The newest run under `root` for this configuration's model and dataset that stopped before
-    finishing, left a backup, and was started with the same configuration."""
+    finishing, left something to continue from (a backup or last.keras), was started with the same
+    configuration and is not being trained by another process."""
     if not os.path.isdir(root):
         return None
     prefix = f"{config.model.name}-{dataset_slug(config.data.dataset)}-"
     for name in sorted(os.listdir(root), reverse=True):
         run = RunDirectory(os.path.join(root, name))
-        if name.startswith(prefix) and run.has_backup() and not run.is_finished() and os.path.exists(run.config):
+        if name.startswith(prefix) and run.has_state() and not run.is_finished() and os.path.exists(run.config):
             try:
                 saved = run.read_config()
             except ConfigFileError:
                 continue  # not ours to resume
-            if saved.same_training(config):
+            if saved.same_training(config) and run.holder() is None:
                 return run
     return None

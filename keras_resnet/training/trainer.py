@@ -4,20 +4,28 @@
 directory and survives crashes; `evaluate(path)` measures a trained model on its validation split.
 """
 
+import json
 import os
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 
 import keras
 
 import keras_resnet
+from keras_resnet import files
 from keras_resnet.config import UsageError
 from keras_resnet.data import pipeline, sources
 from keras_resnet.training import distribute, pretrained, schedules
-from keras_resnet.training.callbacks import Curves, InterruptAtStepEnd, StepBackup, Throughput, read_history
+from keras_resnet.training.callbacks import (
+    AtomicModelCheckpoint,
+    Curves,
+    EpochHistory,
+    InterruptAtStepEnd,
+    StepBackup,
+    Throughput,
+)
 from keras_resnet.training.recipe import HEAD_RATE_FACTOR
 from keras_resnet.training.run_dir import RunDirectory, default_path, find_interrupted
 
@@ -39,14 +47,19 @@ def _check(condition, message):
 
 
 def train(config, *, output=None, resume=False, log=print):
-    """Trains as `config` (a RunConfig) says into a run directory, resuming one that a crash
-    interrupted. Returns the RunDirectory. Raises UsageError, TrainingError or Interrupted."""
+    """Trains as `config` (a RunConfig) says into a run directory, continuing one that a crash,
+    a NaN stop or a failure at start-up left behind. Returns the RunDirectory. Raises UsageError,
+    TrainingError or Interrupted."""
+    _check(
+        output is None or not os.path.exists(output) or os.path.isdir(output),
+        f"--output {output} is a file, not a directory: choose another --output. Nothing was changed.",
+    )
     weights_source = None
     if config.training.weights:
         # Before anything is compared or written: the run's configuration holds the weights' layout.
-        # A run that already started records it: resuming does not go back to the weights.
+        # A run that already started records it: continuing does not go back to the weights.
         stored = _stored_config(output)
-        if stored is not None and stored.training.weights and (resume or RunDirectory(output).has_backup()):
+        if stored is not None and stored.training.weights and RunDirectory(output).has_state():
             weights_source = pretrained.from_run_config(stored)
         else:
             weights_source = pretrained.resolve_source(config.training.weights, model=config.model)
@@ -66,38 +79,39 @@ def train(config, *, output=None, resume=False, log=print):
     )
     multi_worker = distribute.is_multi_worker(strategy)
     _check(not (multi_worker and output is None), "Multi-worker training needs --output: the same path on every worker.")
-    chief = distribute.is_chief(strategy)
-    if chief and output is not None and not resume and not RunDirectory(output).is_empty() and not RunDirectory(output).has_backup():
-        raise UsageError(
-            f"{output} already holds a run: pass --resume to continue it, or choose another --output. Nothing was changed."
-        )
-
-    data_source = sources.open_configured(config.data, seed=config.training.seed)
-    config = config.with_class_names(data_source.class_names)
-    plan = config.plan(data_source.train_examples)
-    if weights_source is not None and not (output and RunDirectory(output).has_backup()):
-        pretrained.fetch(weights_source, config)  # a failed download leaves nothing behind
-
-    if chief:
+    if distribute.is_chief(strategy):
         run = _run_directory(config, output=output, resume=resume, log=log)
     else:
         # Every worker saves its copy (identical to the chief's), but only the chief into the run itself.
         run = RunDirectory(os.path.join(output, f"worker-{distribute.worker_index(strategy)}"))
-    _prepare_directory(run, config)
 
-    previous_policy = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(precision)
-    try:
-        return _train(
-            config, run, strategy=strategy, strategy_name=strategy_name, precision=precision, source=data_source,
-            plan=plan, weights_source=weights_source, resume=resume, log=log,
-        )
-    finally:
-        keras.mixed_precision.set_global_policy(previous_policy)
+    # Held while this process trains here: a second process gets one line naming this one. A
+    # directory created here and left empty (bad input found below) is removed again.
+    with run.lock():
+        files.remove_partials(run.path)
+        if run.is_finished() and not resume:
+            _report_finished(run, log=log)
+            return run
+        data_source = sources.open_configured(config.data, seed=config.training.seed)
+        config = config.with_class_names(data_source.class_names)
+        plan = config.plan(data_source.train_examples)
+        if weights_source is not None and not run.has_state():
+            pretrained.fetch(weights_source, config)  # a failed download leaves nothing behind
+        _prepare_directory(run, config)
+
+        previous_policy = keras.mixed_precision.global_policy()
+        keras.mixed_precision.set_global_policy(precision)
+        try:
+            return _train(
+                config, run, strategy=strategy, strategy_name=strategy_name, precision=precision, source=data_source,
+                plan=plan, weights_source=weights_source, log=log,
+            )
+        finally:
+            keras.mixed_precision.set_global_policy(previous_policy)
 
 
-def _train(config, run, *, strategy, strategy_name, precision, source, plan, weights_source, resume, log):
-    """The training itself, under the run's precision policy (train() restores the previous one)."""
+def _train(config, run, *, strategy, strategy_name, precision, source, plan, weights_source, log):
+    """The training itself, in the locked run directory, under the run's precision policy."""
     training, data = config.training, config.data
     replicas = strategy.num_replicas_in_sync
     keras.utils.set_random_seed(training.seed)
@@ -106,78 +120,69 @@ def _train(config, run, *, strategy, strategy_name, precision, source, plan, wei
 
     backup = StepBackup(run.backup, save_every_steps=config.runtime.save_every_steps)
     backup.set_model(model)
-    done = backup.restore() if run.has_backup() else _restore_from_last(model, run) if resume else 0
-    if done == 0 and weights_source is not None:
-        try:
-            log(f"Starting from {weights_source.weights} ({pretrained.load(model, weights_source, config)}).")
-        except ValueError as error:  # weights.WeightsError: a file that does not fit after all
-            raise UsageError(f"--weights {config.training.weights}: {error}") from None
-    if done >= plan.total_steps:
-        log(f"{run} has already trained {done} of {plan.total_steps} steps: nothing to do.")
+    done = _restore(model, run, backup, log=log)
+    if done == 0:
+        if not run.is_empty() and (os.path.exists(run.history) or os.path.exists(run.tensorboard)):
+            log(f"{run} holds no saved state to continue from (stopped before its first backup): starting it afresh.")
+        run.clear_derived()
+        if weights_source is not None:
+            try:
+                log(f"Starting from {weights_source.weights} ({pretrained.load(model, weights_source, config)}).")
+            except ValueError as error:  # weights.WeightsError: a file that does not fit after all
+                raise UsageError(f"--weights {config.training.weights}: {error}") from None
+    elif done >= plan.total_steps and run.is_finished():
+        _report_finished(run, log=log)
         return run
-    if done:
+    elif done < plan.total_steps:
         log(f"Resuming {run} at step {done} of {plan.total_steps}.")
+    if done < plan.total_steps and os.path.exists(run.metrics):
+        os.remove(run.metrics)  # trained longer (--resume): finished again only at the new end
+    # The rows of the epoch being continued (and any later, from before the crash) are trained again.
+    resumed_epoch = min(done, plan.total_steps - 1) // plan.steps_per_epoch
+    run.keep_history_before(resumed_epoch)
 
     throughput = Throughput(training.batch_size)
-    best_so_far = max((row.get("val_accuracy", -1.0) for row in read_history(run.history)), default=None)
+    best_so_far = max((row.get("val_accuracy", -1.0) for row in run.read_history()), default=None)
     interrupt = InterruptAtStepEnd()
+    epoch_end = [  # in this order: an epoch's row in history.csv means its models are saved
+        AtomicModelCheckpoint(
+            run.best_model, monitor="val_accuracy", mode="max", save_best_only=True, initial_value_threshold=best_so_far
+        ),
+        AtomicModelCheckpoint(run.last_model),
+        EpochHistory(run),
+        Curves(run.history, run.curves, title=f"{config.model.name} on {data.dataset}"),
+    ]
     callbacks = [
         interrupt,
         keras.callbacks.TerminateOnNaN(raise_error=True),  # before anything that saves
         backup,
         throughput,
-        keras.callbacks.CSVLogger(run.history, append=True),
-        Curves(run.history, run.curves, title=f"{config.model.name} on {data.dataset}"),
-        keras.callbacks.ModelCheckpoint(
-            run.best_model, monitor="val_accuracy", mode="max", save_best_only=True, initial_value_threshold=best_so_far
-        ),
-        keras.callbacks.ModelCheckpoint(run.last_model),
+        *epoch_end,
         keras.callbacks.TensorBoard(run.tensorboard, write_graph=False, profile_batch=0),
     ]
     validation = pipeline.evaluation_dataset(
         source, image_size=data.image_size, augmentation=data.augmentation, batch_size=training.batch_size
     )
-    log(
-        f"Training {config.model.name} on {data.dataset} ({source.train_examples} training, "
-        f"{source.validation_examples} validation images, {len(source.class_names)} classes): {plan.total_steps} steps "
-        f"({plan.epochs} epochs of {plan.steps_per_epoch}), global batch {training.batch_size} over {replicas} replica(s) "
-        f"[{strategy_name}], {precision}. Run directory: {run}"
-    )
-    if plan.freeze_steps:
-        log(
-            f"Fine-tuning: {plan.freeze_steps // plan.steps_per_epoch} epoch(s) of the classifier alone at learning "
-            f"rate {training.learning_rate * HEAD_RATE_FACTOR:g}, then the whole network from {training.learning_rate:g} ({training.schedule})."
-        )
     started = time.time()
     try:
-        with interrupt.catching(), distribute.multi_worker_fit(model, strategy):
-            for initial_epoch, final_epoch, steps in plan_fits(
-                done, plan.total_steps, plan.steps_per_epoch, breaks=(plan.freeze_steps,)
-            ):
-                start_step = max(done, initial_epoch * plan.steps_per_epoch)
-                if plan.freeze_steps:
-                    frozen = start_step < plan.freeze_steps
-                    pretrained.set_backbone_frozen(model, frozen)
-                    model.make_train_function(force=True)  # the trained variables changed
-                    log(f"Epochs {initial_epoch + 1}-{final_epoch}: " + ("the classifier only, backbone frozen." if frozen else "the whole network."))
-                train_data = pipeline.training_dataset(
-                    source,
-                    image_size=data.image_size,
-                    augmentation=data.augmentation,
-                    batch_size=training.batch_size,
-                    seed=training.seed + start_step,  # a resumed run continues with fresh, reproducible shuffles
-                    min_crop_area=data.min_crop_area,
+        if done < plan.total_steps:
+            log(
+                f"Training {config.model.name} on {data.dataset} ({source.train_examples} training, "
+                f"{source.validation_examples} validation images, {len(source.class_names)} classes): {plan.total_steps} steps "
+                f"({plan.epochs} epochs of {plan.steps_per_epoch}), global batch {training.batch_size} over {replicas} replica(s) "
+                f"[{strategy_name}], {precision}. Run directory: {run}"
+            )
+            if plan.freeze_steps:
+                log(
+                    f"Fine-tuning: {plan.freeze_steps // plan.steps_per_epoch} epoch(s) of the classifier alone at learning "
+                    f"rate {training.learning_rate * HEAD_RATE_FACTOR:g}, then the whole network from {training.learning_rate:g} ({training.schedule})."
                 )
-                model.fit(
-                    train_data,
-                    validation_data=validation,
-                    initial_epoch=initial_epoch,
-                    epochs=final_epoch,
-                    steps_per_epoch=steps,
-                    callbacks=callbacks,
-                    shuffle=False,  # the pipeline shuffles
-                    verbose=1 if sys.stdout.isatty() else 2,
-                )
+            _fit(model, config, plan, strategy=strategy, done=done, source=source, validation=validation, callbacks=callbacks, interrupt=interrupt, log=log)
+        if not _has_final_epoch(run, plan):
+            # Stopped between the last step's backup and the end of the last epoch: finish that epoch.
+            log(f"{run} trained all {plan.total_steps} steps but did not finish its last epoch: evaluating it now.")
+            _end_epoch_by_hand(model, plan.epochs - 1, validation, epoch_end)
+        return _finish(run, model, plan, precision=precision, replicas=replicas, started=started, log=log)
     except KeyboardInterrupt:
         backup.save_now()
         raise Interrupted(
@@ -187,17 +192,69 @@ def _train(config, run, *, strategy, strategy_name, precision, source, plan, wei
     except RuntimeError as error:
         if "NaN or Inf loss" not in str(error):
             raise
-        last = run.last_model if os.path.exists(run.last_model) else None
+        if backup.saved_step:
+            kept = f"The backup in {run.backup} (step {backup.saved_step}) is from before; the same command continues from it."
+        else:
+            kept = "Nothing was backed up yet: the same command starts the run afresh."
         raise TrainingError(
-            f"The loss became NaN or infinite at step {int(model.optimizer.iterations.numpy())}: training stopped. "
-            f"The last good model is {last or 'not saved yet'} and the backup in {run.backup} is from before. "
-            f"Try a lower --lr, a warm-up (--warmup-epochs) or --precision float32."
+            f"The loss became NaN or infinite at step {int(model.optimizer.iterations.numpy())}: training stopped. {kept} "
+            f"Try a lower --lr, a warm-up (--warmup-epochs) or --precision float32, with a new --output."
         ) from None
+    except OSError as error:
+        raise _storage_error(error, run, backup) from None
 
-    history = read_history(run.history)
+
+def _fit(model, config, plan, *, strategy, done, source, validation, callbacks, interrupt, log):
+    training, data = config.training, config.data
+    with interrupt.catching(), distribute.multi_worker_fit(model, strategy):
+        for initial_epoch, final_epoch, steps in plan_fits(done, plan.total_steps, plan.steps_per_epoch, breaks=(plan.freeze_steps,)):
+            start_step = max(done, initial_epoch * plan.steps_per_epoch)
+            if plan.freeze_steps:
+                frozen = start_step < plan.freeze_steps
+                pretrained.set_backbone_frozen(model, frozen)
+                model.make_train_function(force=True)  # the trained variables changed
+                log(f"Epochs {initial_epoch + 1}-{final_epoch}: " + ("the classifier only, backbone frozen." if frozen else "the whole network."))
+            train_data = pipeline.training_dataset(
+                source,
+                image_size=data.image_size,
+                augmentation=data.augmentation,
+                batch_size=training.batch_size,
+                seed=training.seed + start_step,  # a resumed run continues with fresh, reproducible shuffles
+                min_crop_area=data.min_crop_area,
+            )
+            model.fit(
+                train_data,
+                validation_data=validation,
+                initial_epoch=initial_epoch,
+                epochs=final_epoch,
+                steps_per_epoch=steps,
+                callbacks=callbacks,
+                shuffle=False,  # the pipeline shuffles
+                verbose=1 if sys.stdout.isatty() else 2,
+            )
+
+
+def _has_final_epoch(run, plan):
+    history = run.read_history()
+    return bool(history) and int(history[-1]["epoch"]) == plan.epochs - 1
+
+
+def _end_epoch_by_hand(model, epoch, validation, callbacks):
+    """What fit() does at an epoch's end, for an epoch whose steps are all done: validation, then the
+    checkpoints, history and curves (the epoch's training metrics are gone with the process that
+    trained it: its row has validation metrics only)."""
+    results = model.evaluate(validation, return_dict=True, verbose=0)
+    logs = {f"val_{name}": float(value) for name, value in results.items()}
+    for callback in callbacks:
+        callback.set_model(model)
+        callback.on_epoch_end(epoch, logs)
+
+
+def _finish(run, model, plan, *, precision, replicas, started, log):
+    history = run.read_history()
     final = history[-1]
     best = max(history, key=lambda row: row.get("val_accuracy", -1.0))
-    rates = throughput.per_epoch or [row["images_per_second"] for row in history if "images_per_second" in row]
+    rates = [row["images_per_second"] for row in history if "images_per_second" in row]
     metrics = {
         "top1": final.get("val_accuracy"),
         "top5": final.get("val_top5"),
@@ -213,12 +270,41 @@ def _train(config, run, *, strategy, strategy_name, precision, source, plan, wei
     }
     run.write_json(run.metrics, metrics)
     shutil.rmtree(run.backup, ignore_errors=True)  # finished: last.keras holds the final state
-    log(
-        f"Finished {metrics['steps']} steps. Validation: top-1 {_percent(metrics['top1'])}, top-5 "
-        f"{_percent(metrics['top5'])}, loss {metrics['loss']:.4f} (best top-1 {_percent(metrics['best_top1'])} at "
-        f"epoch {metrics['best_epoch']}); {metrics['images_per_second'] or 0:.1f} training images/s. Run directory: {run}"
-    )
+    log(f"Finished {metrics['steps']} steps. {_summary(metrics)} Run directory: {run}")
     return run
+
+
+def _report_finished(run, *, log):
+    try:
+        with open(run.metrics) as file:
+            metrics = json.load(file)
+        summary = _summary(metrics)
+    except (OSError, ValueError, KeyError, TypeError):
+        summary = f"(its {os.path.basename(run.metrics)} cannot be read)"
+    log(f"{run} has already finished: nothing to do. {summary} Pass --resume with more --epochs or --steps to train it longer.")
+
+
+def _summary(metrics):
+    rate = metrics.get("images_per_second")
+    return (
+        f"Validation: top-1 {_percent(metrics['top1'])}, top-5 {_percent(metrics['top5'])}, loss {_number(metrics['loss'])} "
+        f"(best top-1 {_percent(metrics['best_top1'])} at epoch {metrics['best_epoch']}); "
+        + (f"{rate:.1f} training images/s." if rate else "training images/s not measured (no epoch of 2 or more steps).")
+    )
+
+
+def _storage_error(error, run, backup):
+    """An OSError while training (a full disk, a directory made read-only): one line that says what
+    to free or change; the files already saved are whole (keras_resnet.files)."""
+    where = error.filename if isinstance(error, OSError) and error.filename else str(run)
+    kept = (
+        f"the same command continues from the backup at step {backup.saved_step}"
+        if backup.saved_step
+        else "the same command starts it again (nothing was backed up yet)"
+    )
+    if files.is_out_of_space(error):
+        return TrainingError(f"No space left on the disk holding {run} while writing: free some space; {kept}. Every file already saved is complete.")
+    return TrainingError(f"Cannot write {where} ({files.describe_os_error(error)}): fix that; {kept}. Every file already saved is complete.")
 
 
 def build_and_compile(config, plan, *, replicas=1):
@@ -263,22 +349,39 @@ def plan_fits(done, total, steps_per_epoch, *, breaks=()):
 
 
 def _run_directory(config, *, output, resume, log):
+    """The run directory to train in, checked before anything is read or written: a new one, or a
+    run of the same configuration to continue (from a backup, last.keras, or afresh when it holds
+    nothing to continue from)."""
     if output is None:
         interrupted = find_interrupted(config)
         if interrupted is not None:
-            log(f"Found the backup of an interrupted run with this configuration: {interrupted}")
+            log(f"Found an interrupted run with this configuration: {interrupted}")
             return interrupted
         return RunDirectory(default_path(config.model.name, config.data.dataset))
     run = RunDirectory(output)
-    if not run.is_empty():
-        if not os.path.exists(run.config):
-            raise UsageError(f"{output} is not empty and holds no run (no config.json): choose another --output.")
-        if not run.read_config().same_training(config, ignore_length=resume):
+    if run.is_empty():
+        return run
+    if not os.path.exists(run.config):
+        raise UsageError(f"{output} is not empty and holds no run (no config.json): choose another --output. Nothing was changed.")
+    stored = run.read_config()
+    if not stored.same_training(config, ignore_length=resume):
+        if stored.same_training(config, ignore_length=True):
             raise UsageError(
-                f"{output} holds a run with another configuration (see its config.json): "
-                f"resume it with its own flags, or choose another --output."
+                f"{output} holds a run of another length ({_length(stored)}): pass --resume to train it to "
+                f"{_length(config)}, or choose another --output. Nothing was changed."
             )
+        raise UsageError(
+            f"{output} holds a run with another configuration (see its config.json): "
+            f"continue it with its own flags, or choose another --output. Nothing was changed."
+        )
+    if resume and not run.has_state() and not run.is_finished():
+        log(f"--resume: {run} has neither a backup nor last.keras; starting it afresh.")
     return run
+
+
+def _length(config):
+    training = config.training
+    return f"{training.steps} steps" if training.steps else f"{training.epochs} epochs"
 
 
 def _stored_config(output):
@@ -291,21 +394,33 @@ def _stored_config(output):
 def _prepare_directory(run, config):
     try:
         os.makedirs(run.path, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=run.path):
-            pass
+        if not os.path.exists(run.config) or run.read_config().training != config.training:
+            # New, or resumed for longer: config.json records the run as it now goes.
+            run.write_config(config)
+        if not os.path.exists(run.labels):
+            run.write_labels(config.class_names)
     except OSError as error:
-        raise UsageError(f"Cannot write to the run directory {run} ({error.strerror or error}).") from None
-    if not os.path.exists(run.config) or run.read_config().training != config.training:
-        # New, or resumed for longer: config.json records the run as it now goes.
-        run.write_config(config)
-    if not os.path.exists(run.labels):
-        run.write_labels(config.class_names)
+        raise UsageError(f"Cannot write to the run directory {run} ({files.describe_os_error(error)}). Nothing was changed.") from None
+
+
+def _restore(model, run, backup, *, log):
+    """The step to continue from: the backup's, else last.keras', else 0. Each is loaded before it is
+    trusted; one that cannot be read is reported and passed over."""
+    if run.has_backup():
+        try:
+            return backup.restore()
+        except Exception as error:  # h5py and Keras raise many kinds for a damaged file
+            log(f"The backup in {run.backup} cannot be read ({type(error).__name__}); looking for last.keras.")
+    if os.path.exists(run.last_model):
+        try:
+            return _restore_from_last(model, run)
+        except Exception as error:
+            log(f"{run.last_model} cannot be read ({type(error).__name__}: {str(error)[:120]}).")
+    return 0
 
 
 def _restore_from_last(model, run):
-    """--resume of a finished (or stopped) run: its last model, with the optimizer's state."""
-    if not os.path.exists(run.last_model):
-        raise UsageError(f"--resume: {run} has neither a backup nor last.keras to continue from.")
+    """A finished (or stopped) run's last model, with the optimizer's state."""
     previous = keras.saving.load_model(run.last_model)
     model.set_weights(previous.get_weights())
     for variable, saved in zip(model.optimizer.variables, previous.optimizer.variables):
@@ -315,6 +430,10 @@ def _restore_from_last(model, run):
 
 def _percent(value):
     return "n/a" if value is None else f"{100 * value:.2f} %"
+
+
+def _number(value):
+    return "n/a" if value is None else f"{value:.4f}"
 
 
 # -- evaluation ---------------------------------------------------------------------------------
