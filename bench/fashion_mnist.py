@@ -27,6 +27,8 @@ import time
 
 import numpy as np
 
+from keras_resnet import files
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The dataset README's test accuracies (github.com/zalandoresearch/fashion-mnist, "Benchmark").
 REFERENCES = {"ResNet18": 0.949, "WRN-28-10": 0.959, "WRN40-4": 0.967, "human": 0.835}
@@ -206,10 +208,8 @@ def main(argv=None):
         log(f"== ({part}) ==")
         results[part] = PARTS[part](mode, output, log)
         results["mode"] = mode
-        with open(results_path, "w", encoding="utf-8") as file:
-            json.dump(results, file, indent=2)
-    with open(os.path.join(output, "results.md"), "w", encoding="utf-8") as file:
-        file.write(markdown(results))
+        files.write_text(results_path, json.dumps(results, indent=2))
+    files.write_text(os.path.join(output, "results.md"), markdown(results))
     print(markdown(results))
     return 0
 

@@ -14,6 +14,7 @@ import os
 import sys
 
 
+from keras_resnet import files
 from keras_resnet.quiet import import_tensorflow_quietly, list_devices_quietly
 
 SAMPLES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "samples")
@@ -40,7 +41,8 @@ def main(argv=None):
             continue
         wanted.discard(label)
         path = os.path.join(args.output, f"{synthetic.CLASS_NAMES[label]}.png")
-        Image.fromarray(image).save(path, optimize=True)
+        with files.replacing(path) as temporary:
+            Image.fromarray(image).save(temporary, format="PNG", optimize=True)
         relative = os.path.relpath(path)
         print(path if relative.startswith("..") else relative)
         if not wanted:

@@ -20,7 +20,7 @@ import json
 import os
 import sys
 
-from keras_resnet import config as config_lib
+from keras_resnet import config as config_lib, files
 from keras_resnet.cli import COUNT, NON_NEGATIVE, SEED, ArgumentParser, Number, usage_error
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -109,12 +109,9 @@ def main(argv=None):
     import gradients
 
     results = plots.results(runs)
-    with open(os.path.join(output, "results.json"), "w") as file:
-        json.dump(results, file, indent=2)
-        file.write("\n")
+    files.write_text(os.path.join(output, "results.json"), json.dumps(results, indent=2) + "\n")
     table = plots.markdown_table(results)
-    with open(os.path.join(output, "results.md"), "w") as file:
-        file.write(table + "\n")
+    files.write_text(os.path.join(output, "results.md"), table + "\n")
     plots.degradation_figure(runs, os.path.join(output, "degradation.png"), dataset=args.dataset)
 
     deepest = depths[-1]
@@ -123,9 +120,7 @@ def main(argv=None):
         f"{'plain' if plain else 'resnet'}{deepest}": gradients.norms_at_start_and_end(runs[deepest, plain], batch=args.gradient_batch)
         for plain in (True, False)
     }
-    with open(os.path.join(output, "gradients.json"), "w") as file:
-        json.dump(norms, file, indent=2)
-        file.write("\n")
+    files.write_text(os.path.join(output, "gradients.json"), json.dumps(norms, indent=2) + "\n")
     plots.gradient_figure(norms, os.path.join(output, "gradients.png"))
     print()
     print(table)

@@ -7,6 +7,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from keras_resnet import files  # noqa: E402
 from keras_resnet.training.callbacks import read_history  # noqa: E402
 
 
@@ -71,7 +72,8 @@ def degradation_figure(runs, path, *, dataset):
         axis.legend(fontsize=8)
     axes[0].set_ylabel("error (%)")
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    with files.replacing(path) as temporary:
+        figure.savefig(temporary, dpi=110, format="png")
     plt.close(figure)
 
 
@@ -91,5 +93,6 @@ def gradient_figure(norms, path):
     axis.grid(alpha=0.3, which="both")
     axis.legend(fontsize=8)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    with files.replacing(path) as temporary:
+        figure.savefig(temporary, dpi=110, format="png")
     plt.close(figure)

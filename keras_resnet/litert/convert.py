@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 
+from keras_resnet import files
 from keras_resnet.litert import inspection, qat, report as report_lib, targets as targets_lib
 from keras_resnet.litert.trained import ConversionError
 from keras_resnet.runtime import LiteRTError, labels as labels_lib
@@ -76,7 +77,7 @@ def convert(trained, settings, *, log=print):
         gpu_images=settings.gpu_eval_images,
         gpu={},
     )
-    _write_atomically(os.path.join(settings.output, labels_lib.LABELS_FILE), labels_lib.labels_text(trained.class_names).encode())
+    files.write_bytes(os.path.join(settings.output, labels_lib.LABELS_FILE), labels_lib.labels_text(trained.class_names).encode())
 
     report = {
         "model": trained.name,
@@ -99,7 +100,7 @@ def convert(trained, settings, *, log=print):
             log(f"[{target}] error: {error}")
             continue
         path = os.path.join(settings.output, targets_lib.file_name(trained.name, target))
-        _write_atomically(path, labels_lib.with_labels(content, trained.class_names))
+        files.write_bytes(path, labels_lib.with_labels(content, trained.class_names))
         row = _measure(target, content, path, reference)
         report["targets"][target] = row
         log(f"[{target}] {path}: {row['size_bytes'] / 1e6:.2f} MB, {time.perf_counter() - started:.0f} s")
@@ -107,9 +108,9 @@ def convert(trained, settings, *, log=print):
     if not reference.edgetpu_compiler and any(targets_lib.TARGETS[t].integer for t in report["targets"]):
         report["edgetpu_compiler"] = inspection.EDGETPU_COMPILER_HELP
     report["failures"] = failures
-    _write_atomically(os.path.join(settings.output, "report.json"), (json.dumps(report, indent=2) + "\n").encode())
+    files.write_bytes(os.path.join(settings.output, "report.json"), (json.dumps(report, indent=2) + "\n").encode())
     table = report_lib.markdown(report)
-    _write_atomically(os.path.join(settings.output, "report.md"), (table + "\n").encode())
+    files.write_bytes(os.path.join(settings.output, "report.md"), (table + "\n").encode())
     log("")
     log(table)
     return report, failures
@@ -201,7 +202,7 @@ def _measure(target, content, path, reference):
             if labels_lib.read_labels(compiled["file"]) is None:  # the compiler rewrites the flatbuffer alone
                 with open(compiled["file"], "rb") as file:
                     packed = labels_lib.with_labels(file.read(), labels_lib.read_labels(path))
-                _write_atomically(compiled["file"], packed)
+                files.write_bytes(compiled["file"], packed)
         row["edgetpu"]["compiled"] = compiled
     return row
 
@@ -265,13 +266,6 @@ def _top1(probabilities, truth):
     if probabilities is None:
         return None
     return float(np.mean(np.argmax(probabilities, axis=1) == truth))
-
-
-def _write_atomically(path, content):
-    temporary = f"{path}.tmp"
-    with open(temporary, "wb") as file:
-        file.write(content)
-    os.replace(temporary, path)
 
 
 class _Data:
