@@ -42,7 +42,7 @@ def parser():
     p.add_argument("--epochs", type=COUNT, help=f"training epochs per network (default: {DEFAULT_EPOCHS} on synthetic, else the paper's steps)")
     p.add_argument("--steps", type=COUNT, help="training steps per network instead of epochs (the paper: 64000)")
     p.add_argument("--batch-size", type=COUNT, help="global batch (default: the paper's 128)")
-    p.add_argument("--lr", type=NON_NEGATIVE, help="initial learning rate (default: the paper's 0.1 at batch 128)")
+    p.add_argument("--lr", type=Number(float, minimum=0, maximum=config_lib.MAX_LEARNING_RATE), help="initial learning rate (default: the paper's 0.1 at batch 128)")
     p.add_argument("--warmup-epochs", type=NON_NEGATIVE, help="epochs of linear warm-up (default: 1 on synthetic, else the paper's 0)")
     p.add_argument("--image-size", type=Number(int, minimum=config_lib.MIN_IMAGE_SIZE, maximum=config_lib.MAX_IMAGE_SIZE), help="input size (default: 32)")
     p.add_argument("--train-examples", type=COUNT, help="use only this many training examples")

@@ -25,6 +25,8 @@ DEFAULT_SAVE_EVERY_STEPS = 200
 MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 8, 2048
 MAX_CPU_REPLICAS = 64  # logical devices carved out of the CPU (--cpu-replicas, for tests of distribution)
 MAX_SEED = 2**32 - 1  # what NumPy's and TensorFlow's seeding take
+# SGD's rate and L2 weight decay beyond these only diverge (the paper's: 0.1 and 1e-4); float32 overflows further on.
+MAX_LEARNING_RATE, MAX_WEIGHT_DECAY = 100.0, 1.0
 
 
 class UsageError(ValueError):
@@ -142,6 +144,11 @@ class RunConfig:
             )
         # After a frozen phase, the schedule (warm-up, boundaries) runs over the remaining steps.
         tuned_steps = total_steps - freeze_steps
+        if self.training.warmup_epochs * steps_per_epoch > tuned_steps:
+            raise UsageError(
+                f"--warmup-epochs {self.training.warmup_epochs:g} is longer than the training it warms up "
+                f"({tuned_steps / steps_per_epoch:g} epochs of {steps_per_epoch} steps): lower it."
+            )
         return StepPlan(
             steps_per_epoch=steps_per_epoch,
             total_steps=total_steps,
@@ -205,6 +212,36 @@ class RunConfig:
         return cls.from_json(data, path=path)
 
 
+# The valid values of config.json's numeric fields, by field name: (minimum, maximum), None for no bound.
+FIELD_RANGES = {
+    "classes": (1, None),
+    "weight_decay": (0, MAX_WEIGHT_DECAY),
+    "image_size": (MIN_IMAGE_SIZE, MAX_IMAGE_SIZE),
+    "min_crop_area": (0, 1),
+    "train_examples": (1, None),
+    "validation_examples": (1, None),
+    "epochs": (1, None),
+    "steps": (1, None),
+    "batch_size": (1, None),
+    "learning_rate": (0, MAX_LEARNING_RATE),
+    "warmup_epochs": (0, None),
+    "momentum": (0, 1),
+    "label_smoothing": (0, 1),
+    "seed": (0, MAX_SEED),
+    "freeze_epochs": (0, None),
+    "cpu_replicas": (1, MAX_CPU_REPLICAS),
+    "save_every_steps": (1, None),
+}
+FIELD_CHOICES = {
+    "family": tuple(specs.FAMILIES),
+    "version": specs.VERSIONS,
+    "shortcut": specs.SHORTCUTS,
+    "schedule": recipes.SCHEDULES,
+    "strategy": STRATEGIES,
+    "precision": PRECISIONS,
+}
+
+
 def _section(section_class, data, where):
     if not isinstance(data, dict):
         raise ConfigFileError(f"{where} must be an object.")
@@ -218,8 +255,40 @@ def _section(section_class, data, where):
     ]
     if missing:
         raise ConfigFileError(f"{where} lacks {', '.join(missing)}.")
+    for name, value in data.items():
+        problem = _field_problem(name, value, fields[name].type)
+        if problem:
+            raise ConfigFileError(f"{where} field {name!r} {problem}. Received: {json.dumps(value)}.")
     values = {name: tuple(value) if isinstance(value, list) else value for name, value in data.items()}
     return section_class(**values)
+
+
+def _field_problem(name, value, annotation):
+    """What is wrong with a field's value (its annotated type, FIELD_RANGES, FIELD_CHOICES), or None."""
+    kinds = set(getattr(annotation, "__args__", None) or (annotation,))
+    if value is None:
+        return None if type(None) in kinds else "must not be null"
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if int in kinds and not (number and float(value).is_integer()) and float not in kinds:
+        return "must be an integer"
+    if float in kinds and not (number and math.isfinite(value)):
+        return "must be a finite number"
+    if str in kinds and not isinstance(value, str):
+        return "must be a string"
+    if bool in kinds and not isinstance(value, bool):
+        return "must be true or false"
+    if tuple in kinds:
+        if not isinstance(value, list) or not all(isinstance(item, (int, float, type(None))) and not isinstance(item, bool) for item in value):
+            return "must be a list of numbers"
+        if name == "input_shape" and (len(value) != 3 or any(item is not None and item < 1 for item in value)):
+            return "must be [height, width, channels] of positive sizes"
+    if name in FIELD_RANGES and number:
+        low, high = FIELD_RANGES[name]
+        if value < low or (high is not None and value > high):
+            return f"must be at least {low}" + (f" and at most {high}" if high is not None else "")
+    if name in FIELD_CHOICES and value not in FIELD_CHOICES[name]:
+        return f"must be one of {', '.join(map(str, FIELD_CHOICES[name]))}"
+    return None
 
 
 # -- resolution ------------------------------------------------------------------------------------
@@ -312,6 +381,8 @@ def resolve(
     _check(0 <= seed <= MAX_SEED, f"--seed must be from 0 to {MAX_SEED}. Received: {seed}.")
     for flag, value in (("--lr", lr), ("--weight-decay", weight_decay), ("--warmup-epochs", warmup_epochs)):
         _check(value is None or (math.isfinite(value) and value >= 0), f"{flag} must be a number >= 0. Received: {value}.")
+    _check(lr is None or lr <= MAX_LEARNING_RATE, f"--lr must be at most {MAX_LEARNING_RATE:g}. Received: {lr}.")
+    _check(weight_decay is None or weight_decay <= MAX_WEIGHT_DECAY, f"--weight-decay must be at most {MAX_WEIGHT_DECAY:g}. Received: {weight_decay}.")
     _check(0 <= label_smoothing < 1, f"--label-smoothing must be in [0, 1). Received: {label_smoothing}.")
     _check(dataset != "folder:", "--dataset folder:PATH needs a path after 'folder:'.")
 

@@ -1,3 +1,4 @@
+import contextlib
 import os
 import sys
 
@@ -68,6 +69,26 @@ def one_line_error_in_process(main, args, capsys, code=2, *, no_output=False):
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), captured.err
     return lines[0]
+
+
+@contextlib.contextmanager
+def small_filesystem(path, size, *, read_only=False):
+    """A tmpfs of `size` mounted at `path` (root only); skips the test where mounting is not allowed,
+    fails instead under KERAS_RESNET_FAULTS_REQUIRED=1 (CI, as root)."""
+    import subprocess
+
+    os.makedirs(path)
+    options = f"size={size}" + (",ro" if read_only else "")
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        message = f"cannot mount a tmpfs to fill (needs root): {mounted.stderr.strip()}"
+        if os.environ.get("KERAS_RESNET_FAULTS_REQUIRED") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
 
 
 def load_models_in_fresh_processes(paths, report):

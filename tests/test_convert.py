@@ -16,7 +16,7 @@ from ai_edge_litert import interpreter as litert
 
 import keras_resnet
 import train
-from conftest import REPOSITORY, one_line_error, one_line_error_in_process, require_gpu
+from conftest import REPOSITORY, one_line_error, one_line_error_in_process, require_gpu, small_filesystem
 from keras_resnet import internals
 from keras_resnet.cli import convert as to_tflite
 from keras_resnet.data import synthetic
@@ -268,6 +268,9 @@ def test_a_vulkan_driver_the_gpu_accelerator_rejects_ends_in_the_report_not_in_a
         ("no-such-run", "No such run directory"),
         ("corrupt-config", "config.json is not valid JSON"),
         ("old-model-file-alone", "was not built by keras_resnet (or by a version before 0.2"),
+        ("wrong-shape-config", "config.json: 'data' field 'image_size' must be at least 8 and at most 2048. Received: -3."),
+        ("output-is-a-file", "is a file, not a directory: choose another --output. Nothing was written."),
+        ("qat-lr-out-of-range", "argument --qat-lr: must be a number above 0 and at most 1. Received: inf."),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(case, message, tmp_path, capsys):
@@ -288,12 +291,32 @@ def test_bad_input_is_one_line_and_exit_code_2(case, message, tmp_path, capsys):
     elif case == "old-model-file-alone":
         shutil.copy(os.path.join(REPOSITORY, "tests", "fixtures", "run-0.1.0", "best.keras"), tmp_path / "model.keras")
         args = ["--model", str(tmp_path / "model.keras"), "--dataset", "synthetic"]
+    elif case == "wrong-shape-config":
+        shutil.copytree(os.path.join(REPOSITORY, "tests", "fixtures", "run-0.1.0"), tmp_path / "run")
+        config = json.loads((tmp_path / "run" / "config.json").read_text())
+        config["data"]["image_size"] = -3
+        (tmp_path / "run" / "config.json").write_text(json.dumps(config))
+        args = ["--run", str(tmp_path / "run")]
+    elif case == "output-is-a-file":
+        (tmp_path / "out").write_text("mine")
+        args = ["--run", os.path.join(REPOSITORY, "tests", "fixtures", "run-0.1.0"), "--output", str(tmp_path / "out")]
+    elif case == "qat-lr-out-of-range":
+        args = ["--run", str(tmp_path), "--qat-lr", "inf"]
     elif case == "unknown-target":
         args = ["--run", str(tmp_path), "--targets", "fp32,int4"]
     else:
         args = ["--run", str(tmp_path / "nothing")]
     assert message in one_line_error_in_process(to_tflite.main, args, capsys)
     assert not os.path.exists(tmp_path / "tflite")
+    if case == "output-is-a-file":
+        assert (tmp_path / "out").read_text() == "mine"
+
+
+def test_a_read_only_output_is_one_line_and_nothing_is_written(tmp_path, capsys):
+    with small_filesystem(tmp_path / "disk", "1m", read_only=True) as disk:
+        args = ["--run", os.path.join(REPOSITORY, "tests", "fixtures", "run-0.1.0"), "--output", str(disk / "tflite"), "--targets", "fp32"]
+        line = one_line_error_in_process(to_tflite.main, args, capsys)
+        assert line == f"error: Cannot write to {disk / 'tflite'} (Read-only file system): choose another --output. Nothing was written."
 
 
 def test_a_run_directory_of_version_0_1_still_converts(tmp_path):

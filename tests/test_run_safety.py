@@ -2,10 +2,8 @@
 keras_resnet.files' test hook), a full filesystem (a small tmpfs, as root), two processes on one run
 directory, epochs of one step, and the saved models loading as the README says."""
 
-import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 
@@ -14,7 +12,7 @@ import keras
 import pytest
 
 import train
-from conftest import load_models_in_fresh_processes, one_line_error
+from conftest import load_models_in_fresh_processes, one_line_error, small_filesystem
 from keras_resnet import files
 from keras_resnet.training import trainer
 from keras_resnet.training.run_dir import RunDirectory, read_history
@@ -125,23 +123,6 @@ def test_a_second_process_on_a_run_directory_gets_the_holders_pid_and_changes_no
 
 
 # -- a full disk ----------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def small_filesystem(path, size):
-    """A tmpfs of `size` mounted at `path` (root only); skips the test where mounting is not allowed,
-    fails instead under KERAS_RESNET_FAULTS_REQUIRED=1 (CI, as root)."""
-    os.makedirs(path)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True, text=True)
-    if mounted.returncode != 0:
-        message = f"cannot mount a tmpfs to fill (needs root): {mounted.stderr.strip()}"
-        if os.environ.get("KERAS_RESNET_FAULTS_REQUIRED") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
 
 
 def assert_every_file_whole(run):

@@ -52,14 +52,15 @@ class Number:
     def __init__(self, kind, *, minimum=None, maximum=None, above=None, below=None):
         self.kind, self.minimum, self.maximum, self.above, self.below = kind, minimum, maximum, above, below
         noun = "an integer" if kind is int else "a number"
+        show = lambda value: f"{value:g}" if isinstance(value, float) else str(value)  # noqa: E731
         if above is not None:
-            self.text = f"{noun} above {above}"
+            self.text = f"{noun} above {show(above)}" + (f" and at most {show(maximum)}" if maximum is not None else "")
         elif maximum is not None:
-            self.text = f"{noun} from {minimum} to {maximum}"
+            self.text = f"{noun} from {show(minimum)} to {show(maximum)}"
         elif below is not None:
-            self.text = f"{noun} from {minimum} to below {below}"
+            self.text = f"{noun} from {show(minimum)} to below {show(below)}"
         else:
-            self.text = f"{noun} of at least {minimum}"
+            self.text = f"{noun} of at least {show(minimum)}"
         self.__name__ = self.text  # argparse names the type in its own messages
 
     def __call__(self, text):
@@ -82,6 +83,5 @@ class Number:
 COUNT = Number(int, minimum=1)
 NON_NEGATIVE_COUNT = Number(int, minimum=0)
 NON_NEGATIVE = Number(float, minimum=0)
-POSITIVE = Number(float, above=0)
 THREADS = Number(int, minimum=1, maximum=1024)
 SEED = Number(int, minimum=0, maximum=2**32 - 1)  # what NumPy's and TensorFlow's seeding take (config.MAX_SEED)

@@ -13,7 +13,7 @@ labels.txt, report.json and report.md.
 import os
 import sys
 
-from keras_resnet.cli import COUNT, POSITIVE, THREADS, ArgumentParser, HelpFormatter, usage_error
+from keras_resnet.cli import COUNT, THREADS, ArgumentParser, HelpFormatter, Number, usage_error
 from keras_resnet.litert.targets import TARGETS, parse_targets
 from keras_resnet.quiet import import_tensorflow_quietly, list_devices_quietly, native_output_silenced_at_exit
 
@@ -37,7 +37,7 @@ def parser():
     quantization = p.add_argument_group("quantization")
     quantization.add_argument("--calibration-steps", type=COUNT, default=4, help="training batches that calibrate int8-ptq")
     quantization.add_argument("--qat-epochs", type=COUNT, default=1, help="quantization-aware fine-tuning epochs for int8-qat")
-    quantization.add_argument("--qat-lr", type=POSITIVE, help="fine-tuning learning rate (default: the run's initial rate / 100)")
+    quantization.add_argument("--qat-lr", type=Number(float, above=0, maximum=1), help="fine-tuning learning rate (default: the run's initial rate / 100)")
     quantization.add_argument("--qat-steps-per-epoch", type=COUNT, help="fine-tuning steps per epoch (default: one pass over the training split)")
 
     checks = p.add_argument_group("checks")
@@ -85,6 +85,13 @@ def main(argv=None):
         _, failures = convert(trained, settings)
     except ConversionError as error:
         return usage_error(str(error))
+    except OSError as error:  # a write failed midway (a full disk): what was written is whole
+        from keras_resnet import files
+
+        where = f" {error.filename}" if error.filename else ""
+        print(f"error: cannot write{where} ({files.describe_os_error(error)}): free some space or choose another --output, then convert again; "
+              "the files written so far are complete.", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("Interrupted: the targets written so far are complete files; run the command again for the rest.", file=sys.stderr)
         return 130

@@ -68,10 +68,10 @@ def parser():
     recipe.add_argument("--epochs", type=COUNT, help=f"training epochs (default: {imagenet.epochs} ImageNet-style; {recipes.SYNTHETIC_EPOCHS} on the synthetic dataset)")
     recipe.add_argument("--steps", type=COUNT, help=f"training steps instead of epochs (default: {cifar.steps} CIFAR-style, as the paper)")
     recipe.add_argument("--batch-size", type=COUNT, help=f"global batch over all replicas (default: {cifar.batch_size} CIFAR-style, {imagenet.batch_size} ImageNet-style)")
-    recipe.add_argument("--lr", type=NON_NEGATIVE, help=f"peak learning rate (default: {cifar.learning_rate} per {cifar.reference_batch} images CIFAR-style, per {imagenet.reference_batch} ImageNet-style)")
+    recipe.add_argument("--lr", type=Number(float, minimum=0, maximum=config_lib.MAX_LEARNING_RATE), help=f"peak learning rate (default: {cifar.learning_rate} per {cifar.reference_batch} images CIFAR-style, per {imagenet.reference_batch} ImageNet-style)")
     recipe.add_argument("--schedule", choices=recipes.SCHEDULES, help="step: lr / 10 at 50%%/75%% (CIFAR) or 1/3, 2/3 (ImageNet) of training (default step; cosine with --weights)")
     recipe.add_argument("--warmup-epochs", type=NON_NEGATIVE, help=f"linear warm-up epochs (default: 0 for step, {recipes.COSINE_WARMUP_EPOCHS} for cosine)")
-    recipe.add_argument("--weight-decay", type=NON_NEGATIVE, help=f"SGD weight decay (default {cifar.weight_decay:g})")
+    recipe.add_argument("--weight-decay", type=Number(float, minimum=0, maximum=config_lib.MAX_WEIGHT_DECAY), help=f"SGD weight decay (default {cifar.weight_decay:g})")
     recipe.add_argument("--label-smoothing", type=Number(float, minimum=0, below=1), default=0.0, help="label smoothing")
     recipe.add_argument("--seed", type=SEED, default=0, help="seed of initialization, shuffling and augmentation")
 

@@ -5,6 +5,7 @@ import dataclasses
 import json
 import os
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -61,8 +62,10 @@ class TargetFailed(Exception):
 
 def convert(trained, settings, *, log=print):
     """Writes settings.targets for `trained` (a TrainedModel) into settings.output with labels.txt,
-    report.json and report.md. Returns (report, failures: {target: message})."""
-    os.makedirs(settings.output, exist_ok=True)
+    report.json and report.md. Returns (report, failures: {target: message}). Raises
+    ConversionError when the output directory cannot be written (before anything is converted), and
+    OSError when a write fails later (a full disk: the files written so far are complete)."""
+    _check_output(settings.output)
     data = _Data(trained, settings, log=log) if trained.config else None
     images, truth = data.validation() if data else (None, None)
     keras_probabilities = trained.model.predict(images, batch_size=64, verbose=0) if images is not None else None
@@ -114,6 +117,17 @@ def convert(trained, settings, *, log=print):
     log("")
     log(table)
     return report, failures
+
+
+def _check_output(output):
+    if os.path.exists(output) and not os.path.isdir(output):
+        raise ConversionError(f"--output {output} is a file, not a directory: choose another --output. Nothing was written.")
+    try:
+        os.makedirs(output, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=output):
+            pass
+    except OSError as error:
+        raise ConversionError(f"Cannot write to {output} ({files.describe_os_error(error)}): choose another --output. Nothing was written.") from None
 
 
 def _produce(target, trained, data, settings, *, log):
