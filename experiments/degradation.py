@@ -47,7 +47,7 @@ def parser():
     p.add_argument("--image-size", type=Number(int, minimum=config_lib.MIN_IMAGE_SIZE, maximum=config_lib.MAX_IMAGE_SIZE), help="input size (default: 32)")
     p.add_argument("--train-examples", type=COUNT, help="use only this many training examples")
     p.add_argument("--validation-examples", type=COUNT, help="use only this many validation examples")
-    p.add_argument("--gradient-batch", type=COUNT, default=128, help="training images for the gradient norms (default: 128)")
+    p.add_argument("--gradient-batch", type=Number(int, minimum=1, maximum=4096), default=128, help="training images for the gradient norms (default: 128)")
     p.add_argument("--seed", type=SEED, default=0, help="the same seed for every network (default: 0)")
     p.add_argument("--output", help="output directory (default: runs/degradation-DATASET)")
     return p

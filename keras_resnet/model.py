@@ -1,5 +1,7 @@
 """`build("resnet50")` and `ResNet(depth=50, ...)`: a spec row from specs.py, assembled from blocks.py."""
 
+import math
+import numbers
 import sys
 
 import keras
@@ -10,6 +12,7 @@ from keras_resnet.layers import FUSED_MIN_EPSILON
 
 DOWNSAMPLE_BLOCKS = ("first", "last")
 POOLINGS = (None, "avg", "max")
+MAX_CLASSES = 1_000_000  # a classifier of more outputs is no ResNet image classifier (ImageNet-21k: 21,843)
 
 # Defaults of the arguments that pretrained weights may dictate (see weights.required_layout);
 # they default to None in the signatures so that a conflicting explicit value can be refused.
@@ -138,8 +141,10 @@ def ResNet(
         keras_module.activations.get(classifier_activation)  # raises for an unknown activation
     if layout["plain"] and zero_init_residual:
         raise ValueError("zero_init_residual=True would zero every block of a plain network. Received: plain=True.")
-    if not isinstance(weight_decay, (int, float)) or weight_decay < 0:
-        raise ValueError(f"weight_decay must be a number >= 0. Received: weight_decay={weight_decay!r}.")
+    _check_number("weight_decay", weight_decay, minimum=0, maximum=1)
+    _check_number("bn_momentum", bn_momentum, minimum=0, maximum=1)
+    if layout["bn_epsilon"] is not None:
+        _check_number("bn_epsilon", layout["bn_epsilon"], above=0, maximum=1)
 
     blocks = Blocks(
         keras_module,
@@ -291,9 +296,23 @@ def _check_choice(argument, value, valid):
 
 
 def _check_classes(classes):
-    if not isinstance(classes, int) or isinstance(classes, bool) or classes < 1:
-        raise ValueError(f"classes must be a positive int. Received: classes={classes!r}.")
-    return classes
+    if not isinstance(classes, numbers.Integral) or isinstance(classes, bool) or not 1 <= classes <= MAX_CLASSES:
+        raise ValueError(f"classes must be an int from 1 to {MAX_CLASSES}. Received: classes={classes!r}.")
+    return int(classes)
+
+
+def _check_number(argument, value, *, minimum=None, above=None, maximum=None):
+    valid = (
+        isinstance(value, numbers.Real)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and (minimum is None or value >= minimum)
+        and (above is None or value > above)
+        and (maximum is None or value <= maximum)
+    )
+    if not valid:
+        valid_range = f"above {above} and at most {maximum}" if above is not None else f"from {minimum} to {maximum}"
+        raise ValueError(f"{argument} must be a number {valid_range}. Received: {argument}={value!r}.")
 
 
 def _check_input_shape(input_shape, spec, *, include_preprocessing):
@@ -303,17 +322,22 @@ def _check_input_shape(input_shape, spec, *, include_preprocessing):
     if (
         shape is None
         or len(shape) != 3
-        or not all(size is None or (isinstance(size, int) and size > 0) for size in shape[:2])
-        or not isinstance(shape[2], int)
+        or not all(size is None or (_is_int(size) and size > 0) for size in shape[:2])
+        or not _is_int(shape[2])
         or shape[2] < 1
     ):
         raise ValueError(
             f"input_shape must be (height, width, channels), channels last, with positive sizes "
             f"(None allowed for height and width). Received: input_shape={input_shape!r}."
         )
+    shape = tuple(None if size is None else int(size) for size in shape)
     if include_preprocessing and shape[2] != 3:
         raise ValueError(
             f"include_preprocessing=True normalizes RGB images and needs 3 channels. "
             f"Received: input_shape={input_shape!r}; pass include_preprocessing=False for other inputs."
         )
     return shape
+
+
+def _is_int(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)

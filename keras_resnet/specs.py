@@ -58,9 +58,14 @@ class Spec:
         return tuple(width * expansion for width in self.family.stage_widths)
 
 
+# The deepest CIFAR-style network built: the paper's deepest is ResNet-1202; beyond about twice that a
+# graph of tens of thousands of layers takes minutes to build and no longer fits a GPU's memory.
+MAX_CIFAR_DEPTH = 2402
+
+
 def valid_depths_text():
     imagenet = ", ".join(str(depth) for depth in IMAGENET_BLOCKS_PER_STAGE)
-    return f"ImageNet-style {imagenet}; CIFAR-style 6n+2 (20, 32, 44, 56, 110, 1202, …)"
+    return f"ImageNet-style {imagenet}; CIFAR-style 6n+2 up to {MAX_CIFAR_DEPTH} (20, 32, 44, 56, 110, 1202, …)"
 
 
 def spec_for_depth(depth, *, family=None):
@@ -73,7 +78,7 @@ def spec_for_depth(depth, *, family=None):
     if family in (None, "imagenet") and depth in IMAGENET_BLOCKS_PER_STAGE:
         block, blocks = IMAGENET_BLOCKS_PER_STAGE[depth]
         return Spec(depth, FAMILIES["imagenet"], block, blocks)
-    if family in (None, "cifar") and depth >= 8 and (depth - 2) % 6 == 0:
+    if family in (None, "cifar") and 8 <= depth <= MAX_CIFAR_DEPTH and (depth - 2) % 6 == 0:
         # 6n+2 layers: the first conv, 3 stages of n basic blocks (2 convs each), the classifier.
         blocks_per_stage = (depth - 2) // 6
         return Spec(depth, FAMILIES["cifar"], "basic", (blocks_per_stage,) * 3)

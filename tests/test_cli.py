@@ -42,8 +42,9 @@ def test_summary_in_a_real_process_has_a_clean_stderr():
     [
         (["summary", "resnet21"], "error: Invalid depth. Received: depth=21. Valid: ImageNet-style 18, 34, 50"),
         (["summary", "vgg16"], "error: Unknown model name. Received: 'vgg16'"),
-        (["summary", "resnet20", "--image-size", "0"], "error: --image-size must be a positive number of pixels. Received: 0."),
-        (["summary", "resnet20", "--classes", "0"], "error: classes must be a positive int. Received: classes=0."),
+        (["summary", "resnet20", "--image-size", "0"], "error: argument --image-size: must be an integer from 8 to 2048. Received: 0."),
+        (["summary", "resnet20", "--depth"], "error: unrecognized arguments: --depth (see "),
+        (["summary", "resnet20", "--classes", "0"], "error: argument --classes: must be an integer of at least 1. Received: 0."),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(args, message, capsys):

@@ -304,15 +304,20 @@ def test_mixed_precision_keeps_the_classifier_in_float32(rng):
         ({"version": "v3"}, r"Invalid version. Received: 'v3'. Valid: 'v1', 'v1.5', 'v2'"),
         ({"pooling": "sum", "include_top": False}, r"Invalid pooling. Received: 'sum'"),
         ({"pooling": "max"}, r"include_top=True ends with average pooling. Received: pooling='max'"),
-        ({"classes": 0}, r"classes must be a positive int. Received: classes=0"),
+        ({"classes": 0}, r"classes must be an int from 1 to 1000000. Received: classes=0"),
+        ({"classes": 10**12}, r"classes must be an int from 1 to 1000000. Received: classes=1000000000000"),
+        ({"bn_momentum": -1}, r"bn_momentum must be a number from 0 to 1. Received: bn_momentum=-1"),
+        ({"bn_epsilon": 0.0}, r"bn_epsilon must be a number above 0 and at most 1. Received: bn_epsilon=0.0"),
+        ({"weight_decay": float("nan")}, r"weight_decay must be a number from 0 to 1. Received: weight_decay=nan"),
         ({"input_shape": (32, 32)}, r"input_shape must be \(height, width, channels\).*Received: input_shape=\(32, 32\)"),
         ({"input_shape": (32, 32, 1)}, r"needs 3 channels. Received: input_shape=\(32, 32, 1\)"),
         ({"classifier_activation": "sofmax"}, r"sofmax"),
-        ({"weight_decay": -1}, r"weight_decay must be a number >= 0. Received: weight_decay=-1"),
+        ({"weight_decay": -1}, r"weight_decay must be a number from 0 to 1. Received: weight_decay=-1"),
         ({"input_normalization": "bgr"}, r"Unknown input_normalization. Received: 'bgr'. Valid: 'torch', 'caffe', 'tf'"),
         ({"downsample_block": "middle"}, r"Invalid downsample_block. Received: 'middle'"),
         ({"plain": True}, r"The name 'resnet20' implies plain=False. Received: plain=True"),
         ({"version": "v1"}, None),
+        ({"classes": np.int64(10), "input_shape": tuple(np.array([32, 32, 3]))}, None),  # NumPy integers are integers
     ],
 )
 def test_invalid_arguments_say_what_was_received(kwargs, message):

@@ -12,7 +12,7 @@ import keras
 import pytest
 
 import train
-from conftest import load_models_in_fresh_processes, one_line_error, small_filesystem
+from conftest import load_models_in_fresh_processes, one_line_error, one_line_error_in_process, small_filesystem
 from keras_resnet import files
 from keras_resnet.training import trainer
 from keras_resnet.training.run_dir import RunDirectory, read_history
@@ -151,6 +151,12 @@ def test_a_full_disk_is_one_line_and_the_same_command_continues_once_space_is_fr
         assert result.returncode == 0, result.stderr
         assert json.loads(open(run.metrics).read())["steps"] == 12 and history_epochs(run) == [0, 1, 2]
         assert_every_file_whole(run)
+
+
+def test_a_read_only_output_is_one_line_and_nothing_is_written(tmp_path, capsys):
+    with small_filesystem(tmp_path / "disk", "1m", read_only=True) as disk:
+        line = one_line_error_in_process(train.main, [*TINY, "--epochs", "1", "--output", str(disk / "run")], capsys)
+        assert line == f"error: Cannot write to the run directory {disk / 'run'} (Read-only file system). Nothing was changed."
 
 
 # -- honest metrics -------------------------------------------------------------------------------

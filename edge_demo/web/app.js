@@ -14,6 +14,22 @@ let info;         // /model.json: input and output shapes, types, quantization, 
 const cropCanvas = document.createElement('canvas');  // the centred square of each picture, 1:1
 let cameraStream = null;
 let busy = false;
+let accelerator;  // 'webgpu' or 'wasm'
+
+// WebGPU work that never finishes (a GPU process or driver fault; a software GPU once stalled like
+// this) must not leave the page waiting for ever: past this many seconds (?gpu-timeout=S) the start
+// falls back to WASM, and a picture is reported as failed.
+const GPU_TIMEOUT_SECONDS = Number(new URLSearchParams(location.search).get('gpu-timeout')) || 30;
+
+class GpuTimeout extends Error {}
+
+function withGpuTimeout(promise, what) {
+  let timer;
+  const timeout = new Promise((resolve, reject) => {
+    timer = setTimeout(() => reject(new GpuTimeout(`WebGPU did not answer within ${GPU_TIMEOUT_SECONDS} s (${what})`)), GPU_TIMEOUT_SECONDS * 1000);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
 
 function setStatus(message, {error = false} = {}) {
   $('status').textContent = message;
@@ -39,11 +55,13 @@ async function openModel() {
     // JSPI lets LiteRT.js run ops WebGPU lacks on WASM within one model; threads and JSPI exclude each other.
     await loadLiteRt(WASM_DIR, {jspi: await supportsFeature('jspi')});
     try {
-      const gpuModel = await loadAndCompile('model.tflite', {accelerator: 'webgpu'});
+      const gpuModel = await withGpuTimeout(loadAndCompile('model.tflite', {accelerator: 'webgpu'}), 'compiling the model');
+      await withGpuTimeout(warmUp(gpuModel), 'its first run');
       const coverage = gpuModel.isFullyAccelerated ? 'every op on the GPU' : 'some ops fall back to WASM';
       return {model: gpuModel, accelerator: 'webgpu', sentence: `Running on WebGPU (${coverage}).`};
     } catch (error) {
-      return openOnWasm(`WebGPU could not compile the model (${error.message})`, {numThreads: 1});
+      const why = error instanceof GpuTimeout ? error.message : `WebGPU could not compile the model (${error.message})`;
+      return openOnWasm(why, {numThreads: 1});
     }
   }
   // Threads need relaxed SIMD and cross-origin isolation (serve.py sends the COOP/COEP headers).
@@ -54,6 +72,7 @@ async function openModel() {
 
 async function openOnWasm(whyNotGpu, {numThreads}) {
   const cpuModel = await loadAndCompile('model.tflite', {accelerator: 'wasm', cpuOptions: {numThreads}});
+  await warmUp(cpuModel);
   const threadWord = numThreads === 1 ? 'thread' : 'threads';
   return {
     model: cpuModel,
@@ -169,22 +188,40 @@ function scoresFrom(raw) {
   return Array.from(raw, (q) => (q - zeroPoint) * (scale || 1));
 }
 
-// Runs the model once; returns the top classes and the milliseconds from input to scores on the CPU.
-async function classify(source, sourceWidth, sourceHeight) {
+// Runs `compiled` (the page's model by default) once; returns the top classes and the milliseconds
+// from input to scores on the CPU.
+async function classify(source, sourceWidth, sourceHeight, compiled = model) {
   const [, height, width] = info.input.shape;
   const input = new Tensor(inputData(source, sourceWidth, sourceHeight), [1, height, width, 3]);
   const start = performance.now();
-  const outputs = await model.run(input);
-  const output = await outputs[0].moveTo('wasm');  // reading GPU results back is part of the cost
-  const raw = output.toTypedArray();
+  const running = (async () => {
+    const outputs = await compiled.run(input);
+    const output = await outputs[0].moveTo('wasm');  // reading GPU results back is part of the cost
+    const raw = output.toTypedArray();
+    output.delete();
+    for (const tensor of outputs) if (!tensor.deleted) tensor.delete();
+    return raw;
+  })();
+  let raw;
+  try {
+    raw = await (accelerator === 'webgpu' ? withGpuTimeout(running, 'a picture') : running);
+  } finally {
+    running.finally(() => input.delete()).catch(() => {});  // freed once the run is over, even a late one
+  }
   const milliseconds = performance.now() - start;
   const scores = scoresFrom(raw);
-  input.delete();
-  output.delete();
-  for (const tensor of outputs) if (!tensor.deleted) tensor.delete();
   const order = scores.map((score, index) => [score, index]).sort((a, b) => b[0] - a[0] || a[1] - b[1]);
   const top = order.slice(0, TOP_K).map(([score, index]) => ({label: info.labels[index], score}));
   return {top, milliseconds};
+}
+
+// The first run sets up kernels (and GPU pipelines): done once, on a blank picture, before the page is ready.
+async function warmUp(compiled) {
+  const [, height, width] = info.input.shape;
+  const blank = document.createElement('canvas');
+  blank.width = width;
+  blank.height = height;
+  await classify(blank, width, height, compiled);
 }
 
 function showResults({top, milliseconds}, extra = '') {
@@ -326,12 +363,9 @@ async function main() {
 
     const opened = await openModel();
     model = opened.model;
+    accelerator = opened.accelerator;
     $('backend').textContent = opened.sentence;
     $('backend').dataset.accelerator = opened.accelerator;
-    const blank = document.createElement('canvas');
-    blank.width = width;
-    blank.height = height;
-    await classify(blank, width, height);  // warm-up: the first run sets up kernels (and GPU pipelines)
   } catch (error) {
     setStatus(`Could not start: ${error.message}`, {error: true});
     document.body.dataset.state = 'error';

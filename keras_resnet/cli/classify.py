@@ -15,7 +15,7 @@ import sys
 
 from PIL import Image
 
-from keras_resnet.cli import COUNT, NON_NEGATIVE_COUNT, THREADS, USAGE_ERROR, ArgumentParser, HelpFormatter, usage_error
+from keras_resnet.cli import COUNT, NON_NEGATIVE_COUNT, THREADS, USAGE_ERROR, ArgumentParser, HelpFormatter, Number, usage_error
 from keras_resnet.quiet import native_output_silenced_at_exit, native_stderr_silenced
 from keras_resnet.runtime import LiteRTError
 from keras_resnet.runtime.classifier import Classifier, load_image
@@ -49,7 +49,7 @@ def parser():
     p.add_argument("--threads", type=THREADS, help="CPU threads (default: every core)")
     p.add_argument("--camera", metavar="N", help="classify frames from camera N (or a device path / stream URL) with OpenCV")
     p.add_argument("--frames", type=NON_NEGATIVE_COUNT, default=0, help="with --camera: stop after this many frames (0: until Ctrl-C)")
-    p.add_argument("--benchmark", type=COUNT, metavar="N", help="time N runs at batch 1 (on the first image, else a grey one)")
+    p.add_argument("--benchmark", type=Number(int, minimum=1, maximum=1_000_000), metavar="N", help="time N runs at batch 1 (on the first image, else a grey one)")
     return p
 
 

@@ -35,14 +35,14 @@ def parser():
     output.add_argument("--output", help="output directory (default: RUN_DIR/tflite, or tflite/ beside the .keras file)")
 
     quantization = p.add_argument_group("quantization")
-    quantization.add_argument("--calibration-steps", type=COUNT, default=4, help="training batches that calibrate int8-ptq")
-    quantization.add_argument("--qat-epochs", type=COUNT, default=1, help="quantization-aware fine-tuning epochs for int8-qat")
+    quantization.add_argument("--calibration-steps", type=Number(int, minimum=1, maximum=10_000), default=4, help="training batches that calibrate int8-ptq")
+    quantization.add_argument("--qat-epochs", type=Number(int, minimum=1, maximum=1000), default=1, help="quantization-aware fine-tuning epochs for int8-qat")
     quantization.add_argument("--qat-lr", type=Number(float, above=0, maximum=1), help="fine-tuning learning rate (default: the run's initial rate / 100)")
     quantization.add_argument("--qat-steps-per-epoch", type=COUNT, help="fine-tuning steps per epoch (default: one pass over the training split)")
 
     checks = p.add_argument_group("checks")
     checks.add_argument("--eval-images", type=COUNT, help="validation images for agreement and accuracy (default: the whole split)")
-    checks.add_argument("--latency-runs", type=COUNT, default=100, help="timed runs per model (after 10 warm-up runs)")
+    checks.add_argument("--latency-runs", type=Number(int, minimum=1, maximum=100_000), default=100, help="timed runs per model (after 10 warm-up runs)")
     checks.add_argument("--threads", type=THREADS, help="CPU threads for LiteRT (default: every core)")
     checks.add_argument(
         "--gpu-eval-images",

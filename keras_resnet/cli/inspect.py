@@ -38,8 +38,6 @@ def main(argv=None):
 
     list_devices_quietly()
     try:
-        if args.image_size is not None and args.image_size < 1:
-            raise ValueError(f"--image-size must be a positive number of pixels. Received: {args.image_size}.")
         input_shape = None if args.image_size is None else (args.image_size, args.image_size, 3)
         model = keras_resnet.build(
             args.name,

@@ -15,7 +15,7 @@ import sys
 
 from keras_resnet.cli import COUNT, NON_NEGATIVE, NON_NEGATIVE_COUNT, SEED, ArgumentParser, HelpFormatter, Number, usage_error
 from keras_resnet import config as config_lib, specs
-from keras_resnet.quiet import import_tensorflow_quietly
+from keras_resnet.quiet import import_tensorflow_quietly, list_devices_quietly
 from keras_resnet.training import recipe as recipes
 
 
@@ -102,6 +102,10 @@ def main(argv=None):
     except config_lib.UsageError as error:
         return usage_error(error)
     import_tensorflow_quietly()
+    if args.evaluate:
+        # The device search's notices (cuInit on machines without a GPU) now rather than amid our
+        # lines. Not before training: --cpu-replicas configures the devices before they are listed.
+        list_devices_quietly()
     from keras_resnet.data.sources import DatasetError
     from keras_resnet.training import trainer
 

@@ -64,13 +64,17 @@ def open_dataset(name, *, image_size, data_dir=None, seed=0, train_examples=None
     """Opens a dataset by name: "synthetic", a TFDS name ("cifar10", "imagenet2012", …) or
     "folder:PATH". train_examples / validation_examples keep only that many (quick experiments)."""
     if name == "synthetic":
+        # Generated on the fly, it could be any size; it has the size of its splits, as every dataset
+        # (a larger count keeps the whole split, as for the others).
+        train_examples = min(train_examples or synthetic.TRAIN_EXAMPLES, synthetic.TRAIN_EXAMPLES)
+        validation_examples = min(validation_examples or synthetic.VALIDATION_EXAMPLES, synthetic.VALIDATION_EXAMPLES)
         source = DataSource(
             name="synthetic",
             train=synthetic.dataset("train", image_size=image_size, examples=train_examples),
             validation=synthetic.dataset("validation", image_size=image_size, examples=validation_examples),
             class_names=list(synthetic.CLASS_NAMES),
-            train_examples=train_examples or synthetic.TRAIN_EXAMPLES,
-            validation_examples=validation_examples or synthetic.VALIDATION_EXAMPLES,
+            train_examples=train_examples,
+            validation_examples=validation_examples,
             stored_image_size=(image_size, image_size),
         )
         return source
