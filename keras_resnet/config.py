@@ -25,8 +25,9 @@ DEFAULT_SAVE_EVERY_STEPS = 200
 MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 8, 2048
 MAX_CPU_REPLICAS = 64  # logical devices carved out of the CPU (--cpu-replicas, for tests of distribution)
 MAX_SEED = 2**32 - 1  # what NumPy's and TensorFlow's seeding take
-# SGD's rate and L2 weight decay beyond these only diverge (the paper's: 0.1 and 1e-4); float32 overflows further on.
-MAX_LEARNING_RATE, MAX_WEIGHT_DECAY = 100.0, 1.0
+# Bounds of SGD's rate and L2 weight decay (the paper's: 0.1 and 1e-4): far beyond any that trains,
+# short of float32's overflow. A rate that diverges is stopped at its first NaN (exit code 1).
+MAX_LEARNING_RATE, MAX_WEIGHT_DECAY = 1e6, 1.0
 
 
 class UsageError(ValueError):
@@ -212,7 +213,8 @@ class RunConfig:
         return cls.from_json(data, path=path)
 
 
-# The valid values of config.json's numeric fields, by field name: (minimum, maximum), None for no bound.
+# The valid values of config.json's numeric fields, by field name: (minimum, maximum), None for no
+# bound, and a third element False where the maximum itself is not valid. The flags' ranges.
 FIELD_RANGES = {
     "classes": (1, None),
     "weight_decay": (0, MAX_WEIGHT_DECAY),
@@ -226,7 +228,7 @@ FIELD_RANGES = {
     "learning_rate": (0, MAX_LEARNING_RATE),
     "warmup_epochs": (0, None),
     "momentum": (0, 1),
-    "label_smoothing": (0, 1),
+    "label_smoothing": (0, 1, False),
     "seed": (0, MAX_SEED),
     "freeze_epochs": (0, None),
     "cpu_replicas": (1, MAX_CPU_REPLICAS),
@@ -258,9 +260,16 @@ def _section(section_class, data, where):
     for name, value in data.items():
         problem = _field_problem(name, value, fields[name].type)
         if problem:
-            raise ConfigFileError(f"{where} field {name!r} {problem}. Received: {json.dumps(value)}.")
+            raise ConfigFileError(f"{where} field {name!r} {problem}. Received: {json.dumps(value)[:80]}.")
     values = {name: tuple(value) if isinstance(value, list) else value for name, value in data.items()}
     return section_class(**values)
+
+
+def _finite(value):
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        return False
 
 
 def _field_problem(name, value, annotation):
@@ -269,9 +278,9 @@ def _field_problem(name, value, annotation):
     if value is None:
         return None if type(None) in kinds else "must not be null"
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if int in kinds and not (number and float(value).is_integer()) and float not in kinds:
+    if int in kinds and float not in kinds and not (number and isinstance(value, int)):
         return "must be an integer"
-    if float in kinds and not (number and math.isfinite(value)):
+    if float in kinds and not (number and _finite(value)):
         return "must be a finite number"
     if str in kinds and not isinstance(value, str):
         return "must be a string"
@@ -283,9 +292,9 @@ def _field_problem(name, value, annotation):
         if name == "input_shape" and (len(value) != 3 or any(item is not None and item < 1 for item in value)):
             return "must be [height, width, channels] of positive sizes"
     if name in FIELD_RANGES and number:
-        low, high = FIELD_RANGES[name]
-        if value < low or (high is not None and value > high):
-            return f"must be at least {low}" + (f" and at most {high}" if high is not None else "")
+        low, high, high_included = (*FIELD_RANGES[name], True)[:3]
+        if value < low or (high is not None and (value > high or (value == high and not high_included))):
+            return f"must be at least {low}" + (f" and {'at most' if high_included else 'below'} {high}" if high is not None else "")
     if name in FIELD_CHOICES and value not in FIELD_CHOICES[name]:
         return f"must be one of {', '.join(map(str, FIELD_CHOICES[name]))}"
     return None

@@ -60,6 +60,11 @@ def backup_load(callback):
     callback.model._initial_epoch = None
 
 
+# training/callbacks.py also overrides one private hook in each of these two callbacks:
+# `_save_model`, which both call to write their file (StepBackup and AtomicModelCheckpoint write it
+# atomically). tests/test_internals.py checks that fit() still reaches it.
+
+
 def checkpoint_file_path(callback, epoch, batch, logs):
     """The file keras.callbacks.ModelCheckpoint would write now (its `filepath`, formatted)."""
     return callback._get_file_path(epoch, batch, logs)

@@ -11,7 +11,7 @@ import tensorflow as tf
 
 import keras_resnet
 from keras_resnet import internals
-from keras_resnet.training.callbacks import StepBackup
+from keras_resnet.training.callbacks import AtomicModelCheckpoint, StepBackup
 
 
 def test_keras_symbolic_build_hooks():
@@ -64,6 +64,16 @@ def test_backup_internals_save_and_restore_the_step(tmp_path):
     for weight, value in zip(model.weights, expected):
         np.testing.assert_array_equal(weight.numpy(), value)
     assert model._initial_epoch is None
+
+
+def test_fit_still_saves_through_the_hooks_the_atomic_callbacks_override(tmp_path):
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile(keras.optimizers.SGD(0.1), "mse")
+    backup = StepBackup(str(tmp_path / "backup"), save_every_steps=1)
+    last = AtomicModelCheckpoint(str(tmp_path / "last.keras"))
+    model.fit(np.ones((4, 3)), np.ones((4, 2)), epochs=1, batch_size=2, verbose=0, callbacks=[backup, last])
+    assert backup.saved_step == 2 and sorted(os.listdir(tmp_path)) == ["backup", "last.keras"]
+    assert os.listdir(tmp_path / "backup") == ["latest.weights.h5"]
 
 
 def test_checkpoint_internals_name_the_file_and_keep_the_best(tmp_path):

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 
 import h5py
 import keras
@@ -19,17 +20,22 @@ from keras_resnet.training.run_dir import RunDirectory, read_history
 from test_train import REPOSITORY, TINY, backup_step, run_train
 
 
-def start_paused(args, file_name, *, cwd):
+def start_paused(args, file_name, *, cwd, deadline=300):
     """train.py with `args`, stopped by the test hook inside its write of `file_name` ("NAME" or
-    "NAME#N"): returns the process once it says so."""
+    "NAME#N"): returns the process once it says so (killed if it has not within `deadline` s)."""
     process = subprocess.Popen(
         [sys.executable, os.path.join(REPOSITORY, "train.py"), *args],
         cwd=cwd, env={**os.environ, "PYTHONPATH": REPOSITORY, files.PAUSE_VARIABLE: file_name},
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
-    for line in process.stderr:
-        if line.startswith("test hook: paused writing"):
-            return process
+    watchdog = threading.Timer(deadline, process.kill)
+    watchdog.start()
+    try:
+        for line in process.stderr:
+            if line.startswith("test hook: paused writing"):
+                return process
+    finally:
+        watchdog.cancel()
     raise AssertionError(f"train.py ended (exit {process.wait()}) without writing {file_name}")
 
 
@@ -54,23 +60,27 @@ def history_epochs(run):
 # -- kill -9 inside a save ----------------------------------------------------------------------
 
 
-def test_killed_while_saving_the_last_epochs_model_the_same_command_finishes_the_run(tmp_path):
-    # 3 epochs of 4 steps, a backup every 4 steps: the backup already holds all 12 steps when the
-    # last epoch's last.keras is written. Before: last.keras truncated, "nothing to do", exit 0,
-    # no metrics.json and a backup left for ever.
+@pytest.mark.parametrize("epoch", [3, 2])
+def test_killed_while_saving_an_epochs_model_after_its_backup_the_same_command_ends_that_epoch(epoch, tmp_path):
+    # 3 epochs of 4 steps, a backup every 4 steps: the backup already holds the epoch's last step
+    # when its last.keras is written. Before, for the last epoch: last.keras truncated, "nothing to
+    # do", exit 0, no metrics.json and a backup left for ever.
     run = RunDirectory(tmp_path / "run")
     args = [*TINY, "--epochs", "3", "--save-every-steps", "4", "--output", run.path]
-    kill(start_paused(args, "last.keras#3", cwd=tmp_path))
-    assert backup_step(os.path.join(run.backup, "latest.weights.h5")) == 12
-    assert iterations(run.last_model) == 8  # the previous epoch's, whole
+    kill(start_paused(args, f"last.keras#{epoch}", cwd=tmp_path))
+    assert backup_step(os.path.join(run.backup, "latest.weights.h5")) == 4 * epoch
+    assert iterations(run.last_model) == 4 * (epoch - 1)  # the previous epoch's, whole
     assert len(partials(run.path)) == 1  # the half-written new one, under its temporary name
+    assert history_epochs(run) == list(range(epoch - 1))
 
     result = run_train(*args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "trained all 12 steps but did not finish its last epoch: evaluating it now." in result.stdout
+    assert f"trained epoch {epoch} to its last step but stopped before the epoch ended: evaluating it now." in result.stdout
     assert json.loads(open(run.metrics).read())["steps"] == 12
     assert iterations(run.last_model) == 12 and not os.path.exists(run.backup) and partials(run.path) == []
-    assert history_epochs(run) == [0, 1, 2]
+    rows = read_history(run.history)
+    assert [(int(row["epoch"]), int(row["step"])) for row in rows] == [(0, 4), (1, 8), (2, 12)]
+    assert "loss" not in rows[epoch - 1] and "val_accuracy" in rows[epoch - 1]  # its training figures died with the process
 
 
 def test_killed_while_writing_a_backup_resumes_from_the_previous_one(tmp_path):
@@ -78,11 +88,13 @@ def test_killed_while_writing_a_backup_resumes_from_the_previous_one(tmp_path):
     args = [*TINY, "--epochs", "3", "--save-every-steps", "3", "--output", run.path]
     kill(start_paused(args, "latest.weights.h5#2", cwd=tmp_path))  # the backup of step 6
     assert backup_step(os.path.join(run.backup, "latest.weights.h5")) == 3
+    assert len(partials(run.backup)) == 1
 
     result = run_train(*args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert f"Resuming {run.path} at step 3 of 12." in result.stdout
     assert json.loads(open(run.metrics).read())["steps"] == 12 and history_epochs(run) == [0, 1, 2]
+    assert partials(run.path) == [] and not os.path.exists(run.backup)
 
 
 @pytest.mark.parametrize(

@@ -199,6 +199,8 @@ def test_the_same_command_on_a_finished_run_changes_nothing_and_another_length_a
     assert "has already finished: nothing to do. Validation: top-1" in capsys.readouterr().out
     result = one_line_error_in_process(train.main, [*TINY, "--epochs", "3", "--output", finished_run.path], capsys)
     assert "holds a run of another length (2 epochs): pass --resume to train it to 3 epochs" in result
+    result = one_line_error_in_process(train.main, [*TINY, "--epochs", "1", "--output", finished_run.path, "--resume"], capsys)
+    assert "--resume trains a run longer: " in result and "is set to 8 steps and this command asks for 4" in result
     assert modification_times(finished_run) == before
 
 
@@ -231,7 +233,7 @@ def test_evaluate_a_run_and_a_model_file(finished_run, capsys):
         (["--depth", "8", "--dataset", "no_such_dataset"], "error: Unknown dataset 'no_such_dataset'"),
         (["--depth", "8", "--epochs", "0"], "error: argument --epochs: must be an integer of at least 1. Received: 0."),
         (["--depth", "8", "--epochs", "2", "--steps", "5"], "error: Pass --epochs or --steps, not both."),
-        (["--depth", "8", "--lr", "nan"], "error: argument --lr: must be a number from 0 to 100. Received: nan."),
+        (["--depth", "8", "--lr", "nan"], "error: argument --lr: must be a number from 0 to 1e+06. Received: nan."),
         (["--depth", "8", "--epochs", "2", "--warmup-epochs", "1e308"], "error: --warmup-epochs 1e+308 is longer than the training it warms up"),
         (["--depth", "8", "--seed", "-1"], "error: argument --seed: must be an integer from 0 to 4294967295. Received: -1."),
         (["--depth", "8", "--image-size", "4"], "error: argument --image-size: must be an integer from 8 to 2048. Received: 4."),
@@ -286,11 +288,12 @@ def test_tfds_offline_is_one_line_and_exit_code_2(tmp_path, capsys):
 
 def test_non_finite_loss_stops_with_a_clear_message_and_the_same_command_is_no_dead_end(tmp_path, capsys):
     output = tmp_path / "exploding"
-    args = [*TINY, "--epochs", "2", "--lr", "1e12", "--precision", "float32", "--output", str(output)]
+    # 10 steps per epoch: the loss diverges at step 5, before anything is saved.
+    args = [*TINY, "--train-examples", "160", "--epochs", "1", "--lr", "1e6", "--precision", "float32", "--output", str(output)]
     for attempt in range(2):  # the same command again: the same stop, not "already holds a run"
         assert train.main(args) == 1
         err = capsys.readouterr().err
-        assert "The loss became NaN or infinite at step" in err and "Nothing was backed up yet: the same command starts the run afresh" in err
+        assert "The loss became NaN or infinite at step" in err and "Nothing was saved yet: the same command starts the run afresh" in err
         assert not os.path.exists(output / "last.keras") and not os.path.exists(output / "metrics.json")
 
 

@@ -128,6 +128,7 @@ def _check_output(output):
             pass
     except OSError as error:
         raise ConversionError(f"Cannot write to {output} ({files.describe_os_error(error)}): choose another --output. Nothing was written.") from None
+    files.remove_partials(output)  # left by a conversion that was killed
 
 
 def _produce(target, trained, data, settings, *, log):

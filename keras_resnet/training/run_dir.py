@@ -21,11 +21,13 @@ import json
 import os
 import re
 import shutil
+import time
 
 from keras_resnet import files
 from keras_resnet.config import ConfigFileError, RunConfig, UsageError
 
 LOCK_FILE = ".lock"
+LOCK_ATTEMPTS = 5
 
 
 class RunDirectoryInUse(UsageError):
@@ -74,20 +76,29 @@ class RunDirectory:
         process ends, however it ends: the operating system drops the lock of a killed process.
         Raises RunDirectoryInUse naming the holder's PID."""
         created = _missing_directories(self.path)
-        try:
-            os.makedirs(self.path, exist_ok=True)
-            descriptor = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as error:
-            raise UsageError(f"Cannot write to the run directory {self} ({files.describe_os_error(error)}). Nothing was changed.") from None
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _read_pid(descriptor)
-            os.close(descriptor)
-            raise RunDirectoryInUse(
-                f"{self} is in use: process {holder or '(unknown)'} is training in it. Wait for it to finish, or stop it "
-                f"(kill {holder or 'PID'}) and run the command again. Nothing was changed."
-            ) from None
+        for attempt in range(LOCK_ATTEMPTS):
+            try:
+                os.makedirs(self.path, exist_ok=True)
+                descriptor = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as error:
+                raise UsageError(f"Cannot write to the run directory {self} ({files.describe_os_error(error)}). Nothing was changed.") from None
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _read_pid(descriptor)
+                os.close(descriptor)
+                if attempt + 1 < LOCK_ATTEMPTS:  # a passing holder() probe, or a process on its way out
+                    time.sleep(0.1)
+                    continue
+                raise RunDirectoryInUse(
+                    f"{self} is in use: process {holder or '(unknown)'} is training in it. Wait for it to finish, or stop it "
+                    f"(kill {holder or 'PID'}) and run the command again. Nothing was changed."
+                ) from None
+            if _same_file(descriptor, self.lock_file):
+                break
+            os.close(descriptor)  # locked a .lock that its releaser removed meanwhile: lock the new one
+        else:
+            raise RunDirectoryInUse(f"{self} is being taken by other processes: run the command again. Nothing was changed.")
         os.ftruncate(descriptor, 0)
         os.write(descriptor, f"{os.getpid()}\n".encode())
         return _Lock(self, descriptor, created=created)
@@ -130,10 +141,11 @@ class RunDirectory:
     def read_history(self):
         return read_history(self.history)
 
-    def keep_history_before(self, epoch):
-        """Drops the rows of epochs from `epoch` on: they are trained again (a resumed or restarted run)."""
+    def keep_history_through(self, step, *, steps_per_epoch):
+        """Drops the rows of epochs that end after `step`: they are trained again (a resumed or
+        restarted run). Rows without a step (written before version 0.3) count whole epochs."""
         rows = self.read_history()
-        kept = [row for row in rows if row["epoch"] < epoch]
+        kept = [row for row in rows if row.get("step", (row["epoch"] + 1) * steps_per_epoch) <= step]
         if len(kept) != len(rows):
             write_history(self.history, kept)
 
@@ -183,6 +195,13 @@ def _missing_directories(path):
             break
         path = parent
     return missing
+
+
+def _same_file(descriptor, path):
+    try:
+        return os.path.samestat(os.fstat(descriptor), os.stat(path))
+    except OSError:
+        return False
 
 
 def _read_pid(descriptor):

@@ -89,12 +89,15 @@ def train(config, *, output=None, resume=False, log=print):
     # directory created here and left empty (bad input found below) is removed again.
     with run.lock():
         files.remove_partials(run.path)
+        files.remove_partials(run.backup)
         if run.is_finished() and not resume:
             _report_finished(run, log=log)
             return run
         data_source = sources.open_configured(config.data, seed=config.training.seed)
         config = config.with_class_names(data_source.class_names)
         plan = config.plan(data_source.train_examples)
+        if resume:
+            _check_not_shorter(run, plan, data_source.train_examples)
         if weights_source is not None and not run.has_state():
             pretrained.fetch(weights_source, config)  # a failed download leaves nothing behind
         _prepare_directory(run, config)
@@ -120,7 +123,7 @@ def _train(config, run, *, strategy, strategy_name, precision, source, plan, wei
 
     backup = StepBackup(run.backup, save_every_steps=config.runtime.save_every_steps)
     backup.set_model(model)
-    done = _restore(model, run, backup, log=log)
+    done, restored_from = _restore(model, run, backup, log=log)
     if done == 0:
         if not run.is_empty() and (os.path.exists(run.history) or os.path.exists(run.tensorboard)):
             log(f"{run} holds no saved state to continue from (stopped before its first backup): starting it afresh.")
@@ -137,9 +140,8 @@ def _train(config, run, *, strategy, strategy_name, precision, source, plan, wei
         log(f"Resuming {run} at step {done} of {plan.total_steps}.")
     if done < plan.total_steps and os.path.exists(run.metrics):
         os.remove(run.metrics)  # trained longer (--resume): finished again only at the new end
-    # The rows of the epoch being continued (and any later, from before the crash) are trained again.
-    resumed_epoch = min(done, plan.total_steps - 1) // plan.steps_per_epoch
-    run.keep_history_before(resumed_epoch)
+    # The rows of the steps trained again (the rest of an interrupted epoch, and any later) go.
+    run.keep_history_through(done, steps_per_epoch=plan.steps_per_epoch)
 
     throughput = Throughput(training.batch_size)
     best_so_far = max((row.get("val_accuracy", -1.0) for row in run.read_history()), default=None)
@@ -165,6 +167,11 @@ def _train(config, run, *, strategy, strategy_name, precision, source, plan, wei
     )
     started = time.time()
     try:
+        ended = _epoch_ending_at(done, plan)
+        if ended is not None and not any(int(row["epoch"]) == ended for row in run.read_history()):
+            # Stopped between an epoch's last step (backed up) and that epoch's end: finish it first.
+            log(f"{run} trained epoch {ended + 1} to its last step but stopped before the epoch ended: evaluating it now.")
+            _end_epoch_by_hand(model, ended, validation, epoch_end)
         if done < plan.total_steps:
             log(
                 f"Training {config.model.name} on {data.dataset} ({source.train_examples} training, "
@@ -178,13 +185,12 @@ def _train(config, run, *, strategy, strategy_name, precision, source, plan, wei
                     f"rate {training.learning_rate * HEAD_RATE_FACTOR:g}, then the whole network from {training.learning_rate:g} ({training.schedule})."
                 )
             _fit(model, config, plan, strategy=strategy, done=done, source=source, validation=validation, callbacks=callbacks, interrupt=interrupt, log=log)
-        if not _has_final_epoch(run, plan):
-            # Stopped between the last step's backup and the end of the last epoch: finish that epoch.
-            log(f"{run} trained all {plan.total_steps} steps but did not finish its last epoch: evaluating it now.")
-            _end_epoch_by_hand(model, plan.epochs - 1, validation, epoch_end)
         return _finish(run, model, plan, precision=precision, replicas=replicas, started=started, log=log)
     except KeyboardInterrupt:
-        backup.save_now()
+        try:
+            backup.save_now()
+        except OSError as error:
+            raise _storage_error(error, run, _continuation(run, backup, restored_from)) from None
         raise Interrupted(
             f"Interrupted at step {int(model.optimizer.iterations.numpy())} of {plan.total_steps}; the state is backed up "
             f"in {run.backup}. Run the same command again to resume."
@@ -192,16 +198,17 @@ def _train(config, run, *, strategy, strategy_name, precision, source, plan, wei
     except RuntimeError as error:
         if "NaN or Inf loss" not in str(error):
             raise
-        if backup.saved_step:
-            kept = f"The backup in {run.backup} (step {backup.saved_step}) is from before; the same command continues from it."
+        continuation = _continuation(run, backup, restored_from)
+        if continuation:
+            kept = f"The same command continues from {continuation}, saved before."
         else:
-            kept = "Nothing was backed up yet: the same command starts the run afresh."
+            kept = "Nothing was saved yet: the same command starts the run afresh."
         raise TrainingError(
             f"The loss became NaN or infinite at step {int(model.optimizer.iterations.numpy())}: training stopped. {kept} "
             f"Try a lower --lr, a warm-up (--warmup-epochs) or --precision float32, with a new --output."
         ) from None
     except OSError as error:
-        raise _storage_error(error, run, backup) from None
+        raise _storage_error(error, run, _continuation(run, backup, restored_from)) from None
 
 
 def _fit(model, config, plan, *, strategy, done, source, validation, callbacks, interrupt, log):
@@ -234,9 +241,22 @@ def _fit(model, config, plan, *, strategy, done, source, validation, callbacks, 
             )
 
 
-def _has_final_epoch(run, plan):
-    history = run.read_history()
-    return bool(history) and int(history[-1]["epoch"]) == plan.epochs - 1
+def _epoch_ending_at(step, plan):
+    """The epoch whose last step is `step` (the last epoch may be cut short by --steps), or None."""
+    if step == 0:
+        return None
+    if step >= plan.total_steps:
+        return plan.epochs - 1
+    return step // plan.steps_per_epoch - 1 if step % plan.steps_per_epoch == 0 else None
+
+
+def _continuation(run, backup, restored_from):
+    """What the same command would continue from if this process stopped now, in words (None: nothing)."""
+    if backup.saved_step:
+        return f"the backup in {run.backup} (step {backup.saved_step})"
+    if os.path.exists(run.last_model):
+        return run.last_model
+    return restored_from
 
 
 def _end_epoch_by_hand(model, epoch, validation, callbacks):
@@ -270,11 +290,13 @@ def _finish(run, model, plan, *, precision, replicas, started, log):
     }
     run.write_json(run.metrics, metrics)
     shutil.rmtree(run.backup, ignore_errors=True)  # finished: last.keras holds the final state
+    files.remove_partials(run.path)
     log(f"Finished {metrics['steps']} steps. {_summary(metrics)} Run directory: {run}")
     return run
 
 
 def _report_finished(run, *, log):
+    shutil.rmtree(run.backup, ignore_errors=True)  # left if the finishing process was killed after metrics.json
     try:
         with open(run.metrics) as file:
             metrics = json.load(file)
@@ -293,18 +315,14 @@ def _summary(metrics):
     )
 
 
-def _storage_error(error, run, backup):
+def _storage_error(error, run, continuation):
     """An OSError while training (a full disk, a directory made read-only): one line that says what
     to free or change; the files already saved are whole (keras_resnet.files)."""
-    where = error.filename if isinstance(error, OSError) and error.filename else str(run)
-    kept = (
-        f"the same command continues from the backup at step {backup.saved_step}"
-        if backup.saved_step
-        else "the same command starts it again (nothing was backed up yet)"
-    )
+    kept = f"the same command continues from {continuation}" if continuation else "the same command starts the run again (nothing was saved yet)"
     if files.is_out_of_space(error):
         return TrainingError(f"No space left on the disk holding {run} while writing: free some space; {kept}. Every file already saved is complete.")
-    return TrainingError(f"Cannot write {where} ({files.describe_os_error(error)}): fix that; {kept}. Every file already saved is complete.")
+    where = error.filename if isinstance(error, OSError) and error.filename else str(run)
+    return TrainingError(f"Training stopped at {where} ({files.describe_os_error(error)}): fix that; {kept}. Every file already saved is complete.")
 
 
 def build_and_compile(config, plan, *, replicas=1):
@@ -400,23 +418,39 @@ def _prepare_directory(run, config):
         if not os.path.exists(run.labels):
             run.write_labels(config.class_names)
     except OSError as error:
-        raise UsageError(f"Cannot write to the run directory {run} ({files.describe_os_error(error)}). Nothing was changed.") from None
+        if files.is_out_of_space(error):
+            raise TrainingError(f"No space left on the disk holding {run}: free some space and run the same command again.") from None
+        raise UsageError(f"Cannot write to the run directory {run} ({files.describe_os_error(error)}): choose another --output.") from None
+
+
+def _check_not_shorter(run, plan, train_examples):
+    """--resume trains a run longer, never shorter: refused before anything is written."""
+    try:
+        configured = run.read_config().plan(train_examples).total_steps
+    except UsageError:
+        return  # no run yet, or one whose own plan no longer works: nothing to compare
+    if plan.total_steps < configured:
+        raise UsageError(
+            f"--resume trains a run longer: {run} is set to {configured} steps and this command asks for "
+            f"{plan.total_steps}. Ask for {configured} or more, or choose another --output. Nothing was changed."
+        )
 
 
 def _restore(model, run, backup, *, log):
-    """The step to continue from: the backup's, else last.keras', else 0. Each is loaded before it is
-    trusted; one that cannot be read is reported and passed over."""
+    """(the step to continue from, where it came from in words): the backup's, else last.keras',
+    else (0, None). Each is loaded before it is trusted; one that cannot be read is reported and
+    passed over."""
     if run.has_backup():
         try:
-            return backup.restore()
+            return backup.restore(), f"the backup in {run.backup}"
         except Exception as error:  # h5py and Keras raise many kinds for a damaged file
             log(f"The backup in {run.backup} cannot be read ({type(error).__name__}); looking for last.keras.")
     if os.path.exists(run.last_model):
         try:
-            return _restore_from_last(model, run)
+            return _restore_from_last(model, run), run.last_model
         except Exception as error:
             log(f"{run.last_model} cannot be read ({type(error).__name__}: {str(error)[:120]}).")
-    return 0
+    return 0, None
 
 
 def _restore_from_last(model, run):
