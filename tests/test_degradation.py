@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from conftest import load_script, one_line_error, one_line_error_in_process
-from keras_resnet.training.callbacks import read_history
+from keras_resnet.training.run_dir import read_history
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(REPOSITORY, "experiments", "degradation.py")

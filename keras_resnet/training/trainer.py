@@ -123,7 +123,7 @@ def _train(config, run, *, strategy, strategy_name, precision, source, plan, wei
 
     backup = StepBackup(run.backup, save_every_steps=config.runtime.save_every_steps)
     backup.set_model(model)
-    done, restored_from = _restore(model, run, backup, log=log)
+    done = _restore(model, run, backup, log=log)
     if done == 0:
         if not run.is_empty() and (os.path.exists(run.history) or os.path.exists(run.tensorboard)):
             log(f"{run} holds no saved state to continue from (stopped before its first backup): starting it afresh.")
@@ -190,7 +190,7 @@ def _train(config, run, *, strategy, strategy_name, precision, source, plan, wei
         try:
             backup.save_now()
         except OSError as error:
-            raise _storage_error(error, run, _continuation(run, backup, restored_from)) from None
+            raise _storage_error(error, run, _continuation(run, backup)) from None
         raise Interrupted(
             f"Interrupted at step {int(model.optimizer.iterations.numpy())} of {plan.total_steps}; the state is backed up "
             f"in {run.backup}. Run the same command again to resume."
@@ -198,7 +198,7 @@ def _train(config, run, *, strategy, strategy_name, precision, source, plan, wei
     except RuntimeError as error:
         if "NaN or Inf loss" not in str(error):
             raise
-        continuation = _continuation(run, backup, restored_from)
+        continuation = _continuation(run, backup)
         if continuation:
             kept = f"The same command continues from {continuation}, saved before."
         else:
@@ -208,7 +208,7 @@ def _train(config, run, *, strategy, strategy_name, precision, source, plan, wei
             f"Try a lower --lr, a warm-up (--warmup-epochs) or --precision float32, with a new --output."
         ) from None
     except OSError as error:
-        raise _storage_error(error, run, _continuation(run, backup, restored_from)) from None
+        raise _storage_error(error, run, _continuation(run, backup)) from None
 
 
 def _fit(model, config, plan, *, strategy, done, source, validation, callbacks, interrupt, log):
@@ -250,13 +250,14 @@ def _epoch_ending_at(step, plan):
     return step // plan.steps_per_epoch - 1 if step % plan.steps_per_epoch == 0 else None
 
 
-def _continuation(run, backup, restored_from):
-    """What the same command would continue from if this process stopped now, in words (None: nothing)."""
+def _continuation(run, backup):
+    """What the same command would continue from if this process stopped now, in words (None:
+    nothing), in _restore's order. A backup restored at the start counts as saved."""
     if backup.saved_step:
         return f"the backup in {run.backup} (step {backup.saved_step})"
     if os.path.exists(run.last_model):
         return run.last_model
-    return restored_from
+    return None
 
 
 def _end_epoch_by_hand(model, epoch, validation, callbacks):
@@ -410,8 +411,7 @@ def _stored_config(output):
 
 
 def _prepare_directory(run, config):
-    try:
-        os.makedirs(run.path, exist_ok=True)
+    try:  # the directory exists: run.lock() made it
         if not os.path.exists(run.config) or run.read_config().training != config.training:
             # New, or resumed for longer: config.json records the run as it now goes.
             run.write_config(config)
@@ -437,20 +437,19 @@ def _check_not_shorter(run, plan, train_examples):
 
 
 def _restore(model, run, backup, *, log):
-    """(the step to continue from, where it came from in words): the backup's, else last.keras',
-    else (0, None). Each is loaded before it is trusted; one that cannot be read is reported and
-    passed over."""
+    """The step to continue from: the backup's, else last.keras', else 0. Each is loaded before it is
+    trusted; one that cannot be read is reported and passed over."""
     if run.has_backup():
         try:
-            return backup.restore(), f"the backup in {run.backup}"
+            return backup.restore()
         except Exception as error:  # h5py and Keras raise many kinds for a damaged file
             log(f"The backup in {run.backup} cannot be read ({type(error).__name__}); looking for last.keras.")
     if os.path.exists(run.last_model):
         try:
-            return _restore_from_last(model, run), run.last_model
+            return _restore_from_last(model, run)
         except Exception as error:
             log(f"{run.last_model} cannot be read ({type(error).__name__}: {str(error)[:120]}).")
-    return 0, None
+    return 0
 
 
 def _restore_from_last(model, run):
