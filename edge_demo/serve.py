@@ -3,11 +3,18 @@
     npm ci --prefix edge_demo/web                     # once: LiteRT.js from npm, as the lockfile pins it
     python edge_demo/serve.py --model runs/…/tflite/resnet20_gpu.tflite
     python edge_demo/serve.py --model M --certfile cert.pem --keyfile key.pem   # https: the phone's camera
+    python edge_demo/serve.py --model M --samples photos/val/Bag                 # the sample strip's pictures
 
 The page runs the model with LiteRT.js: on WebGPU when the browser has it (a phone's GPU), else on
 WASM/XNNPACK. Everything it loads comes from this server (no CDN). Needs only the standard library,
 ai-edge-litert, numpy and Pillow (the model's input and class names are read with keras_resnet.runtime.classifier).
+
+Before the page trusts WebGPU it runs the model's self-test pictures there and compares the scores with
+the CPU's, which this server computes (keras_resnet.runtime.selftest); a model the conversion marked
+CPU only is run on WASM without trying.
 """
+
+import base64
 
 import http.server
 import json
@@ -18,20 +25,22 @@ import sys
 from urllib.parse import unquote, urlsplit
 
 from keras_resnet.cli import ArgumentParser, HelpFormatter, Number, usage_error
-from keras_resnet.runtime import LiteRTError
+from keras_resnet.runtime import LiteRTError, selftest
 from keras_resnet.runtime.classifier import Classifier
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WEB_DIR = os.path.join(HERE, "web")
-SAMPLES_DIR = os.path.join(HERE, "samples")
 NODE_MODULES = os.path.join(WEB_DIR, "node_modules")
 # URL prefix → directory. The page's import map points at /vendor/ (edge_demo/web/index.html).
 STATIC_ROOTS = {
     "/vendor/litertjs/core/": os.path.join(NODE_MODULES, "@litertjs", "core"),
     "/vendor/litertjs/wasm-utils/": os.path.join(NODE_MODULES, "@litertjs", "wasm-utils"),
-    "/samples/": SAMPLES_DIR,
     "/": WEB_DIR,
 }
+# Where convert/to_tflite.py writes a few of the run's validation pictures, beside the models.
+CONVERTED_SAMPLES = "samples"
+PAGE_IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")  # what every browser shows
+TOP_K = 5
 # A client that sends nothing for this long is disconnected: idle or slow connections (plain or TLS)
 # hold only their own thread, never the server.
 CLIENT_TIMEOUT_SECONDS = 20
@@ -43,6 +52,11 @@ CONTENT_TYPES = {
     ".map": "application/json",
     ".wasm": "application/wasm",  # WebAssembly.instantiateStreaming insists on it
     ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".gif": "image/gif",
+    ".bmp": "image/bmp",
+    ".webp": "image/webp",
     ".txt": "text/plain; charset=utf-8",
     ".tflite": "application/octet-stream",
 }
@@ -59,11 +73,17 @@ def parser():
     p.add_argument("--port", type=Number(int, minimum=0, maximum=65535), default=8000, help="TCP port (0: any free port)")
     p.add_argument("--certfile", help="TLS certificate (PEM): serve https, which phones require for the camera")
     p.add_argument("--keyfile", help="the certificate's private key (PEM)")
+    p.add_argument(
+        "--samples", metavar="DIR",
+        help=f"pictures for the page's sample strip (default: the {CONVERTED_SAMPLES}/ folder convert/to_tflite.py writes "
+        "beside the model: a few of the run's validation pictures)",
+    )
     return p
 
 
 def model_description(classifier):
-    """What the page needs to feed the model and read its scores."""
+    """What the page needs to feed the model and read its scores, and to check its GPU's answers:
+    the self-test pictures (raw uint8 pixels, base64) with the CPU's probabilities for them."""
 
     def tensor(details):
         scale, zero_point = details["quantization"]
@@ -74,19 +94,42 @@ def model_description(classifier):
             "zero_point": int(zero_point),
         }
 
+    pictures = selftest.pictures(classifier.metadata, classifier.model.input["shape"])
+    verdict = classifier.metadata.gpu
     return {
         "name": os.path.basename(classifier.model_path),
         "input": tensor(classifier.model.input),
         "output": tensor(classifier.model.output),
         "labels": classifier.labels,
+        "top_k": min(TOP_K, len(classifier.labels)),
+        "preprocessing": classifier.preprocessing.to_json(),
+        "gpu": None if verdict is None else verdict.to_json(),
+        "selftest": {
+            "pictures": [base64.b64encode(picture.tobytes()).decode("ascii") for picture in pictures],
+            "expected": [[round(float(p), 6) for p in scores] for scores in selftest.expected_scores(classifier.model, pictures)],
+            "tolerance": selftest.TOLERANCE,
+        },
     }
 
 
-def handler_for(model_path, description):
+def samples_folder(model_path, samples):
+    """The sample strip's folder: --samples, else the one the conversion wrote beside the model (None
+    when there is none)."""
+    if samples is not None:
+        return samples
+    beside = os.path.join(os.path.dirname(os.path.abspath(model_path)), CONVERTED_SAMPLES)
+    return beside if os.path.isdir(beside) else None
+
+
+def handler_for(model_path, description, *, samples_dir=None):
     model_json = json.dumps(description, indent=1).encode()
     labels_txt = "".join(f"{name}\n" for name in description["labels"]).encode()
-    samples = sorted(name for name in os.listdir(SAMPLES_DIR) if name.endswith(".png")) if os.path.isdir(SAMPLES_DIR) else []
+    samples = sorted(
+        name for name in os.listdir(samples_dir)
+        if name.lower().endswith(PAGE_IMAGE_EXTENSIONS) and not name.startswith(".") and os.path.isfile(os.path.join(samples_dir, name))
+    ) if samples_dir else []
     samples_json = json.dumps(samples).encode()
+    roots = {"/samples/": samples_dir, **STATIC_ROOTS} if samples_dir else STATIC_ROOTS
 
     class Handler(http.server.BaseHTTPRequestHandler):
         server_version = "keras-resnet-edge-demo"
@@ -118,7 +161,7 @@ def handler_for(model_path, description):
                 elif path == "/model.tflite":
                     body, extension = _read(model_path), ".tflite"
                 else:
-                    file_path = _static_file(path)
+                    file_path = _static_file(path, roots)
                     if file_path is None:
                         self.send_error(404, "Not found")
                         return
@@ -209,12 +252,12 @@ def _url_path(target):
     return path
 
 
-def _static_file(url_path):
-    """The file under one of STATIC_ROOTS that `url_path` names, or None (also for anything that
-    would leave its root)."""
+def _static_file(url_path, roots):
+    """The file under one of `roots` (URL prefix → folder) that `url_path` names, or None (also for
+    anything that would leave its root)."""
     if url_path.endswith("/"):
         url_path += "index.html"
-    for prefix, root in STATIC_ROOTS.items():
+    for prefix, root in roots.items():
         if url_path.startswith(prefix):
             root = os.path.realpath(root)
             candidate = os.path.realpath(os.path.join(root, url_path[len(prefix):]))
@@ -246,12 +289,17 @@ def main(argv=None):
         return usage_error("https needs both --certfile and --keyfile")
     if not os.path.isfile(os.path.join(STATIC_ROOTS["/vendor/litertjs/core/"], "dist", "index.js")):
         return usage_error(f"LiteRT.js is not installed in {os.path.relpath(NODE_MODULES)}: run `npm ci --prefix {os.path.relpath(WEB_DIR)}` first")
+    samples_dir = samples_folder(args.model, args.samples)
+    if samples_dir is not None and not os.path.isdir(samples_dir):
+        return usage_error(f"--samples {samples_dir}: no such folder")
     try:
-        description = model_description(Classifier(args.model, labels=args.labels, threads=1))
+        classifier = Classifier(args.model, labels=args.labels, threads=1)
+        description = model_description(classifier)
+        classifier.model.close()
     except LiteRTError as error:
         return usage_error(str(error))
     try:
-        server = DemoServer((args.host, args.port), handler_for(args.model, description))
+        server = DemoServer((args.host, args.port), handler_for(args.model, description, samples_dir=samples_dir))
     except OSError as error:
         return usage_error(f"cannot listen on {args.host}:{args.port} ({error.strerror or error}): pass another --port or --host")
     scheme = "http"
@@ -283,6 +331,9 @@ def main(argv=None):
             "then accept the warning on the phone), or connect the phone by USB and forward the port\n"
             f"(Chrome: chrome://inspect → Port forwarding {port} → localhost:{port}) and open http://localhost:{port}/ on it."
         )
+    print(f"Sample pictures: {samples_dir}" if samples_dir else "No sample pictures (--samples DIR adds some to the page).")
+    if description["gpu"] is not None and not description["gpu"]["usable"]:
+        print(f"The conversion marked this model CPU only (on the GPU {description['gpu']['reason']}): the page runs it on WASM.")
     print("Ctrl-C stops the server.")
     try:
         server.serve_forever()

@@ -24,6 +24,10 @@ class BlockOptions:
     sync_batch_norm: bool
     zero_init_residual: bool
     weight_decay: float
+    # Strided 1x1 convolutions as a parameter-free subsampling layer, then the convolution at stride
+    # 1: the same function and weights. Conversion builds this way: LiteRT's GPU accelerator
+    # (ai-edge-litert 2.3.0) computes int8 1x1 convolutions with stride 2 wrongly.
+    subsampled_pointwise: bool = False
 
     @property
     def pre_activation(self):
@@ -51,6 +55,10 @@ class Blocks:
         if stride > 1 and kernel_size > 1:
             x = self.layers.ZeroPadding2D(kernel_size // 2, name=f"{name}_pad")(x)
             padding = "valid"
+        if stride > 1 and kernel_size == 1 and self.options.subsampled_pointwise:
+            # A 1x1 max-pool with stride s keeps the pixels a strided 1x1 convolution reads.
+            x = self.layers.MaxPooling2D(1, strides=stride, name=f"{name}_subsample")(x)
+            stride = 1
         # keras.applications' weight files carry a bias on every convolution of v1, and on the
         # convolutions not followed by batch norm in v2 (where the bias is not cancelled out).
         use_bias = self.options.conv_bias and (not self.options.pre_activation or not followed_by_bn)

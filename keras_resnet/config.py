@@ -15,6 +15,7 @@ import json
 import math
 
 from keras_resnet import specs
+from keras_resnet.runtime import preprocessing as preprocessing_lib
 from keras_resnet.training import recipe as recipes
 
 STRATEGIES = ("auto", "default", "one-device", "mirrored", "multi-worker", "tpu")
@@ -69,6 +70,13 @@ class DataConfig:
     data_dir: str | None = None
     train_examples: int | None = None
     validation_examples: int | None = None
+    # The evaluation transform's crop (keras_resnet.runtime.preprocessing); None in the files written
+    # before it was recorded: their augmentation family's, which their evaluation used.
+    evaluation_crop: float | None = None
+
+    def preprocessing(self):
+        """The evaluation transform of this run: Keras evaluation, classify.py and the page apply it."""
+        return preprocessing_lib.for_augmentation(self.augmentation, self.evaluation_crop)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,7 +176,9 @@ class RunConfig:
             training = config.training
             if ignore_length:
                 training = dataclasses.replace(training, epochs=None, steps=None)
-            return (dataclasses.replace(config.model, classes=None), config.data, training)
+            # A file from before the crop was recorded means its family's crop: the same run.
+            data = dataclasses.replace(config.data, evaluation_crop=config.data.preprocessing().crop_fraction)
+            return (dataclasses.replace(config.model, classes=None), data, training)
 
         return essence(self) == essence(other)
 
@@ -220,6 +230,7 @@ FIELD_RANGES = {
     "weight_decay": (0, MAX_WEIGHT_DECAY),
     "image_size": (MIN_IMAGE_SIZE, MAX_IMAGE_SIZE),
     "min_crop_area": (0, 1),
+    "evaluation_crop": (preprocessing_lib.MIN_CROP_FRACTION, 1),
     "train_examples": (1, None),
     "validation_examples": (1, None),
     "epochs": (1, None),
@@ -315,6 +326,7 @@ def resolve(
     zero_init_residual=False,
     dataset="synthetic",
     data_dir=None,
+    eval_crop=None,
     train_examples=None,
     validation_examples=None,
     weights=None,
@@ -394,6 +406,10 @@ def resolve(
     _check(weight_decay is None or weight_decay <= MAX_WEIGHT_DECAY, f"--weight-decay must be at most {MAX_WEIGHT_DECAY:g}. Received: {weight_decay}.")
     _check(0 <= label_smoothing < 1, f"--label-smoothing must be in [0, 1). Received: {label_smoothing}.")
     _check(dataset != "folder:", "--dataset folder:PATH needs a path after 'folder:'.")
+    _check(
+        eval_crop is None or preprocessing_lib.MIN_CROP_FRACTION <= eval_crop <= 1,
+        f"--eval-crop must be from {preprocessing_lib.MIN_CROP_FRACTION} to 1. Received: {eval_crop}.",
+    )
 
     synthetic = dataset == "synthetic"
     if epochs is None and steps is None:
@@ -418,6 +434,7 @@ def resolve(
             image_size=image_size,
             augmentation=base.augmentation,
             min_crop_area=recipes.SYNTHETIC_MIN_CROP_AREA if synthetic else base.min_crop_area,
+            evaluation_crop=preprocessing_lib.for_augmentation(base.augmentation, eval_crop).crop_fraction,
             train_examples=train_examples,
             validation_examples=validation_examples,
         ),

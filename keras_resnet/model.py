@@ -69,6 +69,7 @@ def ResNet(
     bn_momentum=0.9,
     sync_batch_norm=False,
     downsample_block=None,
+    subsampled_pointwise=False,
     name=None,
     keras_module=None,
 ):
@@ -108,6 +109,11 @@ def ResNet(
             training (default False: per replica). Without effect on one device and at inference.
         downsample_block: "first" (default) downsamples in each stage's first block; "last" in the
             previous stage's last block (keras.applications' v2 layout).
+        subsampled_pointwise: build each strided 1x1 convolution (projection shortcuts; v1's first
+            bottleneck convolution) as a 1x1 max-pool with that stride (subsampling) followed by the
+            convolution at stride 1: the same function and weights, one more layer without weights.
+            The conversion to LiteRT builds so (default False), since LiteRT's GPU accelerator
+            computes int8 strided 1x1 convolutions wrongly.
         name: the model's name.
         keras_module: keras (default) or tf_keras, to build the Keras 2 twin used for
             quantization-aware training.
@@ -159,6 +165,7 @@ def ResNet(
             sync_batch_norm=sync_batch_norm,
             zero_init_residual=zero_init_residual,
             weight_decay=weight_decay,
+            subsampled_pointwise=bool(subsampled_pointwise),
         ),
     )
     inputs = keras_module.Input(shape=input_shape, name="images")
@@ -194,6 +201,7 @@ def ResNet(
             "weight_decay": weight_decay,
             "bn_momentum": bn_momentum,
             "sync_batch_norm": sync_batch_norm,
+            "subsampled_pointwise": bool(subsampled_pointwise),
             "name": name,
         }
         model = ResNetModel(inputs, x, build_arguments=build_arguments)

@@ -13,6 +13,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from keras_resnet.data import pipeline, sources, synthetic
+from keras_resnet.runtime.preprocessing import Preprocessing
 
 
 def arrays(dataset, count=None):
@@ -205,15 +206,20 @@ def test_folder_dataset_reads_classes_and_holds_out_validation_reproducibly(tmp_
     source = sources.open_dataset(f"folder:{root}", image_size=32, seed=1)
     assert source.class_names == ["cats", "dogs", "owls"]
     assert source.train_examples + source.validation_examples == 36 and source.validation_examples == 3
-    images, labels = arrays(source.train)
-    assert images.shape == (33, 37, 37, 3) and images.dtype == np.uint8  # loaded at 32 / 0.875
+    pictures = [(image.numpy(), int(label)) for image, label in source.train]
+    assert len(pictures) == 33
+    # Decoded whole, at their own size (40 × 40 + 8 × the class's index): the training crop and the
+    # evaluation transform are taken from the original picture.
+    assert all(image.shape == (40, 40 + 8 * label, 3) and image.dtype == np.uint8 for image, label in pictures)
     # Labels line up with the images: each class's marker channel is far brighter (JPEG blurs it a bit).
-    for label in range(3):
-        own = images[labels == label][..., label].mean(axis=(1, 2))
-        other = images[labels == label][..., (label + 1) % 3].mean(axis=(1, 2))
-        assert np.all(own > other + 60)
+    for image, label in pictures:
+        assert image[..., label].mean() > image[..., (label + 1) % 3].mean() + 60
     again = sources.open_dataset(f"folder:{root}", image_size=32, seed=1)
-    np.testing.assert_array_equal(arrays(again.validation)[0], arrays(source.validation)[0])
+    for (first, _), (second, _) in zip(again.validation, source.validation):
+        np.testing.assert_array_equal(first.numpy(), second.numpy())
+    # The validation files, in the split's order, with their labels: what the conversion report reads.
+    assert [label for _, label in source.validation_files] == [int(label) for _, label in source.validation]
+    assert all(os.path.basename(os.path.dirname(path)) == source.class_names[label] for path, label in source.validation_files)
 
 
 def test_folder_with_its_own_splits_uses_them_as_they_are(tmp_path):
@@ -221,8 +227,8 @@ def test_folder_with_its_own_splits_uses_them_as_they_are(tmp_path):
     source = sources.open_dataset(f"folder:{root}", image_size=32)
     assert source.class_names == ["cats", "dogs", "owls"]
     assert (source.train_examples, source.validation_examples) == (24, 12)
-    validation_images, validation_labels = arrays(source.validation)
-    assert sorted(validation_labels.tolist()) == [0] * 4 + [1] * 4 + [2] * 4
+    validation_labels = [int(label) for _, label in source.validation]
+    assert sorted(validation_labels) == [0] * 4 + [1] * 4 + [2] * 4
     (root / "val").rename(root / "test")  # test/ serves when there is no val/
     assert sources.open_dataset(f"folder:{root}", image_size=32).validation_examples == 12
     (root / "test" / "bats").mkdir()
@@ -250,7 +256,9 @@ def test_grayscale_palette_and_transparent_images_become_rgb(tmp_path):
     for split in (source.train, source.validation):
         images, labels = arrays(split)
         assert images.shape[1:] == (32, 32, 3) and sorted(labels.tolist()) == [0, 0, 1, 1, 2]
-        expected = {0: [77, 77, 77], 1: [10, 120, 230], 2: [250, 20, 30]}
+        # Transparency laid over white, as classify.py and the page lay it: 90/255 of the colour.
+        over_white = [round((value * 90 + 255 * 165) / 255) for value in (250, 20, 30)]
+        expected = {0: [77, 77, 77], 1: [10, 120, 230], 2: over_white}
         for image, label in zip(images, labels):
             np.testing.assert_allclose(image[16, 16], expected[int(label)], atol=2)  # JPEG may be off by one
 
@@ -315,7 +323,7 @@ def test_cifar_augmentation_pads_crops_and_flips():
 
 def test_evaluation_batches_are_centre_crops_without_randomness():
     source = synthetic_source(64, examples=10)
-    batches = pipeline.evaluation_dataset(source, image_size=64, augmentation="imagenet", batch_size=4)
+    batches = pipeline.evaluation_dataset(source, image_size=64, preprocessing=Preprocessing(0.875), batch_size=4)
     first = np.concatenate([images.numpy() for images, _ in batches])
     second = np.concatenate([images.numpy() for images, _ in batches])
     assert first.shape == (10, 64, 64, 3)

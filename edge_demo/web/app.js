@@ -1,17 +1,18 @@
 // The browser demo: a keras-resnet .tflite classifier run by LiteRT.js on WebGPU (a phone's GPU) when
-// the browser has it, on WASM/XNNPACK otherwise. Pictures come from the camera or a chosen file and go
-// through the preprocessing of edge_demo/classifier.py: the largest centred square, resized to the
-// model's input, transparency over white, raw [0, 255] pixels (quantized for integer models).
+// the browser has it and its answers pass the model's self-test, on WASM/XNNPACK otherwise. Pictures
+// come from the camera or a chosen file and go through the model's evaluation transform
+// (preprocess.js: what classify.py and Keras' evaluation apply), transparency over white, raw
+// [0, 255] pixels (quantized for integer models).
 import {isWebGPUSupported, loadAndCompile, loadLiteRt, supportsFeature, Tensor} from '@litertjs/core';
+import {inputPixels} from './preprocess.js';
 
 const WASM_DIR = '/vendor/litertjs/core/wasm/';
-const TOP_K = 5;
 const INTEGER_TYPES = {uint8: Uint8Array, int8: Int8Array, int16: Int16Array, int32: Int32Array};
 const $ = (id) => document.getElementById(id);
 
 let model;        // the LiteRT.js CompiledModel
-let info;         // /model.json: input and output shapes, types, quantization, labels
-const cropCanvas = document.createElement('canvas');  // the centred square of each picture, 1:1
+let info;         // /model.json: input and output tensors, labels, top_k, preprocessing, gpu verdict, selftest
+const regionCanvas = document.createElement('canvas');  // the source pixels the resize reads, 1:1
 let cameraStream = null;
 let busy = false;
 let accelerator;  // 'webgpu' or 'wasm'
@@ -51,14 +52,26 @@ async function webGpuUnavailable() {
 async function openModel() {
   const requested = new URLSearchParams(location.search).get('accelerator');
   let whyNotGpu = requested === 'wasm' ? 'WASM was asked for (?accelerator=wasm)' : await webGpuUnavailable();
+  if (!whyNotGpu && info.gpu && !info.gpu.usable) {
+    document.body.dataset.gpuCheck = 'cpu-only';
+    whyNotGpu = `the conversion marked this model CPU only (on LiteRT's GPU accelerator ${info.gpu.reason})`;
+  }
   if (!whyNotGpu) {
     // JSPI lets LiteRT.js run ops WebGPU lacks on WASM within one model; threads and JSPI exclude each other.
     await loadLiteRt(WASM_DIR, {jspi: await supportsFeature('jspi')});
     try {
       const gpuModel = await withGpuTimeout(loadAndCompile('model.tflite', {accelerator: 'webgpu'}), 'compiling the model');
       await withGpuTimeout(warmUp(gpuModel), 'its first run');
+      // An accelerator's answer is a claim until checked: the self-test pictures against the CPU's scores.
+      const problem = await withGpuTimeout(selfTestProblem(gpuModel), 'its self-test');
+      if (problem) {
+        document.body.dataset.gpuCheck = 'failed';
+        gpuModel.delete();
+        return openOnWasm(`WebGPU's answers were wrong for this model: ${problem}`, {numThreads: 1});
+      }
+      document.body.dataset.gpuCheck = 'passed';
       const coverage = gpuModel.isFullyAccelerated ? 'every op on the GPU' : 'some ops fall back to WASM';
-      return {model: gpuModel, accelerator: 'webgpu', sentence: `Running on WebGPU (${coverage}).`};
+      return {model: gpuModel, accelerator: 'webgpu', sentence: `Running on WebGPU (${coverage}; its answers checked against the CPU's).`};
     } catch (error) {
       const why = error instanceof GpuTimeout ? error.message : `WebGPU could not compile the model (${error.message})`;
       return openOnWasm(why, {numThreads: 1});
@@ -82,99 +95,20 @@ async function openOnWasm(whyNotGpu, {numThreads}) {
 }
 
 // Pixels of `source` (an <img>, <video> or canvas of sourceWidth × sourceHeight) as the model's input
-// tensor data: the centred square copied 1:1, then resized by resizeBilinear below, so that a picture
-// gives the page the same pixels it gives classify.py.
+// tensor data, through the model's evaluation transform.
 function inputData(source, sourceWidth, sourceHeight) {
   const [, height, width] = info.input.shape;
-  const side = Math.min(sourceWidth, sourceHeight);
-  if (cropCanvas.width !== side || cropCanvas.height !== side) {
-    cropCanvas.width = side;
-    cropCanvas.height = side;
-  }
-  const context = cropCanvas.getContext('2d', {willReadFrequently: true});
-  context.imageSmoothingEnabled = false;
-  context.fillStyle = '#ffffff';  // transparency over white, as classifier.to_rgb does
-  context.fillRect(0, 0, side, side);
-  const left = Math.floor((sourceWidth - side) / 2);
-  const top = Math.floor((sourceHeight - side) / 2);
-  context.drawImage(source, left, top, side, side, 0, 0, side, side);
-  const rgba = context.getImageData(0, 0, side, side).data;
-  const rgb = resizeBilinear(rgba, side, side, width, height);
+  const cropFraction = info.preprocessing.crop_fraction;
+  return tensorData(inputPixels(source, sourceWidth, sourceHeight, {width, height, cropFraction, canvas: regionCanvas}));
+}
 
+// RGB pixels (0-255) as the input tensor's values: quantized for an integer input.
+function tensorData(rgb) {
   const IntegerArray = INTEGER_TYPES[info.input.dtype];
   if (!IntegerArray) return Float32Array.from(rgb);
   const {scale, zero_point: zeroPoint} = info.input;
   const [low, high] = integerRange(info.input.dtype);
   return IntegerArray.from(rgb, (value) => Math.min(high, Math.max(low, Math.round(value / (scale || 1) + zeroPoint))));
-}
-
-// Pillow's Image.resize(size, Image.BILINEAR) (libImaging/Resample.c): a triangle filter widened by
-// the downscaling factor (so it averages every source pixel, unlike a canvas's bilinear sampling),
-// 22-bit fixed-point weights, a horizontal then a vertical pass, each rounded to 8 bits.
-const PRECISION_BITS = 22;
-
-function resampleWeights(inSize, outSize) {
-  const scale = inSize / outSize;
-  const filterScale = Math.max(scale, 1);
-  const support = filterScale;  // the triangle filter's support is 1
-  const taps = [];
-  for (let out = 0; out < outSize; out++) {
-    const center = (out + 0.5) * scale;
-    const first = Math.max(Math.trunc(center - support + 0.5), 0);
-    const count = Math.min(Math.trunc(center + support + 0.5), inSize) - first;
-    const weights = [];
-    let total = 0;
-    for (let i = 0; i < count; i++) {
-      const weight = Math.max(0, 1 - Math.abs((i + first - center + 0.5) / filterScale));
-      weights.push(weight);
-      total += weight;
-    }
-    const fixed = weights.map((weight) => Math.trunc(0.5 + (total ? weight / total : 0) * 2 ** PRECISION_BITS));
-    taps.push({first, fixed});
-  }
-  return taps;
-}
-
-function resamplePass(input, inWidth, inHeight, channels, outSize, horizontal) {
-  // Resamples along x (horizontal) or y to outSize; `input` is row-major, `channels` values a pixel.
-  const outWidth = horizontal ? outSize : inWidth;
-  const outHeight = horizontal ? inHeight : outSize;
-  const taps = resampleWeights(horizontal ? inWidth : inHeight, outSize);
-  const output = new Uint8ClampedArray(outWidth * outHeight * 3);
-  for (let y = 0; y < outHeight; y++) {
-    for (let x = 0; x < outWidth; x++) {
-      const {first, fixed} = taps[horizontal ? x : y];
-      for (let c = 0; c < 3; c++) {
-        let sum = 1 << (PRECISION_BITS - 1);
-        for (let i = 0; i < fixed.length; i++) {
-          const source = horizontal ? y * inWidth + first + i : (first + i) * inWidth + x;
-          sum += input[source * channels + c] * fixed[i];
-        }
-        output[(y * outWidth + x) * 3 + c] = sum >> PRECISION_BITS;  // Uint8ClampedArray clips to 0-255
-      }
-    }
-  }
-  return output;
-}
-
-function resizeBilinear(rgba, inWidth, inHeight, outWidth, outHeight) {
-  // Pillow skips a pass whose size does not change; so do we (the result is the same).
-  let pixels = rgba;
-  let channels = 4;
-  let width = inWidth;
-  if (inWidth !== outWidth) {
-    pixels = resamplePass(pixels, inWidth, inHeight, channels, outWidth, true);
-    channels = 3;
-    width = outWidth;
-  }
-  if (inHeight !== outHeight) {
-    pixels = resamplePass(pixels, width, inHeight, channels, outHeight, false);
-    channels = 3;
-  }
-  if (channels === 3) return pixels;
-  const rgb = new Uint8ClampedArray(width * inHeight * 3);
-  for (let p = 0; p < width * inHeight; p++) for (let c = 0; c < 3; c++) rgb[3 * p + c] = pixels[4 * p + c];
-  return rgb;
 }
 
 function integerRange(dtype) {
@@ -188,12 +122,10 @@ function scoresFrom(raw) {
   return Array.from(raw, (q) => (q - zeroPoint) * (scale || 1));
 }
 
-// Runs `compiled` (the page's model by default) once; returns the top classes and the milliseconds
-// from input to scores on the CPU.
-async function classify(source, sourceWidth, sourceHeight, compiled = model) {
+// Runs `compiled` once on input tensor data; returns the scores (dequantized).
+async function scoresOf(compiled, data) {
   const [, height, width] = info.input.shape;
-  const input = new Tensor(inputData(source, sourceWidth, sourceHeight), [1, height, width, 3]);
-  const start = performance.now();
+  const input = new Tensor(data, [1, height, width, 3]);
   const running = (async () => {
     const outputs = await compiled.run(input);
     const output = await outputs[0].moveTo('wasm');  // reading GPU results back is part of the cost
@@ -202,17 +134,49 @@ async function classify(source, sourceWidth, sourceHeight, compiled = model) {
     for (const tensor of outputs) if (!tensor.deleted) tensor.delete();
     return raw;
   })();
-  let raw;
   try {
-    raw = await (accelerator === 'webgpu' ? withGpuTimeout(running, 'a picture') : running);
+    return scoresFrom(await (accelerator === 'webgpu' ? withGpuTimeout(running, 'a picture') : running));
   } finally {
     running.finally(() => input.delete()).catch(() => {});  // freed once the run is over, even a late one
   }
+}
+
+// Runs `compiled` (the page's model by default) once; returns the top classes and the milliseconds
+// from input to scores on the CPU.
+async function classify(source, sourceWidth, sourceHeight, compiled = model) {
+  const data = inputData(source, sourceWidth, sourceHeight);
+  const start = performance.now();
+  const scores = await scoresOf(compiled, data);
   const milliseconds = performance.now() - start;
-  const scores = scoresFrom(raw);
   const order = scores.map((score, index) => [score, index]).sort((a, b) => b[0] - a[0] || a[1] - b[1]);
-  const top = order.slice(0, TOP_K).map(([score, index]) => ({label: info.labels[index], score}));
+  const top = order.slice(0, info.top_k).map(([score, index]) => ({label: info.labels[index], score}));
   return {top, milliseconds};
+}
+
+// What is wrong with `compiled`'s answers on the model's self-test pictures, against the CPU's scores
+// that serve.py computed (keras_resnet.runtime.selftest, the same check classify.py makes); null when
+// every class's probability is within the tolerance.
+async function selfTestProblem(compiled) {
+  const {pictures, expected, tolerance} = info.selftest;
+  let worst = 0;
+  let worstPicture = 0;
+  for (let index = 0; index < pictures.length; index++) {
+    const rgb = Uint8Array.from(atob(pictures[index]), (character) => character.charCodeAt(0));
+    const scores = await scoresOf(compiled, tensorData(rgb));
+    let difference = 0;
+    scores.forEach((score, label) => {
+      const gap = Math.abs(score - expected[index][label]);
+      difference = Number.isNaN(gap) ? Infinity : Math.max(difference, gap);
+    });
+    if (difference > worst) {
+      worst = difference;
+      worstPicture = index;
+    }
+  }
+  if (worst <= tolerance) return null;
+  const plural = pictures.length === 1 ? '' : 's';
+  return `on ${pictures.length} self-test picture${plural} a class's probability differs from the CPU's by up to ` +
+    `${worst === Infinity ? 'NaN' : worst.toFixed(2)} (picture ${worstPicture + 1}; tolerance ${tolerance.toFixed(2)})`;
 }
 
 // The first run sets up kernels (and GPU pipelines): done once, on a blank picture, before the page is ready.
@@ -346,7 +310,7 @@ async function showSamples() {
     button.title = name;
     const thumbnail = document.createElement('img');
     thumbnail.src = `samples/${name}`;
-    thumbnail.alt = name.replace(/\.png$/, '');
+    thumbnail.alt = name.replace(/\.[a-z]+$/i, '');
     button.append(thumbnail);
     button.addEventListener('click', () => classifyPicture(`samples/${name}`, name));
     return button;
@@ -360,6 +324,7 @@ async function main() {
     info = await response.json();
     const [, height, width] = info.input.shape;
     $('model').textContent = `${info.name} · ${info.input.dtype} input ${width}×${height} · ${info.labels.length} classes`;
+    $('top-heading').textContent = `Top ${info.top_k}`;
 
     const opened = await openModel();
     model = opened.model;

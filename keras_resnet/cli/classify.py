@@ -2,14 +2,19 @@
 
     python edge_demo/classify.py --model runs/…/tflite/resnet20_int8-qat.tflite photo.jpg other.png
     python edge_demo/classify.py --model runs/…/tflite/resnet20_int8-qat.tflite edge_demo/samples/
+    python edge_demo/classify.py --model M photos/val --csv answers.csv --confusion confusion.png   # class folders
     python edge_demo/classify.py --model resnet20_int8-qat_edgetpu.tflite --delegate edgetpu --camera 0
     python edge_demo/classify.py --model runs/…/tflite/resnet20_gpu.tflite --benchmark 200
 
 Needs only `pip install 'keras-resnet-edge[demo]'` (ai-edge-litert, numpy, Pillow; OpenCV for
 --camera); never TensorFlow.
-Class names come from the model file (convert/to_tflite.py packs them in) or --labels.
+Class names come from the model file (convert/to_tflite.py packs them in) or --labels. A picture in
+a folder named like a class (photos/val/Bag/001.png) has that class as its true one: then the top-1
+accuracy is printed at the end, --csv holds it per picture and --confusion draws which classes mix.
 """
 
+import csv
+import io
 import os
 import sys
 
@@ -17,7 +22,8 @@ from PIL import Image
 
 from keras_resnet.cli import COUNT, NON_NEGATIVE_COUNT, THREADS, USAGE_ERROR, ArgumentParser, HelpFormatter, Number, usage_error
 from keras_resnet.quiet import native_output_silenced_at_exit, native_stderr_silenced
-from keras_resnet.runtime import LiteRTError
+from keras_resnet import files
+from keras_resnet.runtime import LiteRTError, confusion
 from keras_resnet.runtime.classifier import Classifier, load_image
 from keras_resnet.runtime.delegates import DELEGATES
 
@@ -29,7 +35,7 @@ def parser():
         description="Classify images, a directory of images or a camera's frames with a LiteRT (.tflite) classifier.",
         formatter_class=HelpFormatter,
     )
-    p.add_argument("images", nargs="*", help="image files or directories (every image inside, sorted)")
+    p.add_argument("images", nargs="*", help="image files or directories (every image inside and in their subfolders, sorted)")
     p.add_argument("--model", required=True, help="the .tflite file (from convert/to_tflite.py, or compiled by edgetpu_compiler)")
     p.add_argument("--labels", help="class names, one per line (default: the labels packed in the model file)")
     p.add_argument("--top-k", type=COUNT, default=5, help="how many classes to show per image")
@@ -50,6 +56,8 @@ def parser():
     p.add_argument("--camera", metavar="N", help="classify frames from camera N (or a device path / stream URL) with OpenCV")
     p.add_argument("--frames", type=NON_NEGATIVE_COUNT, default=0, help="with --camera: stop after this many frames (0: until Ctrl-C)")
     p.add_argument("--benchmark", type=Number(int, minimum=1, maximum=1_000_000), metavar="N", help="time N runs at batch 1 (on the first image, else a grey one)")
+    p.add_argument("--csv", metavar="FILE", help="write one row per picture: path, true class (from its folder's name, when it names a class), top-k classes and scores")
+    p.add_argument("--confusion", metavar="FILE.png", help="draw the confusion matrix of the pictures whose true class is known (needs Matplotlib)")
     return p
 
 
@@ -60,6 +68,11 @@ def main(argv=None):
         return usage_error("give images or --camera, not both")
     if args.camera is None and not args.images and args.benchmark is None:
         return usage_error("nothing to classify: give image files or directories, --camera N, or --benchmark N")
+    if (args.csv or args.confusion) and not args.images:
+        return usage_error("--csv and --confusion describe classified pictures: give image files or directories")
+    for flag, path in (("--csv", args.csv), ("--confusion", args.confusion)):
+        if path and (os.path.isdir(path) or not os.path.isdir(os.path.dirname(os.path.abspath(path)))):
+            return usage_error(f"{flag} {path}: {'is a directory' if os.path.isdir(path) else 'its folder does not exist'}: name a file in an existing folder")
     if args.delegate == "gpu" and args.delegate_library is None:
         native_output_silenced_at_exit()  # LiteRT logs its GPU environment's teardown as the process ends
     try:
@@ -80,6 +93,8 @@ def _classify(classifier, args, paths, unreadable):
     print(classifier.describe())
     for note in classifier.notes:
         print(f"note: {note}")
+    if classifier.gpu_fallback:
+        print(f"warning: {classifier.gpu_fallback}")
     if args.camera is not None:
         try:
             return _classify_camera(classifier, args.camera, top_k=args.top_k, frames=args.frames)
@@ -90,6 +105,8 @@ def _classify(classifier, args, paths, unreadable):
     for message in unreadable:
         print(f"error: {message}", file=sys.stderr)
     first_image = None
+    answers = []  # (path, true class index or None, results)
+    true_class = _true_classes(classifier.labels)
     for path in paths:
         try:
             image = load_image(path)
@@ -101,7 +118,13 @@ def _classify(classifier, args, paths, unreadable):
             first_image = image
         results, milliseconds = classifier.classify(image, top_k=args.top_k)
         _print_results(path, results, milliseconds)
+        answers.append((path, true_class(path), results))
 
+    if answers:
+        try:
+            _summarize(classifier, answers, args)
+        except (OSError, confusion.ConfusionError) as error:
+            return usage_error(f"{error}" if isinstance(error, confusion.ConfusionError) else f"cannot write {error.filename} ({files.describe_os_error(error)})")
     if args.benchmark:
         timing = classifier.benchmark(first_image, runs=args.benchmark)
         on = "the first image" if first_image is not None else "a grey image"
@@ -113,17 +136,71 @@ def _classify(classifier, args, paths, unreadable):
     return USAGE_ERROR if failures else 0
 
 
+def _true_classes(labels):
+    """path → the index of the label its folder is named like (None when it names none). Folder names
+    that cannot hold a label as it is written ("T-shirt/top", "Ankle boot") are matched loosely:
+    case, spaces, '_', '-' and '/' aside."""
+
+    def key(name):
+        return "".join(character for character in name.casefold() if character not in " _-/")
+
+    exact = {name: index for index, name in enumerate(labels)}
+    loose = {}
+    for index, name in enumerate(labels):
+        loose.setdefault(key(name), index)
+
+    def true_class(path):
+        folder = os.path.basename(os.path.dirname(os.path.abspath(path)))
+        return exact.get(folder, loose.get(key(folder)))
+
+    return true_class
+
+
+def _summarize(classifier, answers, args):
+    """The accuracy line (when true classes are known), the CSV and the confusion picture."""
+    index = {name: position for position, name in enumerate(classifier.labels)}
+    known = [(truth, index[results[0][0]]) for _, truth, results in answers if truth is not None]
+    if known:
+        right = sum(truth == predicted for truth, predicted in known)
+        print(
+            f"top-1 {100 * right / len(known):.2f} % on {len(known)} pictures whose folder names their class "
+            f"({right} right, {classifier.describe_briefly()})"
+            + (f"; {len(answers) - len(known)} other pictures not counted" if len(known) < len(answers) else "")
+        )
+    if args.csv:
+        text = io.StringIO()
+        writer = csv.writer(text, lineterminator="\n")
+        writer.writerow(["path", "true_class", *(f"{column}_{rank}" for rank in range(1, args.top_k + 1) for column in ("class", "score"))])
+        for path, truth, results in answers:
+            cells = [value for name, score in results for value in (name, f"{score:.6f}")]
+            writer.writerow([path, "" if truth is None else classifier.labels[truth], *cells])
+        files.write_text(args.csv, text.getvalue())
+        print(f"wrote {args.csv} ({len(answers)} rows)")
+    if args.confusion:
+        if not known:
+            raise confusion.ConfusionError(
+                "--confusion needs pictures whose true class is known: put them in folders named like the model's classes"
+            )
+        truth, predicted = zip(*known)
+        counts = confusion.matrix(truth, predicted, len(classifier.labels))
+        confusion.draw(counts, classifier.labels, args.confusion, title=f"{os.path.basename(classifier.model_path)} on {len(known)} pictures")
+        print(f"wrote {args.confusion}")
+
+
 def _image_paths(arguments):
-    """The files named, and the images inside the directories named (sorted). Directories with no
-    image are reported with the unreadable files rather than stopping the others."""
+    """The files named, and the images inside the directories named and their subfolders (sorted).
+    Directories with no image are reported with the unreadable files rather than stopping the others."""
     paths, problems = [], []
     for argument in arguments:
         if os.path.isdir(argument):
-            inside = sorted(
-                os.path.join(argument, name)
-                for name in os.listdir(argument)
-                if name.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(argument, name))
-            )
+            inside = []
+            for folder, subfolders, names in os.walk(argument):
+                subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
+                inside.extend(
+                    os.path.join(folder, name)
+                    for name in sorted(names)
+                    if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".") and os.path.isfile(os.path.join(folder, name))
+                )
             if not inside:
                 problems.append(f"{argument}: no image files ({', '.join(IMAGE_EXTENSIONS)}) in this directory")
             paths.extend(inside)

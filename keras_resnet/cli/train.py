@@ -42,6 +42,12 @@ def parser():
 
     data = p.add_argument_group("data")
     data.add_argument("--dataset", default="synthetic", help="'synthetic' (embedded, offline), a TFDS image dataset (cifar10, imagenet2012, fashion_mnist, …) or folder:PATH (class folders, or train/ and val/ holding them)")
+    data.add_argument(
+        "--eval-crop", type=Number(float, minimum=0.1, maximum=1), metavar="FRACTION",
+        help="evaluation transform: the centred square of this fraction of the shorter side, resized to --image-size "
+        "(default 0.875 ImageNet-style, as the paper and torchvision; 1.0 CIFAR-style). It travels with the model: "
+        "--evaluate, the conversion report, classify.py and the page all apply it",
+    )
     data.add_argument("--data-dir", help="TFDS data directory holding prepared datasets (TFDS default: ~/tensorflow_datasets)")
     data.add_argument("--train-examples", type=COUNT, help="use only this many training examples (quick experiments)")
     data.add_argument("--validation-examples", type=COUNT, help="use only this many validation examples")

@@ -2,8 +2,11 @@
 
 Augmentations are the paper's (Sec. 3.4 and 4.2):
 - "cifar": pad 4 pixels with zeros, take a random crop of the original size, flip horizontally.
-- "imagenet": random-resized crop (area fraction `min_crop_area`-1, aspect 3/4-4/3), flip. Evaluation
-  resizes the shorter side to size/0.875 and takes the central crop.
+- "imagenet": random-resized crop (area fraction `min_crop_area`-1, aspect 3/4-4/3) of the original
+  picture, resized with an antialiasing filter, flip.
+Evaluation applies the run's evaluation transform (keras_resnet.runtime.preprocessing: the centred
+square of a fraction of the shorter side, Pillow's bilinear filter, rounded to 8 bits), the same that
+classify.py and the page apply on the device.
 Random choices come from stateless ops seeded per example from one seeded stream: the same seed
 gives the same augmented epochs.
 """
@@ -13,7 +16,6 @@ import tensorflow as tf
 AUGMENTATIONS = ("cifar", "imagenet")
 # Cache decoded images in memory when they take less than this.
 CACHE_LIMIT_BYTES = 2 << 30
-EVALUATION_CROP = 0.875
 
 
 def estimated_bytes(examples, image_size):
@@ -27,7 +29,8 @@ def training_dataset(
     """Infinite stream of augmented (float32 image in [0, 255], one-hot label) batches."""
     classes = len(source.class_names)
     dataset = source.train
-    if source.stored_image_size and estimated_bytes(source.train_examples, source.stored_image_size) < CACHE_LIMIT_BYTES:
+    train_bytes = source.train_bytes()
+    if train_bytes is not None and train_bytes < CACHE_LIMIT_BYTES:
         dataset = dataset.cache()
     dataset = dataset.shuffle(min(shuffle_buffer, source.train_examples), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.repeat()
@@ -50,17 +53,13 @@ def training_dataset(
     return _with_options(dataset.prefetch(tf.data.AUTOTUNE))
 
 
-def evaluation_dataset(source, *, image_size, augmentation, batch_size):
-    """The validation split, resized (and for "imagenet" centre-cropped), batched."""
+def evaluation_dataset(source, *, image_size, preprocessing, batch_size):
+    """The validation split through the evaluation transform `preprocessing`
+    (keras_resnet.runtime.preprocessing.Preprocessing), batched: (float32 pixels, one-hot labels)."""
     classes = len(source.class_names)
 
     def prepare(image, label):
-        image = tf.cast(image, tf.float32)
-        if augmentation == "cifar":
-            image = tf.image.resize(image, (image_size, image_size))
-        else:
-            image = _centre_crop(image, image_size)
-        return image, tf.one_hot(label, classes)
+        return evaluation_transform(image, image_size, preprocessing), tf.one_hot(label, classes)
 
     dataset = source.validation.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size)
     if estimated_bytes(source.validation_examples, (image_size, image_size)) * 4 < CACHE_LIMIT_BYTES:
@@ -76,9 +75,35 @@ def _with_options(dataset):
     return dataset.with_options(options)
 
 
+def evaluation_transform(image, image_size, preprocessing):
+    """One picture (H, W, 3) → float32 (image_size, image_size, 3) in whole values 0-255: what
+    `preprocessing.apply` gives in Pillow, within one 8-bit step (Pillow rounds between its two passes)."""
+    return tf.clip_by_value(tf.round(_resized_box(image, image_size, preprocessing.crop_fraction)), 0.0, 255.0)
+
+
+def _resized_box(image, image_size, crop_fraction):
+    """The centred square of `crop_fraction` of the shorter side, resized as Pillow's BILINEAR with a
+    float box: ScaleAndTranslate's triangle kernel, widened when downscaling (antialias), samples the
+    output pixel x at input (x + 0.5) / scale - translation / scale, Pillow's box[0] + (x + 0.5) * box
+    width / size."""
+    image = tf.cast(image, tf.float32)
+    height, width = tf.unstack(tf.cast(tf.shape(image)[:2], tf.float32))
+    side = tf.minimum(height, width) * crop_fraction
+    scale = image_size / side
+    resized = tf.raw_ops.ScaleAndTranslate(
+        images=image[tf.newaxis],
+        size=tf.constant([image_size, image_size]),
+        scale=tf.stack([scale, scale]),
+        translation=tf.stack([-(height - side) / 2 * scale, -(width - side) / 2 * scale]),
+        kernel_type="triangle",
+        antialias=True,
+    )
+    return tf.ensure_shape(resized[0], (image_size, image_size, 3))
+
+
 def _pad_and_crop(image, image_size, seed):
     if image.shape[0] != image_size or image.shape[1] != image_size:
-        image = tf.image.resize(image, (image_size, image_size))
+        image = _resized_box(image, image_size, crop_fraction=1.0)
     padded = tf.pad(image, [[4, 4], [4, 4], [0, 0]])
     return tf.image.stateless_random_crop(padded, (image_size, image_size, 3), seed=seed)
 
@@ -95,13 +120,5 @@ def _random_resized_crop(image, image_size, seed, min_crop_area):
         use_image_if_no_bounding_boxes=True,
     )
     crop = tf.slice(image, begin, size)
-    return tf.image.resize(crop, (image_size, image_size))
-
-
-def _centre_crop(image, image_size):
-    height, width = tf.unstack(tf.cast(tf.shape(image)[:2], tf.float32))
-    scale = image_size / EVALUATION_CROP / tf.minimum(height, width)
-    resized = tf.image.resize(
-        image, tf.cast(tf.round(tf.stack([height * scale, width * scale])), tf.int32)
-    )
-    return tf.image.resize_with_crop_or_pad(resized, image_size, image_size)
+    # Antialiased, as the evaluation transform: a large crop is averaged down, not sampled.
+    return tf.image.resize(crop, (image_size, image_size), antialias=True)

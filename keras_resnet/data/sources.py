@@ -45,6 +45,20 @@ class DataSource:
     validation_examples: int
     # Size of the stored images when all share one (lets the pipeline decide whether to cache).
     stored_image_size: tuple = None
+    # Decoded size of a folder's training pictures, when it was cheap to learn (their headers).
+    decoded_train_bytes: int | None = None
+    # A folder's validation pictures, (path, label) in the split's order: the original files that
+    # classify.py would read (the conversion report runs them through it).
+    validation_files: list | None = None
+
+    def train_bytes(self):
+        """What the decoded training split takes in memory, when known (None: not known)."""
+        if self.decoded_train_bytes is not None:
+            return self.decoded_train_bytes
+        if self.stored_image_size:
+            height, width = self.stored_image_size
+            return self.train_examples * height * width * 3
+        return None
 
 
 def open_configured(data, *, seed, data_dir=None):
@@ -79,7 +93,7 @@ def open_dataset(name, *, image_size, data_dir=None, seed=0, train_examples=None
         )
         return source
     if name.startswith(FOLDER_PREFIX):
-        source = _open_folder(name[len(FOLDER_PREFIX) :], image_size=image_size, seed=seed)
+        source = _open_folder(name[len(FOLDER_PREFIX) :], seed=seed)
     elif name in LOCAL_COPIES and not _tfds_prepared(name, data_dir) and _local_copy_folder(name):
         source = _open_local_copy(name)
     else:
@@ -94,6 +108,8 @@ def _limited(source, train_examples, validation_examples):
     if validation_examples:
         source.validation = source.validation.take(validation_examples)
         source.validation_examples = min(validation_examples, source.validation_examples)
+        if source.validation_files is not None:
+            source.validation_files = source.validation_files[:validation_examples]
     return source
 
 
@@ -280,7 +296,7 @@ def read_idx(path):
 # -- folder ----------------------------------------------------------------------------------------
 
 
-def _open_folder(path, *, image_size, seed):
+def _open_folder(path, *, seed):
     """Class folders in PATH, with a validation split carved off reproducibly; or, when PATH holds
     train/ and val/ (or validation/, test/) class folders, those splits as they are."""
     import keras
@@ -304,22 +320,21 @@ def _open_folder(path, *, image_size, seed):
             )
             raise DatasetError(f"{validation_folder} {difference}. Both splits need the same classes.")
 
-    # Loaded a little larger than the training size, so that crops have something to take.
-    load_size = max(image_size, round(image_size / 0.875))
-    # Decoded as RGB: grayscale and palette images get three channels, an alpha channel is dropped.
-    options = dict(
-        labels="inferred", label_mode="int", class_names=classes, batch_size=None, color_mode="rgb",
-        image_size=(load_size, load_size), crop_to_aspect_ratio=True, verbose=False,
-    )
+    # Keras indexes the files (and carves a validation split off reproducibly); the pictures are
+    # decoded here, whole and at their own size: the training crop is taken from the original
+    # picture, and evaluation applies the run's evaluation transform to it, as the device does.
+    options = dict(labels="inferred", label_mode="int", class_names=classes, batch_size=None, verbose=False)
     try:
         if own_splits:
             train = keras.utils.image_dataset_from_directory(os.path.join(path, "train"), shuffle=True, seed=seed, **options)
             validation = keras.utils.image_dataset_from_directory(validation_folder, shuffle=False, **options)
+            roots = (os.path.join(path, "train"), validation_folder)
         else:
             train, validation = keras.utils.image_dataset_from_directory(
                 path, shuffle=True, seed=seed,  # the validation split is carved off reproducibly
                 validation_split=VALIDATION_FRACTION, subset="both", **options,
             )
+            roots = (path, path)
     except ValueError as error:
         raise DatasetError(f"Cannot read images from folder {path!r}: {error}") from None
     if len(validation.file_paths) == 0:
@@ -332,20 +347,79 @@ def _open_folder(path, *, image_size, seed):
             f"{unreadable[0]} is not a readable image ({len(unreadable)} such file(s) in the validation split): "
             f"repair or remove them."
         )
-
-    def to_uint8(image, label):
-        return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8), tf.cast(label, tf.int64)
-
+    train_files = _labelled(train.file_paths, roots[0], classes)
+    validation_files = _labelled(validation.file_paths, roots[1], classes)
     return DataSource(
         name=f"{FOLDER_PREFIX}{path}",
         # A training image that will not decode is skipped with a warning, not fatal to a long run.
-        train=train.map(to_uint8, num_parallel_calls=tf.data.AUTOTUNE).ignore_errors(log_warning=True),
-        validation=validation.map(to_uint8, num_parallel_calls=tf.data.AUTOTUNE),
+        train=_pictures(train_files).ignore_errors(log_warning=True),
+        validation=_pictures(validation_files),
         class_names=classes,
-        train_examples=len(train.file_paths),
-        validation_examples=len(validation.file_paths),
-        stored_image_size=(load_size, load_size),
+        train_examples=len(train_files),
+        validation_examples=len(validation_files),
+        decoded_train_bytes=_decoded_bytes([file for file, _ in train_files]),
+        validation_files=validation_files,
     )
+
+
+def _labelled(paths, root, classes):
+    """(path, label) for files under root/<class>/…, the label being the class folder's index."""
+    index = {name: label for label, name in enumerate(classes)}
+    return [(path, index[os.path.relpath(path, root).split(os.sep)[0]]) for path in paths]
+
+
+def _pictures(files):
+    """(uint8 RGB picture at its own size, int64 label) per (path, label)."""
+    paths = tf.constant([path for path, _ in files], tf.string)
+    labels = tf.constant([label for _, label in files], tf.int64)
+    return tf.data.Dataset.from_tensor_slices((paths, labels)).map(
+        lambda path, label: (decode_picture(tf.io.read_file(path)), label), num_parallel_calls=tf.data.AUTOTUNE
+    )
+
+
+def decode_picture(encoded):
+    """Encoded bytes (JPEG, PNG, GIF's first frame, BMP) → uint8 RGB (H, W, 3), as classify.py reads a
+    file with Pillow: JPEG with the accurate integer IDCT (TensorFlow's default is the fast, less
+    exact one), grayscale as three equal channels, transparency laid over white."""
+
+    def jpeg():
+        return tf.io.decode_jpeg(encoded, channels=3, dct_method="INTEGER_ACCURATE")
+
+    def other():
+        image = tf.io.decode_image(encoded, expand_animations=False)  # its own channels: 1 to 4
+        gray = tf.shape(image)[-1] <= 2
+        image = tf.cond(gray, lambda: tf.concat([tf.repeat(image[..., :1], 3, axis=-1), image[..., 1:]], -1), lambda: image)
+
+        def over_white():
+            pixels = tf.cast(image, tf.float32)
+            alpha = pixels[..., 3:4]
+            return tf.cast(tf.round((pixels[..., :3] * alpha + 255.0 * (255.0 - alpha)) / 255.0), tf.uint8)
+
+        return tf.cond(tf.shape(image)[-1] == 4, over_white, lambda: image[..., :3])
+
+    return tf.ensure_shape(tf.cond(tf.io.is_jpeg(encoded), jpeg, other), (None, None, 3))
+
+
+# Folders larger than this are not cached in memory whatever their pictures' size (reading every
+# header would slow the start, and such a set rarely fits anyway).
+_MAX_FILES_TO_MEASURE = 20_000
+
+
+def _decoded_bytes(paths):
+    """The training pictures' decoded RGB size, read from their headers; None for large folders."""
+    from PIL import Image
+
+    if len(paths) > _MAX_FILES_TO_MEASURE:
+        return None
+    total = 0
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                width, height = image.size
+        except Exception:  # skipped in training too; counted as nothing here
+            continue
+        total += width * height * 3
+    return total
 
 
 def _class_folders(path, *, need_images=True):

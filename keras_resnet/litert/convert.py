@@ -4,6 +4,8 @@ reported. A target that fails is reported and the others still written."""
 import dataclasses
 import json
 import os
+import re
+import shutil
 import sys
 import tempfile
 import time
@@ -13,9 +15,15 @@ import numpy as np
 from keras_resnet import files
 from keras_resnet.litert import inspection, qat, report as report_lib, targets as targets_lib
 from keras_resnet.litert.trained import ConversionError
-from keras_resnet.runtime import LiteRTError, labels as labels_lib
+from keras_resnet.runtime import LiteRTError, labels as labels_lib, metadata as metadata_lib, selftest
+from keras_resnet.runtime.classifier import Classifier, load_image
 from keras_resnet.runtime.gpu import GpuModel, gpu_adapter_unavailable
+from keras_resnet.runtime.metadata import GpuVerdict
 from keras_resnet.runtime.model import LiteRTModel
+
+SELFTEST_PICTURES = 8  # packed into each .tflite: what runtimes check the GPU with
+SAMPLES_PER_CLASS, MAX_SAMPLES = 2, 12  # validation pictures written for the page's sample strip
+SAMPLES_FOLDER = "samples"
 
 
 @dataclasses.dataclass
@@ -35,7 +43,8 @@ class Settings:
 @dataclasses.dataclass
 class Reference:
     """What every target is measured against: the Keras model's probabilities on the validation
-    images (None without data), and where the measurements run."""
+    images as Keras' evaluation prepares them (None without data); the same pictures as the device
+    prepares them (classify.py's code: `device_inputs`); and where the measurements run."""
 
     images: np.ndarray | None
     truth: np.ndarray | None
@@ -46,6 +55,34 @@ class Reference:
     edgetpu_compiler: bool
     gpu_images: int
     gpu: dict  # {"adapter": name or None, "software": bool, "unavailable": why}: filled by the first target
+    device_pictures: list | None = None  # (path or Pillow image, label): the validation pictures as stored
+    device_truth: np.ndarray | None = None
+    device_inputs: np.ndarray | None = None  # uint8 (N, H, W, 3): the pictures through classify.py's preprocessing
+    gpu_probed: bool = False
+
+    def inputs_for(self, classifier):
+        """The validation pictures as `classifier` (classify.py's runtime) feeds them to its model.
+        Computed once: every target carries the same evaluation transform and input size."""
+        if self.device_inputs is None:
+            self.device_inputs = np.stack([
+                classifier.preprocess(load_image(picture) if isinstance(picture, str) else picture).astype(np.uint8)
+                for picture, _ in self.device_pictures
+            ])
+        return self.device_inputs
+
+    def selftest_pictures(self):
+        """A few device inputs, one class after another: what the .tflite files carry for the GPU check."""
+        if self.device_inputs is None:
+            return ()
+        order = []
+        by_class = {}
+        for index, label in enumerate(self.device_truth):
+            by_class.setdefault(int(label), []).append(index)
+        while len(order) < min(SELFTEST_PICTURES, len(self.device_truth)):
+            for indices in by_class.values():
+                if indices and len(order) < SELFTEST_PICTURES:
+                    order.append(indices.pop(0))
+        return tuple(self.device_inputs[index] for index in order)
 
 
 def _gpu_note(gpu):
@@ -69,6 +106,7 @@ def convert(trained, settings, *, log=print):
     data = _Data(trained, settings, log=log) if trained.config else None
     images, truth = data.validation() if data else (None, None)
     keras_probabilities = trained.model.predict(images, batch_size=64, verbose=0) if images is not None else None
+    device_pictures = data.device_pictures() if data else None
     reference = Reference(
         images=images,
         truth=truth,
@@ -79,14 +117,20 @@ def convert(trained, settings, *, log=print):
         edgetpu_compiler=inspection.edgetpu_compiler_installed(),
         gpu_images=settings.gpu_eval_images,
         gpu={},
+        device_pictures=device_pictures,
+        device_truth=None if device_pictures is None else np.asarray([label for _, label in device_pictures]),
     )
+    preprocessing = trained.preprocessing
     files.write_bytes(os.path.join(settings.output, labels_lib.LABELS_FILE), labels_lib.labels_text(trained.class_names).encode())
+    if device_pictures:
+        _write_samples(device_pictures, trained.class_names, os.path.join(settings.output, SAMPLES_FOLDER))
 
     report = {
         "model": trained.name,
         "source": trained.path,
         "build_arguments": trained.build_arguments,
         "images": 0 if images is None else len(images),
+        "preprocessing": {**preprocessing.to_json(), "description": preprocessing.describe()},
         "threads": reference.threads,
         "keras": {"top1": reference.keras_top1, "size_bytes": os.path.getsize(trained.path)},
         "targets": {},
@@ -103,11 +147,24 @@ def convert(trained, settings, *, log=print):
             log(f"[{target}] error: {error}")
             continue
         path = os.path.join(settings.output, targets_lib.file_name(trained.name, target))
-        files.write_bytes(path, labels_lib.with_labels(content, trained.class_names))
+        packed = dict(class_names=trained.class_names, preprocessing=preprocessing)
+        files.write_bytes(path, metadata_lib.pack(content, **packed))
+        if reference.device_pictures:
+            # The self-test pictures are the device's own inputs, known once the first file can say
+            # how it prepares them.
+            reference.inputs_for(Classifier(path, threads=reference.threads))
+            packed["selftest"] = reference.selftest_pictures()
+            files.write_bytes(path, metadata_lib.pack(content, **packed))
         row = _measure(target, content, path, reference)
+        verdict = _gpu_verdict(row.get("gpu"))
+        if verdict is not None:
+            # Runtimes read it: a model found wrong on the GPU is run on the CPU without trying.
+            files.write_bytes(path, metadata_lib.pack(content, **packed, gpu=verdict))
+            row["gpu"]["verdict"] = verdict.to_json()
         report["targets"][target] = row
         log(f"[{target}] {path}: {row['size_bytes'] / 1e6:.2f} MB, {time.perf_counter() - started:.0f} s")
     report["gpu"] = {**reference.gpu, "note": _gpu_note(reference.gpu)}
+    report["findings"] = report_lib.findings(report)
     if not reference.edgetpu_compiler and any(targets_lib.TARGETS[t].integer for t in report["targets"]):
         report["edgetpu_compiler"] = inspection.EDGETPU_COMPILER_HELP
     report["failures"] = failures
@@ -188,6 +245,15 @@ def _measure(target, content, path, reference):
         "output": _tensor_summary(runtime.output),
         **inspection.summary(content),
     }
+    device_probabilities = None
+    if reference.device_pictures:
+        # What the device gets: classify.py's runtime (its preprocessing from the file's metadata, its
+        # model on the CPU) on the validation pictures as they are stored.
+        classifier = Classifier(path, threads=reference.threads)
+        device_probabilities = classifier.model.predict(reference.inputs_for(classifier))
+        classifier.model.close()
+        row["device_top1"] = _top1(device_probabilities, reference.device_truth)
+        row["device_images"] = len(device_probabilities)
     if reference.images is not None:
         probabilities = runtime.predict(reference.images)
         same = np.argmax(probabilities, axis=1) == np.argmax(reference.keras_probabilities, axis=1)
@@ -206,17 +272,19 @@ def _measure(target, content, path, reference):
     if spec.integer:
         row["float_tensors"] = inspection.float_tensors(content)
     row["gpu_delegate"] = inspection.gpu_compatibility(content)
-    row["gpu"] = _measure_on_gpu(
-        target, content, path, reference, cpu_probabilities=probabilities if reference.images is not None else None
-    )
+    row["gpu"] = _measure_on_gpu(target, content, path, reference, cpu_probabilities=device_probabilities)
     row["edgetpu"] = inspection.edgetpu_readiness(content)
     if spec.integer and reference.edgetpu_compiler:
         compiled = inspection.compile_for_edgetpu(path, output_dir=os.path.dirname(path))
         if compiled.get("file"):
             compiled.pop("log")
             if labels_lib.read_labels(compiled["file"]) is None:  # the compiler rewrites the flatbuffer alone
+                metadata = metadata_lib.read(path)
                 with open(compiled["file"], "rb") as file:
-                    packed = labels_lib.with_labels(file.read(), labels_lib.read_labels(path))
+                    packed = metadata_lib.pack(
+                        file.read(), class_names=labels_lib.read_labels(path), preprocessing=metadata.preprocessing,
+                        selftest=metadata.selftest,
+                    )
                 files.write_bytes(compiled["file"], packed)
         row["edgetpu"]["compiled"] = compiled
     return row
@@ -224,12 +292,13 @@ def _measure(target, content, path, reference):
 
 def _measure_on_gpu(target, content, path, reference, *, cpu_probabilities):
     """The target on LiteRT's GPU accelerator, when there is an adapter: whether every operator runs
-    there, agreement with the Keras model and with the same file on the CPU, latency. None without
-    an adapter (the first target finds out, in a child process; the others do not try again)."""
+    there, its answers beside the same file's on the CPU (the device's inputs) and the Keras model's,
+    the self-test the runtimes run, latency. None without an adapter (the first target finds out, in
+    a child process; the others do not try again)."""
     if reference.gpu.get("unavailable"):
         return None
-    if not reference.gpu.get("probed"):
-        reference.gpu["probed"] = True
+    if not reference.gpu_probed:
+        reference.gpu_probed = True
         unavailable = gpu_adapter_unavailable(path)
         if unavailable:
             reference.gpu.update(adapter=None, software=False, unavailable=unavailable)
@@ -242,31 +311,95 @@ def _measure_on_gpu(target, content, path, reference, *, cpu_probabilities):
         reference.gpu.update(adapter=None, software=False, unavailable="no GPU adapter")
         return None
     adapter = model.adapter
-    reference.gpu.update(
-        adapter=adapter.name if adapter else "unknown adapter",
-        software=bool(adapter and adapter.software),
-        images=0 if reference.images is None else min(reference.gpu_images, len(reference.images)),
-    )
+    count = 0 if reference.device_inputs is None else min(reference.gpu_images, len(reference.device_inputs))
+    reference.gpu.update(adapter=adapter.name if adapter else "unknown adapter", software=bool(adapter and adapter.software), images=count)
     row = {"fully_accelerated": model.fully_accelerated}
+    cpu = LiteRTModel(content, threads=reference.threads)
     try:
-        if reference.images is not None:
-            count = reference.gpu_images
-            probabilities = model.predict(reference.images[:count])
-            keras_probabilities = reference.keras_probabilities[:count]
+        metadata = metadata_lib.read(path)
+        row["selftest"] = dataclasses.asdict(selftest.compare(model, cpu, selftest.pictures(metadata, model.input["shape"])))
+        if count:
+            probabilities = _predict_with_progress(model, reference.device_inputs[:count], what=f"[{target}] on the GPU")
             top1 = np.argmax(probabilities, axis=1)
+            keras_probabilities = reference.keras_probabilities[:count] if reference.keras_probabilities is not None else None
             row["images"] = len(probabilities)
-            row["agreement"] = float(np.mean(top1 == np.argmax(keras_probabilities, axis=1)))
+            if keras_probabilities is not None and len(keras_probabilities) == count:
+                row["agreement"] = float(np.mean(top1 == np.argmax(keras_probabilities, axis=1)))
+                row["max_abs_diff"] = float(np.max(np.abs(probabilities - keras_probabilities)))
             row["agreement_with_cpu"] = float(np.mean(top1 == np.argmax(cpu_probabilities[:count], axis=1)))
-            row["max_abs_diff"] = float(np.max(np.abs(probabilities - keras_probabilities)))
-            row["top1"] = _top1(probabilities, reference.truth[:count])
-            row["acceptance"] = report_lib.gpu_acceptance(target, row)
-            sample = reference.images[0]
-        else:
-            sample = np.random.default_rng(0).uniform(0, 255, (*model.input["shape"][1:],)).astype(np.float32)
+            row["max_abs_diff_with_cpu"] = float(np.max(np.abs(probabilities - cpu_probabilities[:count])))
+            row["device_top1"] = _top1(probabilities, reference.device_truth[:count])
+            if "agreement" in row:
+                row["acceptance"] = report_lib.gpu_acceptance(target, row)
+        sample = reference.device_inputs[0].astype(np.float32) if count else (
+            np.random.default_rng(0).uniform(0, 255, (*model.input["shape"][1:],)).astype(np.float32)
+        )
         row["latency"] = model.latency(sample, runs=reference.latency_runs)
     finally:
         model.close()
+        cpu.close()
     return row
+
+
+def _gpu_verdict(measured):
+    """Whether runtimes may use the GPU for this file (None: not measured): its answers must match
+    the same file's on the CPU, on the validation pictures and on the self-test."""
+    if not measured or "error" in measured:
+        return None
+    test = selftest.SelfTestResult(**measured["selftest"])
+    if not test.passed:
+        return GpuVerdict(usable=False, reason=test.describe())
+    agreement = measured.get("agreement_with_cpu")
+    if agreement is not None and agreement < report_lib.GPU_CPU_AGREEMENT:
+        return GpuVerdict(
+            usable=False,
+            reason=f"{100 * agreement:.2f} % top-1 agreement with its CPU run on {measured['images']} validation pictures "
+            f"(needs {100 * report_lib.GPU_CPU_AGREEMENT:.0f} %)",
+        )
+    checked = f"{100 * agreement:.2f} % top-1 agreement with its CPU run on {measured['images']} validation pictures; " if agreement is not None else ""
+    return GpuVerdict(usable=True, reason=f"{checked}{test.describe()}")
+
+
+def _predict_with_progress(model, inputs, *, what, every_seconds=10.0, log=print):
+    """model.predict, one picture at a time, with a line every few seconds: a software GPU takes
+    minutes for a few hundred pictures."""
+    results, last = [], time.monotonic()
+    for index, image in enumerate(inputs):
+        model.set_image(image.astype(np.float32))
+        model.invoke()
+        results.append(model.probabilities())
+        if time.monotonic() - last >= every_seconds and index + 1 < len(inputs):
+            log(f"{what}: {index + 1} / {len(inputs)} pictures")
+            last = time.monotonic()
+    return np.stack(results)
+
+
+def _write_samples(pictures, class_names, folder):
+    """A few validation pictures per class, as stored (the original files of a folder dataset), for
+    the page's sample strip (serve.py shows them by default)."""
+    from PIL import Image
+
+    os.makedirs(folder, exist_ok=True)
+    for name in os.listdir(folder):  # the samples of an earlier conversion
+        if os.path.isfile(os.path.join(folder, name)):
+            os.remove(os.path.join(folder, name))
+    by_class = {}
+    for picture, label in pictures:
+        if len(by_class.setdefault(label, [])) < SAMPLES_PER_CLASS:
+            by_class[label].append(picture)
+    # One of each class first, then a second of each, while there is room: every class is shown.
+    chosen = [
+        (label, rank, kept[rank]) for rank in range(SAMPLES_PER_CLASS) for label, kept in sorted(by_class.items()) if rank < len(kept)
+    ][:MAX_SAMPLES]
+    for label, rank, picture in chosen:
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", class_names[label]).strip("._") or f"class{label}"
+        if isinstance(picture, str):
+            extension = os.path.splitext(picture)[1].lower()
+            with files.replacing(os.path.join(folder, f"{stem}-{rank + 1}{extension}")) as temporary:
+                shutil.copyfile(picture, temporary)
+        else:
+            with files.replacing(os.path.join(folder, f"{stem}-{rank + 1}.png")) as temporary:
+                picture.save(temporary, format="PNG")
 
 
 def _tensor_summary(detail):
@@ -306,7 +439,7 @@ class _Data:
             data = self.config.data
             wanted = self.settings.eval_images or self.source.validation_examples
             dataset = pipeline.evaluation_dataset(
-                self.source, image_size=data.image_size, augmentation=data.augmentation, batch_size=256
+                self.source, image_size=data.image_size, preprocessing=data.preprocessing(), batch_size=256
             ).unbatch().take(wanted)
             images, labels = [], []
             for image, label in dataset.as_numpy_iterator():
@@ -315,6 +448,20 @@ class _Data:
             self._validation = (np.stack(images), np.asarray(labels))
         images, labels = self._validation
         return (images[:limit], labels[:limit]) if limit else (images, labels)
+
+    def device_pictures(self):
+        """(picture, label) of the validation split as a device would meet it: the original files of a
+        folder dataset (paths), else the stored pictures (Pillow images) — the same pictures, in the
+        same order, as validation()."""
+        from PIL import Image
+
+        wanted = self.settings.eval_images or self.source.validation_examples
+        if self.source.validation_files is not None:
+            return list(self.source.validation_files[:wanted])
+        return [
+            (Image.fromarray(np.asarray(image, np.uint8)), int(label))
+            for image, label in self.source.validation.take(wanted).as_numpy_iterator()
+        ]
 
     def training(self):
         from keras_resnet.data import pipeline

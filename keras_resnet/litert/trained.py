@@ -15,6 +15,7 @@ import keras
 
 from keras_resnet import config as config_lib
 from keras_resnet.model import ResNetModel, from_build_arguments
+from keras_resnet.runtime import preprocessing as preprocessing_lib
 from keras_resnet.training.run_dir import RunDirectory
 
 
@@ -38,6 +39,13 @@ class TrainedModel:
     @property
     def image_size(self):
         return tuple(self.build_arguments["input_shape"][:2])
+
+    @property
+    def preprocessing(self):
+        """The evaluation transform the model was trained for: its run's, else its family's."""
+        if self.config is not None:
+            return self.config.data.preprocessing()
+        return preprocessing_lib.for_augmentation(self.build_arguments.get("family", "imagenet"))
 
 
 def open_trained(*, run=None, model_path=None, dataset=None, data_dir=None, labels=None, batch_size=128, seed=0):
@@ -82,7 +90,9 @@ def open_trained(*, run=None, model_path=None, dataset=None, data_dir=None, labe
         class_names = _read_labels(labels, saved.output_shape[-1]) if labels else None
     if not arguments.get("include_top", True):
         raise ConversionError(f"{model_path} has no classification head (built with include_top=False): nothing to classify with.")
-    arguments = {**arguments, "sync_batch_norm": False}  # the same weights; only training differs
+    # The same weights and function; only training differs (sync), and the graph LiteRT's GPU
+    # accelerator computes int8 models right for (subsampling before strided 1x1 convolutions).
+    arguments = {**arguments, "sync_batch_norm": False, "subsampled_pointwise": True}
     arguments.setdefault("classes", len(class_names) if class_names else saved.output_shape[-1])
     if class_names is None:
         class_names = [str(index) for index in range(arguments["classes"])]
@@ -115,10 +125,12 @@ def rebuild_float32(saved, arguments, *, path):
 
 
 def _structure(model):
-    """What must match for two models to share weights: layer names, types and weight shapes."""
+    """What must match for two models to share weights: layer names, types and weight shapes (the
+    subsampling layers of subsampled_pointwise aside: they change no weight and no output)."""
     return [
         (layer.name, type(layer).__name__, [tuple(weight.shape) for weight in layer.weights])
         for layer in model.layers
+        if not (layer.name.endswith("_subsample") and type(layer).__name__ == "MaxPooling2D")
     ]
 
 

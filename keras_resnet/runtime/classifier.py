@@ -12,7 +12,7 @@ import time
 import numpy as np
 from PIL import Image, ImageOps
 
-from keras_resnet.runtime import LiteRTError, labels as labels_lib, reason
+from keras_resnet.runtime import LiteRTError, labels as labels_lib, metadata as metadata_lib, reason, selftest
 from keras_resnet.runtime.delegates import DELEGATES, interpreter_module, load_delegate
 from keras_resnet.runtime.gpu import GpuModel
 from keras_resnet.runtime.model import LiteRTModel
@@ -57,13 +57,6 @@ def to_rgb(image):
     return image.convert("RGB")
 
 
-def centre_crop_box(width, height):
-    """The largest centred square of a width × height picture, as Pillow's (left, top, right, bottom)."""
-    side = min(width, height)
-    left, top = (width - side) // 2, (height - side) // 2
-    return (left, top, left + side, top + side)
-
-
 class Classifier:
     """One .tflite classifier (batch 1, NHWC image input, one score per class) on a delegate."""
 
@@ -85,18 +78,18 @@ class Classifier:
                 "this model was not compiled with edgetpu_compiler, so every op runs on the CPU: "
                 f"edgetpu_compiler {os.path.basename(model_path)} writes the Edge TPU version"
             )
+        self.metadata = metadata_lib.read(model_path)
+        self.preprocessing = self.metadata.preprocessing
         runtime = interpreter_module(prefer_tflite_runtime=delegate == "edgetpu")
         self.runtime_name = runtime.__name__.split(".")[0]
         spec = DELEGATES[delegate]
         # --delegate gpu is LiteRT's GPU accelerator, unless a (self-built) GPU delegate library is named.
         self.accelerator = delegate == "gpu" and delegate_library is None
+        # Why the GPU was asked for and not used (its answers were checked and found wrong), or None.
+        self.gpu_fallback = None
         if self.accelerator:
             self.delegate_library = None
-            self.model = GpuModel(content, name=model_path)
-            if self.model.adapter is not None and self.model.adapter.software:
-                self.notes.append(f"{self.model.adapter.name} is a software renderer: the GPU code path runs, at CPU speed")
-            if not self.model.fully_accelerated:
-                self.notes.append("some operators are not supported by the GPU: they run on the CPU")
+            self.model = self._checked_gpu_model(content, runtime, threads)
         else:
             self.delegate_library = (delegate_library or spec.library) if spec else None
             delegates = [load_delegate(runtime, spec, self.delegate_library)] if spec else []
@@ -104,6 +97,34 @@ class Classifier:
         self.threads = self.model.threads
         self._check_signature()
         self.labels = self._labels(labels)
+
+    def _checked_gpu_model(self, content, runtime, threads):
+        """The model on LiteRT's GPU accelerator once its answers on the self-test match the CPU's;
+        else on the CPU, with `gpu_fallback` saying why. A model the conversion marked CPU only is
+        not even tried on the GPU."""
+        cpu = LiteRTModel(content, threads=threads, runtime=runtime, name=self.model_path)
+        self.model = cpu
+        self._check_signature()  # before the self-test feeds it pictures
+        verdict = self.metadata.gpu
+        if verdict is not None and not verdict.usable:
+            return self._fall_back_to(cpu, f"the conversion marked this model CPU only: on LiteRT's GPU accelerator {verdict.reason}")
+        gpu = GpuModel(content, name=self.model_path)
+        result = selftest.compare(gpu, cpu, selftest.pictures(self.metadata, gpu.input["shape"]))
+        if not result.passed:
+            gpu.close()
+            return self._fall_back_to(cpu, f"LiteRT's GPU accelerator gives wrong answers for this model: {result.describe()}")
+        cpu.close()
+        if gpu.adapter is not None and gpu.adapter.software:
+            self.notes.append(f"{gpu.adapter.name} is a software renderer: the GPU code path runs, at CPU speed")
+        if not gpu.fully_accelerated:
+            self.notes.append("some operators are not supported by the GPU: they run on the CPU")
+        return gpu
+
+    def _fall_back_to(self, cpu, why):
+        self.accelerator = False
+        self.delegate = "cpu"
+        self.gpu_fallback = f"{why}. Running on the CPU instead."
+        return cpu
 
     @staticmethod
     def _read_model(path):
@@ -141,12 +162,10 @@ class Classifier:
         return np.dtype(self.model.input["dtype"]).name
 
     def preprocess(self, image):
-        """RGB Pillow image → float pixels in [0, 255] at the model's input size: the largest centred
-        square, resized with Pillow's antialiasing bilinear filter (what a browser's canvas does too)."""
-        # Cropped first, so that the filter sees the square alone, as if it were the whole picture.
-        square = image.crop(centre_crop_box(*image.size))
-        resized = square.resize(self.input_size, Image.BILINEAR)
-        return np.asarray(resized, dtype=np.float32)
+        """RGB Pillow image → float pixels in [0, 255] at the model's input size, through the
+        evaluation transform the model carries (keras_resnet.runtime.preprocessing): what Keras'
+        evaluation and the page give the model too."""
+        return self.preprocessing.apply(image, self.input_size).astype(np.float32)
 
     def classify(self, image, *, top_k):
         """[(class name, score)] best first, and the milliseconds `invoke()` took."""
@@ -163,6 +182,11 @@ class Classifier:
         width, height = self.input_size
         pixels = self.preprocess(image) if image is not None else np.full((height, width, 3), 128.0, np.float32)
         return self.model.latency(pixels, runs=runs, warmup=warmup)
+
+    def describe_briefly(self):
+        """The model's file and where it runs, in a few words."""
+        where = "LiteRT's GPU accelerator" if self.accelerator else {"cpu": "the CPU", "gpu": "a GPU delegate", "edgetpu": "the Edge TPU"}[self.delegate]
+        return f"{os.path.basename(self.model_path)} on {where}"
 
     def describe(self):
         """One line: the model, its input and where it runs."""

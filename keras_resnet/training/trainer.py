@@ -163,7 +163,7 @@ def _train(config, run, *, strategy, strategy_name, precision, source, plan, wei
         keras.callbacks.TensorBoard(run.tensorboard, write_graph=False, profile_batch=0),
     ]
     validation = pipeline.evaluation_dataset(
-        source, image_size=data.image_size, augmentation=data.augmentation, batch_size=training.batch_size
+        source, image_size=data.image_size, preprocessing=data.preprocessing(), batch_size=training.batch_size
     )
     started = time.time()
     try:
@@ -501,7 +501,7 @@ def evaluate(path, *, batch_size=None, data_dir=None, log=print):
     )
     model.compile(loss=keras.losses.CategoricalCrossentropy(), metrics=compiled_metrics(classes))
     dataset = pipeline.evaluation_dataset(
-        source, image_size=data.image_size, augmentation=data.augmentation, batch_size=batch_size or config.training.batch_size
+        source, image_size=data.image_size, preprocessing=data.preprocessing(), batch_size=batch_size or config.training.batch_size
     )
     results = model.evaluate(dataset, return_dict=True, verbose=1 if sys.stdout.isatty() else 0)
     log(

@@ -1,0 +1,33 @@
+"""Pictures that exercise the evaluation transform: several aspect ratios and sizes, odd sizes (the
+crop box falls between pixels), grayscale, transparency, PNG and JPEG."""
+
+import numpy as np
+from PIL import Image
+
+# (width, height, mode, format)
+PARITY_PICTURES = [
+    (64, 64, "RGB", "png"),
+    (97, 61, "RGB", "jpg"),
+    (61, 97, "L", "png"),
+    (300, 200, "RGB", "jpg"),
+    (33, 120, "RGB", "png"),
+    (28, 28, "L", "jpg"),
+    (225, 224, "RGB", "png"),
+    (17, 19, "RGBA", "png"),
+    (640, 427, "RGB", "jpg"),
+]
+
+
+def write_parity_pictures(folder, *, seed=0):
+    """Writes PARITY_PICTURES into `folder` (smooth colour fields with edges, as photos have);
+    returns their paths."""
+    rng = np.random.default_rng(seed)
+    paths = []
+    for index, (width, height, mode, extension) in enumerate(PARITY_PICTURES):
+        coarse = rng.uniform(0, 255, (height // 6 + 2, width // 6 + 2, 4)).astype(np.uint8)
+        picture = Image.fromarray(coarse, "RGBA").resize((width, height), Image.BICUBIC)
+        picture = picture if mode == "RGBA" else picture.convert("RGB").convert(mode)
+        path = folder / f"{index}-{width}x{height}-{mode}.{extension}"
+        picture.save(path, **({"quality": 90} if extension == "jpg" else {}))
+        paths.append(path)
+    return paths
