@@ -21,6 +21,8 @@ from keras_resnet import internals
 from keras_resnet.cli import convert as to_tflite
 from keras_resnet.data import synthetic
 from keras_resnet.litert import targets
+from keras_resnet.runtime import metadata
+from keras_resnet.runtime.preprocessing import Preprocessing
 from keras_resnet.training.run_dir import RunDirectory
 
 # The smallest run of a variant: enough for its graph, not for its accuracy.
@@ -135,6 +137,11 @@ def test_report_meets_the_acceptance_bounds_on_a_trained_model(converted):
     for target in ("fp32", "gpu", "int8-ptq", "int8-qat"):
         assert rows[target]["acceptance"]["met"] is True, target
         assert rows[target]["keras_top1"] == keras_top1
+    # The device path (classify.py's code on the stored 32 x 32 pictures) sees what Keras sees.
+    assert report["preprocessing"]["crop_fraction"] == 1.0
+    for target, row in rows.items():
+        assert row["device_images"] == 1000 and abs(row["device_top1"] - row["top1"]) <= 0.002, (target, row)
+    assert report["findings"] == []
 
 
 def test_every_target_runs_on_the_gpu_and_agrees_with_keras(converted):
@@ -147,7 +154,10 @@ def test_every_target_runs_on_the_gpu_and_agrees_with_keras(converted):
         assert on_gpu["fully_accelerated"] is True, target
         assert on_gpu["acceptance"]["met"] is True, (target, on_gpu)
         assert 0 < on_gpu["latency"]["median_ms"] <= on_gpu["latency"]["p90_ms"], target
-        assert on_gpu["images"] == 200 and 0.8 < on_gpu["top1"] <= 1, target  # the first 200 validation images
+        assert on_gpu["images"] == 200 and 0.8 < on_gpu["device_top1"] <= 1, target  # the first 200 validation images
+        # What runtimes read from the file: the GPU may be used, after the self-test they run too.
+        assert on_gpu["verdict"]["usable"] is True and on_gpu["selftest"]["pictures"] == 8, target
+        assert metadata.read(row["file"]).gpu == metadata.GpuVerdict(**on_gpu["verdict"])
     assert report["targets"]["gpu"]["gpu"]["agreement"] >= 0.995
     assert report["targets"]["fp32"]["gpu"]["max_abs_diff"] < 1e-3
     for target in ("dynamic", "int8-ptq", "int8-qat"):
@@ -188,6 +198,12 @@ def test_labels_travel_inside_every_model_file(converted):
     for target in targets.TARGETS:
         with zipfile.ZipFile(output / f"resnet8_{target}.tflite") as packed:
             assert packed.read("labels.txt").decode().split() == list(synthetic.CLASS_NAMES)
+        # The evaluation transform and the self-test pictures travel beside them: one validation
+        # picture of each of the first 8 classes, as the device prepares it.
+        carried = metadata.read(output / f"resnet8_{target}.tflite")
+        assert carried.preprocessing == Preprocessing(1.0) and len(carried.selftest) == 8
+        assert all(picture.shape == (32, 32, 3) and picture.dtype == np.uint8 for picture in carried.selftest)
+        assert len({picture.tobytes() for picture in carried.selftest}) == 8
 
 
 # -- every variant converts to an integer-only graph -----------------------------------------------

@@ -3,6 +3,7 @@ ResNet-8 converted by convert/to_tflite.py, and the LiteRT.js page in Debian's h
 agreeing with classify.py."""
 
 import ast
+import base64
 import json
 import os
 import re
@@ -477,7 +478,7 @@ def server(board, models):
         running.stop()
 
 
-def test_serve_prints_the_address_and_the_camera_note_and_serves_only_its_files(server, board):
+def test_serve_prints_the_address_and_the_camera_note_and_serves_only_its_files(server, board, models):
     running = server()
     banner = "\n".join(running.banner)
     assert banner.startswith("Serving resnet8_int8-qat.tflite (uint8 input 32×32, 10 classes)")
@@ -485,7 +486,22 @@ def test_serve_prints_the_address_and_the_camera_note_and_serves_only_its_files(
     assert "https:// or http://localhost" in banner and "--certfile" in banner
     description = json.load(running.get("/model.json"))
     assert description["input"] == {"shape": [1, 32, 32, 3], "dtype": "uint8", "scale": 1.0, "zero_point": 0}
-    assert description["labels"] == CLASS_NAMES
+    assert description["labels"] == CLASS_NAMES and description["top_k"] == 5
+    assert description["preprocessing"] == {"crop_fraction": 1.0, "filter": "bilinear"}
+    # The self-test the page runs on WebGPU: the model's own pictures, with the CPU's scores for them.
+    test = description["selftest"]
+    assert len(test["pictures"]) == len(test["expected"]) == 8 and test["tolerance"] == 0.1
+    cpu = classifier.Classifier(str(models["int8"]))
+    for encoded, expected in zip(test["pictures"], test["expected"]):
+        pixels = np.frombuffer(base64.b64decode(encoded), np.uint8).reshape(32, 32, 3)
+        cpu.model.set_image(pixels.astype(np.float32))
+        cpu.model.invoke()
+        np.testing.assert_allclose(expected, cpu.model.probabilities(), atol=1e-6)
+    # The sample strip: the run's validation pictures the conversion wrote beside the model.
+    samples = json.load(running.get("/samples.json"))
+    assert samples == sorted(os.listdir(models["int8"].parent / "samples")) and len(samples) == 12
+    assert running.get(f"/samples/{samples[0]}").headers["Content-Type"] == "image/png"
+    assert "Sample pictures: " in banner
     assert running.get("/labels.txt").read().decode().split() == CLASS_NAMES
     wasm = running.get("/vendor/litertjs/core/wasm/litert_wasm_internal.wasm")
     assert wasm.headers["Content-Type"] == "application/wasm"
@@ -675,7 +691,8 @@ def test_the_page_in_chromium_agrees_with_classify_py(chromium, server, board, m
     if chromium.backend == "wasm":
         assert re.match(r"Running on WASM with XNNPACK \(\d+ threads?\): WebGPU found no GPU adapter\.", page.inner_text("#backend"))
     else:
-        assert page.inner_text("#backend") == "Running on WebGPU (every op on the GPU)."
+        assert page.inner_text("#backend") == "Running on WebGPU (every op on the GPU; its answers checked against the CPU's)."
+        assert page.get_attribute("body", "data-gpu-check") == "passed"
     for name in CLASS_NAMES:
         started = time.monotonic()
         top = classify_in_page(page, sample(name))  # a hang fails here (60 s); a picture takes well under 1 s
@@ -753,6 +770,156 @@ def test_the_page_reports_a_picture_it_cannot_read(chromium, server, tmp_path):
     assert page.get_attribute("body", "data-state") == "error"
     assert page.inner_text("#status") == "broken.png: not a picture this browser can read."
     # A sample picked from the strip is classified after it.
-    page.click("#samples button[title='ring.png']")
+    page.click("#samples button[title='ring-1.png']")  # the run's own validation pictures, written by the conversion
     page.wait_for_function("document.body.dataset.state === 'classified'", timeout=60_000)
-    assert page.inner_text("#status") == "ring.png classified."
+    assert page.inner_text("#status") == "ring-1.png classified."
+
+
+# -- one evaluation transform, and checked GPU answers, in the page ---------------------------------
+
+# The page's own transform (edge_demo/web/preprocess.js) on a picture Chromium decodes itself.
+PAGE_INPUT = """async ([url, size, cropFraction]) => {
+    const {inputPixels} = await import('/preprocess.js');
+    const picture = new Image();
+    picture.src = url;
+    await picture.decode();
+    const canvas = document.createElement('canvas');
+    return Array.from(inputPixels(picture, picture.naturalWidth, picture.naturalHeight, {width: size, height: size, cropFraction, canvas}));
+}"""
+
+
+@pytest.mark.slow
+def test_the_page_gives_the_model_the_pixels_keras_and_classify_py_give_it(chromium, server, board, models, trained_run, tmp_path):
+    """The same picture files (sizes, shapes, grayscale, transparency, PNG and JPEG) through the
+    three implementations of the evaluation transform, each with its own decoder: within one 8-bit
+    step per pixel; and the model's top-1 the same in Keras, classify.py and the page."""
+    if chromium.backend != "wasm":
+        pytest.skip("the transform is the page's JavaScript whatever runs the model")
+    import keras
+    import tensorflow as tf
+
+    from keras_resnet.data import pipeline, sources
+    from keras_resnet.runtime.preprocessing import Preprocessing
+    from support.pictures import write_parity_pictures
+
+    pictures = write_parity_pictures(tmp_path)
+    page, problems = open_page(chromium, server(models["fp32"], "--samples", str(tmp_path)).url)
+    worst = 0
+    for path in pictures:
+        for crop in (1.0, 0.875):
+            for size in (32, 64):
+                preprocessing = Preprocessing(crop)
+                in_page = np.array(page.evaluate(PAGE_INPUT, [f"/samples/{path.name}", size, crop]), np.float32).reshape(size, size, 3)
+                pillow = preprocessing.apply(classifier.load_image(path), (size, size)).astype(np.float32)
+                in_keras = pipeline.evaluation_transform(sources.decode_picture(tf.io.read_file(str(path))), size, preprocessing).numpy()
+                for name, other in (("classify.py", pillow), ("Keras", in_keras)):
+                    difference = np.abs(in_page - other).max()
+                    assert difference <= 1, (path.name, crop, size, name, difference)
+                    worst = max(worst, difference)
+    # The model's answer: the page (its transform from model.json), classify.py and Keras agree.
+    model = keras.saving.load_model(trained_run / "best.keras", compile=False)
+    expected = parse_results(run_classify(board, "--model", models["fp32"], *pictures, "--top-k", "1").stdout)
+    for path in pictures:
+        top = classify_in_page(page, str(path))
+        keras_input = pipeline.evaluation_transform(sources.decode_picture(tf.io.read_file(str(path))), 32, Preprocessing(1.0))
+        keras_top1 = CLASS_NAMES[int(np.argmax(model.predict(keras_input[None], verbose=0)))]
+        assert top[0][0] == expected[str(path)][0][0] == keras_top1, (path.name, top[0], expected[str(path)], keras_top1)
+    assert problems == []
+
+
+# A GPU that answers wrongly, made deterministic: every buffer the page reads back from WebGPU arrives
+# with its bytes reversed (float scores become other numbers, or NaN).
+GPU_ANSWERS_WRONG = """
+    const getMappedRange = GPUBuffer.prototype.getMappedRange;
+    GPUBuffer.prototype.getMappedRange = function (...args) {
+        const range = getMappedRange.apply(this, args);
+        if (this.usage & GPUBufferUsage.MAP_READ) new Uint8Array(range).reverse();
+        return range;
+    };
+"""
+
+
+@pytest.mark.slow
+def test_a_gpu_whose_answers_are_wrong_is_not_used(chromium, server, board, models):
+    if chromium.backend != "webgpu":
+        pytest.skip("needs the WebGPU adapter")
+    page, problems = open_page(chromium, server(models["float"]).url, init_script=GPU_ANSWERS_WRONG)
+    backend = page.inner_text("#backend")
+    assert page.get_attribute("body", "data-gpu-check") == "failed", backend
+    assert page.get_attribute("#backend", "data-accelerator") == "wasm"
+    assert re.fullmatch(
+        r"Running on WASM with XNNPACK \(1 thread\): WebGPU's answers were wrong for this model: on 8 self-test pictures a "
+        r"class's probability differs from the CPU's by up to (\d\.\d\d|NaN|\d+\.\d\d) \(picture \d; tolerance 0\.10\)\.",
+        backend,
+    ), backend
+    # What the page then shows is the CPU's answer, as classify.py gives it.
+    top = classify_in_page(page, sample("star"))
+    printed = parse_results(run_classify(board, "--model", models["float"], sample("star")).stdout)[sample("star")]
+    assert top[0][0] == printed[0][0] and top[0][1] == pytest.approx(printed[0][1], abs=2e-3) and problems == []
+
+
+@pytest.mark.slow
+def test_a_model_the_conversion_marked_cpu_only_runs_on_wasm_and_the_heading_fits_its_classes(chromium, server, tmp_path):
+    if chromium.backend != "webgpu":
+        pytest.skip("needs the WebGPU adapter")
+    from keras_resnet.runtime import metadata
+    from support.tiny_models import pointwise_classifier, write_int8
+
+    marked = tmp_path / "three.tflite"
+    verdict = metadata.GpuVerdict(usable=False, reason="42.50 % top-1 agreement with its CPU run on 200 validation pictures (needs 99 %)")
+    write_int8(pointwise_classifier(classes=3, size=8, subsampled=True), marked, class_names=["bag", "boot", "sandal"], gpu=verdict)
+    Image.new("RGB", (8, 8), (200, 30, 30)).save(tmp_path / "red.png")
+    page, problems = open_page(chromium, server(marked, "--samples", str(tmp_path)).url)
+    assert page.get_attribute("body", "data-gpu-check") == "cpu-only"
+    assert page.inner_text("#backend") == (
+        "Running on WASM with XNNPACK (1 thread): the conversion marked this model CPU only (on LiteRT's GPU accelerator "
+        "42.50 % top-1 agreement with its CPU run on 200 validation pictures (needs 99 %))."
+    ) or page.inner_text("#backend").startswith("Running on WASM with XNNPACK (")
+    assert "the conversion marked this model CPU only" in page.inner_text("#backend")
+    assert page.inner_text("#top-heading") == "Top 3"
+    page.click("#samples button[title='red.png']")
+    page.wait_for_function("document.body.dataset.state === 'classified'", timeout=60_000)
+    assert len(page.query_selector_all("#top5 li")) == 3 and problems == []
+
+
+# -- what the device gets on a folder of pictures -----------------------------------------------------
+
+
+def test_class_folders_give_the_accuracy_a_csv_and_the_confusion_matrix(board, models, tmp_path):
+    photos = tmp_path / "photos"
+    folders = {name: (name.upper() if name == "circle" else name) for name in CLASS_NAMES}  # CIRCLE/: matched loosely
+    for name, folder in folders.items():
+        (photos / "val" / folder).mkdir(parents=True)
+        shutil.copy(sample(name), photos / "val" / folder / f"{name}.png")
+    shutil.copy(sample("star"), photos / "val" / "circle".upper() / "misfiled-star.png")  # a star filed as a circle
+    shutil.copy(sample("ring"), photos / "stray.png")  # in no class folder: classified, not counted
+    result = run_classify(
+        board, "--model", models["int8"], photos, "--csv", tmp_path / "answers.csv", "--confusion", tmp_path / "confusion.png", "--top-k", "2"
+    )
+    assert result.returncode == 0, result.stderr
+    printed = parse_results(result.stdout)
+    assert len(printed) == 12
+    # The hand count: a picture is right when the printed winner is its folder's class.
+    truth = {path: next((name for name, folder in folders.items() if os.path.basename(os.path.dirname(path)) == folder), None) for path in printed}
+    counted = [path for path in printed if truth[path] is not None]
+    right = sum(printed[path][0][0] == truth[path] for path in counted)
+    assert len(counted) == 11 and printed[str(photos / "val" / "CIRCLE" / "misfiled-star.png")][0][0] != "circle"
+    assert f"top-1 {100 * right / 11:.2f} % on 11 pictures whose folder names their class ({right} right, resnet8_int8-qat.tflite on the CPU); 1 other pictures not counted" in result.stdout
+    rows = (tmp_path / "answers.csv").read_text().splitlines()
+    assert rows[0] == "path,true_class,class_1,score_1,class_2,score_2" and len(rows) == 13
+    for row in rows[1:]:
+        path, true_class, class_1, score_1, class_2, score_2 = row.split(",")
+        assert true_class == (truth[path] or "") and [class_1, class_2] == [name for name, _ in printed[path]]
+        assert float(score_1) == pytest.approx(printed[path][0][1], abs=5e-4)
+    with Image.open(tmp_path / "confusion.png") as picture:
+        assert picture.format == "PNG" and picture.width > 600
+    assert "wrote " + str(tmp_path / "confusion.png") in result.stdout
+
+
+def test_the_confusion_matrix_counts_and_per_class_figures():
+    from keras_resnet.runtime import confusion
+
+    counts = confusion.matrix([0, 0, 1, 1, 1, 2], [0, 1, 1, 1, 0, 2], 4)
+    np.testing.assert_array_equal(counts, [[1, 1, 0, 0], [1, 2, 0, 0], [0, 0, 1, 0], [0, 0, 0, 0]])
+    figures = confusion.per_class(counts)
+    assert figures["recall"] == [0.5, 2 / 3, 1.0, None] and figures["precision"] == [0.5, 2 / 3, 1.0, None]

@@ -1,5 +1,6 @@
 """train.py: recipes, the run directory, resuming after kill -9 and Ctrl-C, distribution, bad input."""
 
+import dataclasses
 import json
 import os
 import re
@@ -20,6 +21,7 @@ import keras_resnet
 import train
 from conftest import load_models_in_fresh_processes, one_line_error, one_line_error_in_process
 from keras_resnet import config as config_lib
+from keras_resnet.runtime.preprocessing import Preprocessing
 from keras_resnet.data import synthetic
 from keras_resnet.training import distribute, schedules, trainer
 from keras_resnet.training.run_dir import LOCK_FILE, RunDirectory
@@ -84,6 +86,21 @@ def test_config_json_round_trips_and_reads_what_version_0_1_wrote(tmp_path):
     old = config_lib.RunConfig.read(os.path.join(REPOSITORY, "tests", "fixtures", "run-0.1.0", "config.json"))
     assert old.model.name == "resnet8" and old.model.classes == 10 and old.class_names[:2] == ("circle", "square")
     assert old.training.learning_rate == 0.025 and old.data.train_examples == 256
+    # Written before the evaluation transform was recorded: its family's, which its evaluation used.
+    assert old.data.evaluation_crop is None and old.data.preprocessing() == Preprocessing(1.0)
+
+
+def test_the_evaluation_transform_is_chosen_at_training_time_and_recorded():
+    assert config_lib.resolve(depth=18).data.evaluation_crop == 0.875  # ImageNet-style: the paper's
+    assert config_lib.resolve(depth=20).data.evaluation_crop == 1.0  # CIFAR-style: the whole picture
+    chosen = config_lib.resolve(depth=18, eval_crop=1.0)
+    assert chosen.data.preprocessing() == Preprocessing(1.0) and chosen.to_json()["data"]["evaluation_crop"] == 1.0
+    with pytest.raises(config_lib.UsageError, match=r"--eval-crop must be from 0.1 to 1. Received: 0.05."):
+        config_lib.resolve(depth=18, eval_crop=0.05)
+    # A run recorded before the field existed is the same run as one that names its family's crop.
+    recorded = config_lib.resolve(depth=18, dataset="folder:x")
+    unrecorded = dataclasses.replace(recorded, data=dataclasses.replace(recorded.data, evaluation_crop=None))
+    assert recorded.same_training(unrecorded) and not recorded.same_training(config_lib.resolve(depth=18, dataset="folder:x", eval_crop=1.0))
 
 
 @pytest.mark.parametrize(

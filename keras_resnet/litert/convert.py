@@ -161,6 +161,7 @@ def convert(trained, settings, *, log=print):
             # Runtimes read it: a model found wrong on the GPU is run on the CPU without trying.
             files.write_bytes(path, metadata_lib.pack(content, **packed, gpu=verdict))
             row["gpu"]["verdict"] = verdict.to_json()
+            row["size_bytes"] = os.path.getsize(path)
         report["targets"][target] = row
         log(f"[{target}] {path}: {row['size_bytes'] / 1e6:.2f} MB, {time.perf_counter() - started:.0f} s")
     report["gpu"] = {**reference.gpu, "note": _gpu_note(reference.gpu)}

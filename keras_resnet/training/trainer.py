@@ -179,6 +179,7 @@ def _train(config, run, *, strategy, strategy_name, precision, source, plan, wei
                 f"({plan.epochs} epochs of {plan.steps_per_epoch}), global batch {training.batch_size} over {replicas} replica(s) "
                 f"[{strategy_name}], {precision}. Run directory: {run}"
             )
+            log(f"Evaluation transform: {data.preprocessing().describe()}, at {data.image_size} px (--eval-crop); the converted models carry it to classify.py and the page.")
             if plan.freeze_steps:
                 log(
                     f"Fine-tuning: {plan.freeze_steps // plan.steps_per_epoch} epoch(s) of the classifier alone at learning "
