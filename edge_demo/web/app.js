@@ -175,8 +175,10 @@ async function selfTestProblem(compiled) {
   }
   if (worst <= tolerance) return null;
   const plural = pictures.length === 1 ? '' : 's';
+  // A broken GPU may answer anything: what is not a probability is said so, not printed.
+  const amount = worst === Infinity ? 'a score that is not a number' : worst > 1 ? 'more than 1 (scores that are not probabilities)' : worst.toFixed(2);
   return `on ${pictures.length} self-test picture${plural} a class's probability differs from the CPU's by up to ` +
-    `${worst === Infinity ? 'NaN' : worst.toFixed(2)} (picture ${worstPicture + 1}; tolerance ${tolerance.toFixed(2)})`;
+    `${amount} (picture ${worstPicture + 1}; tolerance ${tolerance.toFixed(2)})`;
 }
 
 // The first run sets up kernels (and GPU pipelines): done once, on a blank picture, before the page is ready.

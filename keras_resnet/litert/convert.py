@@ -55,20 +55,9 @@ class Reference:
     edgetpu_compiler: bool
     gpu_images: int
     gpu: dict  # {"adapter": name or None, "software": bool, "unavailable": why}: filled by the first target
-    device_pictures: list | None = None  # (path or Pillow image, label): the validation pictures as stored
-    device_truth: np.ndarray | None = None
-    device_inputs: np.ndarray | None = None  # uint8 (N, H, W, 3): the pictures through classify.py's preprocessing
+    device_truth: np.ndarray | None = None  # the labels of the validation pictures as stored
+    device_inputs: np.ndarray | None = None  # uint8 (N, H, W, 3): those pictures through classify.py's preprocessing
     gpu_probed: bool = False
-
-    def inputs_for(self, classifier):
-        """The validation pictures as `classifier` (classify.py's runtime) feeds them to its model.
-        Computed once: every target carries the same evaluation transform and input size."""
-        if self.device_inputs is None:
-            self.device_inputs = np.stack([
-                classifier.preprocess(load_image(picture) if isinstance(picture, str) else picture).astype(np.uint8)
-                for picture, _ in self.device_pictures
-            ])
-        return self.device_inputs
 
     def selftest_pictures(self):
         """A few device inputs, one class after another: what the .tflite files carry for the GPU check."""
@@ -106,6 +95,7 @@ def convert(trained, settings, *, log=print):
     data = _Data(trained, settings, log=log) if trained.config else None
     images, truth = data.validation() if data else (None, None)
     keras_probabilities = trained.model.predict(images, batch_size=64, verbose=0) if images is not None else None
+    preprocessing = trained.preprocessing
     device_pictures = data.device_pictures() if data else None
     reference = Reference(
         images=images,
@@ -117,10 +107,9 @@ def convert(trained, settings, *, log=print):
         edgetpu_compiler=inspection.edgetpu_compiler_installed(),
         gpu_images=settings.gpu_eval_images,
         gpu={},
-        device_pictures=device_pictures,
         device_truth=None if device_pictures is None else np.asarray([label for _, label in device_pictures]),
+        device_inputs=None if device_pictures is None else _device_inputs(device_pictures, preprocessing, trained.image_size),
     )
-    preprocessing = trained.preprocessing
     files.write_bytes(os.path.join(settings.output, labels_lib.LABELS_FILE), labels_lib.labels_text(trained.class_names).encode())
     if device_pictures:
         _write_samples(device_pictures, trained.class_names, os.path.join(settings.output, SAMPLES_FOLDER))
@@ -147,14 +136,8 @@ def convert(trained, settings, *, log=print):
             log(f"[{target}] error: {error}")
             continue
         path = os.path.join(settings.output, targets_lib.file_name(trained.name, target))
-        packed = dict(class_names=trained.class_names, preprocessing=preprocessing)
+        packed = dict(class_names=trained.class_names, preprocessing=preprocessing, selftest=reference.selftest_pictures())
         files.write_bytes(path, metadata_lib.pack(content, **packed))
-        if reference.device_pictures:
-            # The self-test pictures are the device's own inputs, known once the first file can say
-            # how it prepares them.
-            reference.inputs_for(Classifier(path, threads=reference.threads))
-            packed["selftest"] = reference.selftest_pictures()
-            files.write_bytes(path, metadata_lib.pack(content, **packed))
         row = _measure(target, content, path, reference)
         verdict = _gpu_verdict(row.get("gpu"))
         if verdict is not None:
@@ -247,11 +230,11 @@ def _measure(target, content, path, reference):
         **inspection.summary(content),
     }
     device_probabilities = None
-    if reference.device_pictures:
-        # What the device gets: classify.py's runtime (its preprocessing from the file's metadata, its
-        # model on the CPU) on the validation pictures as they are stored.
+    if reference.device_inputs is not None:
+        # What the device gets: classify.py's runtime (its model on the CPU) on the validation
+        # pictures as they are stored, prepared as it prepares them (_device_inputs).
         classifier = Classifier(path, threads=reference.threads)
-        device_probabilities = classifier.model.predict(reference.inputs_for(classifier))
+        device_probabilities = classifier.model.predict(reference.device_inputs)
         classifier.model.close()
         row["device_top1"] = _top1(device_probabilities, reference.device_truth)
         row["device_images"] = len(device_probabilities)
@@ -373,6 +356,16 @@ def _predict_with_progress(model, inputs, *, what, every_seconds=10.0, log=print
             log(f"{what}: {index + 1} / {len(inputs)} pictures")
             last = time.monotonic()
     return np.stack(results)
+
+
+def _device_inputs(pictures, preprocessing, image_size):
+    """The pictures (paths or Pillow images) as classify.py prepares them for a model of
+    `image_size` (height, width): read with its load_image, through `preprocessing`."""
+    height, width = image_size
+    return np.stack([
+        preprocessing.apply(load_image(picture) if isinstance(picture, str) else picture.convert("RGB"), (width, height))
+        for picture, _ in pictures
+    ])
 
 
 def _write_samples(pictures, class_names, folder):

@@ -28,9 +28,16 @@ class SelfTestResult:
         return self.worst_difference <= TOLERANCE
 
     def describe(self):
+        # A broken GPU may answer anything: what is not a probability is said so, not printed.
+        if not np.isfinite(self.worst_difference):
+            amount = "a score that is not a number"
+        elif self.worst_difference > 1:
+            amount = "more than 1 (scores that are not probabilities)"
+        else:
+            amount = f"{self.worst_difference:.2f}"
         return (
             f"on {self.pictures} self-test picture{'s' if self.pictures != 1 else ''} a class's probability differs from the CPU's by up to "
-            f"{self.worst_difference:.2f} (picture {self.worst_picture + 1}; tolerance {TOLERANCE:.2f})"
+            f"{amount} (picture {self.worst_picture + 1}; tolerance {TOLERANCE:.2f})"
         )
 
 
