@@ -192,6 +192,28 @@ def test_report_fields(converted):
         assert f"| {target} |" in table
 
 
+def test_findings_split_a_device_gap_into_conversion_and_preparation():
+    from keras_resnet.litert import report as report_lib
+
+    def row(top1, device, verdict=None):
+        return {"top1": top1, "device_top1": device, "gpu": {"verdict": verdict} if verdict else None}
+
+    report = {
+        "keras": {"top1": 0.80},
+        "targets": {
+            "fp32": row(0.80, 0.79),  # 1 point: within the bound
+            "int8-qat": row(0.79, 0.70),
+            "gpu": row(0.80, 0.80, {"usable": False, "reason": "42.50 % top-1 agreement with its CPU run on 200 validation pictures"}),
+        },
+    }
+    assert report_lib.findings(report) == [
+        "int8-qat: the device gets 70.00 % top-1, -10.00 points against Keras' 80.00 %: -1.00 points from the conversion "
+        "(int8-qat on Keras' own inputs: 79.00 %), -9.00 points from preparing the pictures (the device's inputs against Keras' own).",
+        "gpu: CPU only — on LiteRT's GPU accelerator 42.50 % top-1 agreement with its CPU run on 200 validation pictures; "
+        "runtimes run it on the CPU.",
+    ]
+
+
 def test_labels_travel_inside_every_model_file(converted):
     output, _ = converted
     assert (output / "labels.txt").read_text().split("\n")[:-1] == list(synthetic.CLASS_NAMES)

@@ -107,6 +107,8 @@ def test_the_gpu_answers_as_the_cpu_does_or_says_it_fell_back(story, capsys):
     assert "LiteRT GPU accelerator" in on_gpu.splitlines()[0] and "warning:" not in on_gpu
     assert classify.main(["--model", model, "--csv", str(run / "cpu.csv"), str(photos / "val")]) == 0
     capsys.readouterr()
+    # Three classes: three answers per picture, as many columns as answers.
+    assert (run / "gpu.csv").read_text().splitlines()[0] == "path,true_class,class_1,score_1,class_2,score_2,class_3,score_3"
     gpu_rows = (run / "gpu.csv").read_text().splitlines()[1:]
     cpu_rows = (run / "cpu.csv").read_text().splitlines()[1:]
     same = sum(g.split(",")[2] == c.split(",")[2] for g, c in zip(gpu_rows, cpu_rows))

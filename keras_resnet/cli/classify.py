@@ -170,7 +170,8 @@ def _summarize(classifier, answers, args):
     if args.csv:
         text = io.StringIO()
         writer = csv.writer(text, lineterminator="\n")
-        writer.writerow(["path", "true_class", *(f"{column}_{rank}" for rank in range(1, args.top_k + 1) for column in ("class", "score"))])
+        shown = min(args.top_k, len(classifier.labels))  # a model of 4 classes has 4 answers to rank
+        writer.writerow(["path", "true_class", *(f"{column}_{rank}" for rank in range(1, shown + 1) for column in ("class", "score"))])
         for path, truth, results in answers:
             cells = [value for name, score in results for value in (name, f"{score:.6f}")]
             writer.writerow([path, "" if truth is None else classifier.labels[truth], *cells])

@@ -50,21 +50,16 @@ def findings(report):
     sentences = []
     for name, row in report["targets"].items():
         device, converted = row.get("device_top1"), row.get("top1")
-        if device is not None and keras_top1 is not None and abs(device - keras_top1) > FINDING_THRESHOLD:
-            conversion = converted - keras_top1 if converted is not None else None
-            preparation = device - converted if converted is not None else None
-            causes = []
-            if conversion is not None and abs(conversion) > FINDING_THRESHOLD / 2:
-                causes.append(f"{_points(conversion)} from the conversion ({name} on Keras' own inputs: {_percent(converted)})")
-            if preparation is not None and abs(preparation) > FINDING_THRESHOLD / 2:
-                causes.append(
-                    f"{_points(preparation)} from preparing the pictures (the device's inputs against Keras' evaluation: "
-                    f"the transform or the picture decoder differs)"
+        # Rounded: 2 pictures of 200 are 1 point, not 1.000000001.
+        if device is not None and keras_top1 is not None and round(abs(device - keras_top1), 9) > FINDING_THRESHOLD:
+            causes = ""
+            if converted is not None:
+                causes = (
+                    f": {_points(converted - keras_top1)} from the conversion ({name} on Keras' own inputs: {_percent(converted)}), "
+                    f"{_points(device - converted)} from preparing the pictures (the device's inputs against Keras' own)"
                 )
             sentences.append(
-                f"{name}: the device gets {_percent(device)} top-1, {_points(device - keras_top1)} against Keras' {_percent(keras_top1)}"
-                + (f": {'; '.join(causes)}" if causes else "")
-                + "."
+                f"{name}: the device gets {_percent(device)} top-1, {_points(device - keras_top1)} against Keras' {_percent(keras_top1)}{causes}."
             )
         verdict = (row.get("gpu") or {}).get("verdict")
         if verdict and not verdict["usable"]:

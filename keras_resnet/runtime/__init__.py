@@ -3,9 +3,15 @@
 Nothing here imports TensorFlow or Keras (tests/test_edge_demo.py proves it), so a board with only
 `pip install 'keras-resnet-edge[demo]'` (ai-edge-litert, numpy, Pillow) runs it:
 
-- labels.py     class names packed inside a .tflite file, or read from a labels file
-- delegates.py  where a model runs: the CPU, a delegate library (GPU, Coral Edge TPU)
-- model.py      one model on the interpreter: (de)quantization, probabilities, the latency loop
+- labels.py         class names packed inside a .tflite file, or read from a labels file
+- metadata.py       what else the file carries: the evaluation transform, the GPU verdict, self-test pictures
+- preprocessing.py  the evaluation transform every stage applies to a picture (here in Pillow)
+- delegates.py      where a model runs: the CPU, a delegate library (GPU, Coral Edge TPU)
+- model.py          one model on the interpreter: (de)quantization, probabilities, the latency loop
+- gpu.py            one model on LiteRT's GPU accelerator, with model.py's methods
+- selftest.py       the check of an accelerator's answers against the CPU's before they are shown
+- classifier.py     a picture in, class names and scores out: what classify.py and serve.py run
+- confusion.py      the confusion matrix of a model's answers, and its picture
 """
 
 
