@@ -26,7 +26,7 @@ from urllib.parse import unquote, urlsplit
 
 from keras_resnet.cli import ArgumentParser, HelpFormatter, Number, usage_error
 from keras_resnet.runtime import LiteRTError, selftest
-from keras_resnet.runtime.classifier import Classifier
+from keras_resnet.runtime.classifier import DEFAULT_TOP_K, Classifier
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WEB_DIR = os.path.join(HERE, "web")
@@ -40,7 +40,6 @@ STATIC_ROOTS = {
 # Where convert/to_tflite.py writes a few of the run's validation pictures, beside the models.
 CONVERTED_SAMPLES = "samples"
 PAGE_IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")  # what every browser shows
-TOP_K = 5
 # A client that sends nothing for this long is disconnected: idle or slow connections (plain or TLS)
 # hold only their own thread, never the server.
 CLIENT_TIMEOUT_SECONDS = 20
@@ -101,7 +100,7 @@ def model_description(classifier):
         "input": tensor(classifier.model.input),
         "output": tensor(classifier.model.output),
         "labels": classifier.labels,
-        "top_k": min(TOP_K, len(classifier.labels)),
+        "top_k": min(DEFAULT_TOP_K, len(classifier.labels)),
         "preprocessing": classifier.preprocessing.to_json(),
         "gpu": None if verdict is None else verdict.to_json(),
         "selftest": {

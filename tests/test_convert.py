@@ -158,8 +158,8 @@ def test_every_target_runs_on_the_gpu_and_agrees_with_keras(converted):
         # What runtimes read from the file: the GPU may be used, after the self-test they run too.
         assert on_gpu["verdict"]["usable"] is True and on_gpu["selftest"]["pictures"] == 8, target
         assert metadata.read(row["file"]).gpu == metadata.GpuVerdict(**on_gpu["verdict"])
-    assert report["targets"]["gpu"]["gpu"]["agreement"] >= 0.995
-    assert report["targets"]["fp32"]["gpu"]["max_abs_diff"] < 1e-3
+    assert report["targets"]["gpu"]["gpu"]["agreement_with_cpu"] >= 0.995
+    assert report["targets"]["fp32"]["gpu"]["max_abs_diff_with_cpu"] < 1e-3
     for target in ("dynamic", "int8-ptq", "int8-qat"):
         assert report["targets"][target]["gpu"]["agreement_with_cpu"] >= 0.99, target
     table = (output / "report.md").read_text()
@@ -309,6 +309,7 @@ def test_a_vulkan_driver_the_gpu_accelerator_rejects_ends_in_the_report_not_in_a
         ("wrong-shape-config", "config.json: 'data' field 'image_size' must be at least 8 and at most 2048. Received: -3."),
         ("output-is-a-file", "is a file, not a directory: choose another --output. Nothing was written."),
         ("qat-lr-out-of-range", "argument --qat-lr: must be a number above 0 and at most 1. Received: inf."),
+        ("eval-crop-for-a-run", "records the evaluation transform it trained with. Nothing was written."),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(case, message, tmp_path, capsys):
@@ -340,6 +341,8 @@ def test_bad_input_is_one_line_and_exit_code_2(case, message, tmp_path, capsys):
         args = ["--run", os.path.join(REPOSITORY, "tests", "fixtures", "run-0.1.0"), "--output", str(tmp_path / "out")]
     elif case == "qat-lr-out-of-range":
         args = ["--run", str(tmp_path), "--qat-lr", "inf"]
+    elif case == "eval-crop-for-a-run":
+        args = ["--run", os.path.join(REPOSITORY, "tests", "fixtures", "run-0.1.0"), "--eval-crop", "0.875", "--output", str(tmp_path / "out")]
     elif case == "unknown-target":
         args = ["--run", str(tmp_path), "--targets", "fp32,int4"]
     else:

@@ -328,3 +328,25 @@ def test_evaluation_batches_are_centre_crops_without_randomness():
     second = np.concatenate([images.numpy() for images, _ in batches])
     assert first.shape == (10, 64, 64, 3)
     np.testing.assert_array_equal(first, second)
+
+
+def test_pictures_stored_sideways_are_turned_upright_as_classify_py_turns_them(tmp_path):
+    """A phone's photo stored sideways with an EXIF orientation: training and evaluation see it the
+    way up classify.py (ImageOps.exif_transpose) and browsers show it."""
+    from PIL import ImageOps
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for name in ("a", "b"):
+            folder = tmp_path / "f" / split / name
+            folder.mkdir(parents=True)
+            for orientation in (1, 3, 6, 8):
+                exif = Image.Exif()
+                exif[0x0112] = orientation
+                Image.fromarray(rng.integers(0, 255, (24, 40, 3), dtype=np.uint8)).save(folder / f"{orientation}.png", exif=exif.tobytes())
+    source = sources.open_dataset(f"folder:{tmp_path / 'f'}", image_size=16)
+    for (path, _), (image, _) in zip(source.validation_files, source.validation):
+        with Image.open(path) as stored:
+            upright = np.asarray(ImageOps.exif_transpose(stored).convert("RGB"))
+        np.testing.assert_array_equal(image.numpy(), upright)  # PNG: lossless, so exactly
+    assert sorted(tuple(image.shape[:2]) for image, _ in source.train) == sorted([(24, 40), (24, 40), (40, 24), (40, 24)] * 2)

@@ -811,7 +811,7 @@ def test_the_page_gives_the_model_the_pixels_keras_and_classify_py_give_it(chrom
                 preprocessing = Preprocessing(crop)
                 in_page = np.array(page.evaluate(PAGE_INPUT, [f"/samples/{path.name}", size, crop]), np.float32).reshape(size, size, 3)
                 pillow = preprocessing.apply(classifier.load_image(path), (size, size)).astype(np.float32)
-                in_keras = pipeline.evaluation_transform(sources.decode_picture(tf.io.read_file(str(path))), size, preprocessing).numpy()
+                in_keras = pipeline.evaluation_transform(sources.decode_picture(tf.io.read_file(str(path)), sources.picture_orientation(path)), size, preprocessing).numpy()
                 for name, other in (("classify.py", pillow), ("Keras", in_keras)):
                     difference = np.abs(in_page - other).max()
                     assert difference <= 1, (path.name, crop, size, name, difference)
@@ -821,7 +821,7 @@ def test_the_page_gives_the_model_the_pixels_keras_and_classify_py_give_it(chrom
     expected = parse_results(run_classify(board, "--model", models["fp32"], *pictures, "--top-k", "1").stdout)
     for path in pictures:
         top = classify_in_page(page, str(path))
-        keras_input = pipeline.evaluation_transform(sources.decode_picture(tf.io.read_file(str(path))), 32, Preprocessing(1.0))
+        keras_input = pipeline.evaluation_transform(sources.decode_picture(tf.io.read_file(str(path)), sources.picture_orientation(path)), 32, Preprocessing(1.0))
         keras_top1 = CLASS_NAMES[int(np.argmax(model.predict(keras_input[None], verbose=0)))]
         assert top[0][0] == expected[str(path)][0][0] == keras_top1, (path.name, top[0], expected[str(path)], keras_top1)
     assert problems == []
@@ -905,7 +905,7 @@ def test_class_folders_give_the_accuracy_a_csv_and_the_confusion_matrix(board, m
     counted = [path for path in printed if truth[path] is not None]
     right = sum(printed[path][0][0] == truth[path] for path in counted)
     assert len(counted) == 11 and printed[str(photos / "val" / "CIRCLE" / "misfiled-star.png")][0][0] != "circle"
-    assert f"top-1 {100 * right / 11:.2f} % on 11 pictures whose folder names their class ({right} right, resnet8_int8-qat.tflite on the CPU); 1 other pictures not counted" in result.stdout
+    assert f"top-1 {100 * right / 11:.2f} % on 11 pictures whose folder names their class ({right} right, resnet8_int8-qat.tflite on the CPU); 1 other picture not counted" in result.stdout
     rows = (tmp_path / "answers.csv").read_text().splitlines()
     assert rows[0] == "path,true_class,class_1,score_1,class_2,score_2" and len(rows) == 13
     for row in rows[1:]:

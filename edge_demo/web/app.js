@@ -59,9 +59,13 @@ async function openModel() {
   if (!whyNotGpu) {
     // JSPI lets LiteRT.js run ops WebGPU lacks on WASM within one model; threads and JSPI exclude each other.
     await loadLiteRt(WASM_DIR, {jspi: await supportsFeature('jspi')});
+    let gpuModel = null;
+    let step = 'compile the model';
     try {
-      const gpuModel = await withGpuTimeout(loadAndCompile('model.tflite', {accelerator: 'webgpu'}), 'compiling the model');
+      gpuModel = await withGpuTimeout(loadAndCompile('model.tflite', {accelerator: 'webgpu'}), 'compiling the model');
+      step = 'run the model';
       await withGpuTimeout(warmUp(gpuModel), 'its first run');
+      step = "run the model's self-test";
       // An accelerator's answer is a claim until checked: the self-test pictures against the CPU's scores.
       const problem = await withGpuTimeout(selfTestProblem(gpuModel), 'its self-test');
       if (problem) {
@@ -73,7 +77,9 @@ async function openModel() {
       const coverage = gpuModel.isFullyAccelerated ? 'every op on the GPU' : 'some ops fall back to WASM';
       return {model: gpuModel, accelerator: 'webgpu', sentence: `Running on WebGPU (${coverage}; its answers checked against the CPU's).`};
     } catch (error) {
-      const why = error instanceof GpuTimeout ? error.message : `WebGPU could not compile the model (${error.message})`;
+      // A model whose GPU work never ended is left alone: deleting it under a pending run could fault.
+      if (gpuModel && !(error instanceof GpuTimeout)) gpuModel.delete();
+      const why = error instanceof GpuTimeout ? error.message : `WebGPU could not ${step} (${error.message})`;
       return openOnWasm(why, {numThreads: 1});
     }
   }

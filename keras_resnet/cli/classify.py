@@ -18,13 +18,14 @@ import io
 import os
 import sys
 
+import numpy as np
 from PIL import Image
 
 from keras_resnet.cli import COUNT, NON_NEGATIVE_COUNT, THREADS, USAGE_ERROR, ArgumentParser, HelpFormatter, Number, usage_error
 from keras_resnet.quiet import native_output_silenced_at_exit, native_stderr_silenced
 from keras_resnet import files
 from keras_resnet.runtime import LiteRTError, confusion
-from keras_resnet.runtime.classifier import Classifier, load_image
+from keras_resnet.runtime.classifier import DEFAULT_TOP_K, Classifier, load_image
 from keras_resnet.runtime.delegates import DELEGATES
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
@@ -38,7 +39,7 @@ def parser():
     p.add_argument("images", nargs="*", help="image files or directories (every image inside and in their subfolders, sorted)")
     p.add_argument("--model", required=True, help="the .tflite file (from convert/to_tflite.py, or compiled by edgetpu_compiler)")
     p.add_argument("--labels", help="class names, one per line (default: the labels packed in the model file)")
-    p.add_argument("--top-k", type=COUNT, default=5, help="how many classes to show per image")
+    p.add_argument("--top-k", type=COUNT, default=DEFAULT_TOP_K, help="how many classes to show per image")
     p.add_argument(
         "--delegate",
         choices=list(DELEGATES),
@@ -73,10 +74,15 @@ def main(argv=None):
     for flag, path in (("--csv", args.csv), ("--confusion", args.confusion)):
         if path and (os.path.isdir(path) or not os.path.isdir(os.path.dirname(os.path.abspath(path)))):
             return usage_error(f"{flag} {path}: {'is a directory' if os.path.isdir(path) else 'its folder does not exist'}: name a file in an existing folder")
+    if args.confusion:
+        try:
+            import matplotlib  # noqa: F401  (drawn at the end: known missing before any picture is classified)
+        except ImportError:
+            return usage_error("--confusion needs Matplotlib: pip install matplotlib")
     if args.delegate == "gpu" and args.delegate_library is None:
         native_output_silenced_at_exit()  # LiteRT logs its GPU environment's teardown as the process ends
     try:
-        paths, unreadable = _image_paths(args.images)
+        pictures, unreadable = _image_paths(args.images)
         classifier = Classifier(
             args.model, delegate=args.delegate, delegate_library=args.delegate_library, threads=args.threads, labels=args.labels
         )
@@ -84,12 +90,12 @@ def main(argv=None):
         return usage_error(str(error))
 
     try:
-        return _classify(classifier, args, paths, unreadable)
+        return _classify(classifier, args, pictures, unreadable)
     finally:
         classifier.model.close()
 
 
-def _classify(classifier, args, paths, unreadable):
+def _classify(classifier, args, pictures, unreadable):
     print(classifier.describe())
     for note in classifier.notes:
         print(f"note: {note}")
@@ -105,9 +111,9 @@ def _classify(classifier, args, paths, unreadable):
     for message in unreadable:
         print(f"error: {message}", file=sys.stderr)
     first_image = None
-    answers = []  # (path, true class index or None, results)
+    answers = []  # (path, true class index or None, predicted class index, results)
     true_class = _true_classes(classifier.labels)
-    for path in paths:
+    for path, folders in pictures:
         try:
             image = load_image(path)
         except LiteRTError as error:
@@ -116,15 +122,16 @@ def _classify(classifier, args, paths, unreadable):
             continue
         if first_image is None:
             first_image = image
-        results, milliseconds = classifier.classify(image, top_k=args.top_k)
+        scores, milliseconds = classifier.scores(image)
+        results = classifier.top(scores, top_k=args.top_k)
         _print_results(path, results, milliseconds)
-        answers.append((path, true_class(path), results))
+        answers.append((path, true_class(folders), int(np.argmax(scores)), results))
 
     if answers:
         try:
             _summarize(classifier, answers, args)
-        except (OSError, confusion.ConfusionError) as error:
-            return usage_error(f"{error}" if isinstance(error, confusion.ConfusionError) else f"cannot write {error.filename} ({files.describe_os_error(error)})")
+        except (LiteRTError, confusion.ConfusionError) as error:
+            return usage_error(str(error))
     if args.benchmark:
         timing = classifier.benchmark(first_image, runs=args.benchmark)
         on = "the first image" if first_image is not None else "a grey image"
@@ -137,9 +144,10 @@ def _classify(classifier, args, paths, unreadable):
 
 
 def _true_classes(labels):
-    """path → the index of the label its folder is named like (None when it names none). Folder names
-    that cannot hold a label as it is written ("T-shirt/top", "Ankle boot") are matched loosely:
-    case, spaces, '_', '-' and '/' aside."""
+    """The folders a picture sits in (top-down) → the index of the first one named like a label (None
+    when none is). Top-down, as Keras labels a folder dataset: photos/val/Bag/sub/x.png is a Bag.
+    Folder names that cannot hold a label as it is written ("T-shirt/top", "Ankle boot") are matched
+    loosely: case, spaces, '_', '-' and '/' aside."""
 
     def key(name):
         return "".join(character for character in name.casefold() if character not in " _-/")
@@ -149,33 +157,36 @@ def _true_classes(labels):
     for index, name in enumerate(labels):
         loose.setdefault(key(name), index)
 
-    def true_class(path):
-        folder = os.path.basename(os.path.dirname(os.path.abspath(path)))
-        return exact.get(folder, loose.get(key(folder)))
+    def true_class(folders):
+        for folder in folders:
+            index = exact.get(folder, loose.get(key(folder)))
+            if index is not None:
+                return index
+        return None
 
     return true_class
 
 
 def _summarize(classifier, answers, args):
     """The accuracy line (when true classes are known), the CSV and the confusion picture."""
-    index = {name: position for position, name in enumerate(classifier.labels)}
-    known = [(truth, index[results[0][0]]) for _, truth, results in answers if truth is not None]
+    known = [(truth, predicted) for _, truth, predicted, _ in answers if truth is not None]
     if known:
         right = sum(truth == predicted for truth, predicted in known)
+        others = len(answers) - len(known)
         print(
             f"top-1 {100 * right / len(known):.2f} % on {len(known)} pictures whose folder names their class "
             f"({right} right, {classifier.describe_briefly()})"
-            + (f"; {len(answers) - len(known)} other pictures not counted" if len(known) < len(answers) else "")
+            + (f"; {others} other picture{'s' if others != 1 else ''} not counted" if others else "")
         )
     if args.csv:
         text = io.StringIO()
         writer = csv.writer(text, lineterminator="\n")
         shown = min(args.top_k, len(classifier.labels))  # a model of 4 classes has 4 answers to rank
         writer.writerow(["path", "true_class", *(f"{column}_{rank}" for rank in range(1, shown + 1) for column in ("class", "score"))])
-        for path, truth, results in answers:
+        for path, truth, _, results in answers:
             cells = [value for name, score in results for value in (name, f"{score:.6f}")]
             writer.writerow([path, "" if truth is None else classifier.labels[truth], *cells])
-        files.write_text(args.csv, text.getvalue())
+        _written(args.csv, lambda: files.write_text(args.csv, text.getvalue()))
         print(f"wrote {args.csv} ({len(answers)} rows)")
     if args.confusion:
         if not known:
@@ -184,30 +195,44 @@ def _summarize(classifier, answers, args):
             )
         truth, predicted = zip(*known)
         counts = confusion.matrix(truth, predicted, len(classifier.labels))
-        confusion.draw(counts, classifier.labels, args.confusion, title=f"{os.path.basename(classifier.model_path)} on {len(known)} pictures")
+        title = f"{os.path.basename(classifier.model_path)} on {len(known)} pictures"
+        _written(args.confusion, lambda: confusion.draw(counts, classifier.labels, args.confusion, title=title))
         print(f"wrote {args.confusion}")
 
 
+def _written(path, write):
+    """Runs `write`; a failed write is one line naming `path` (not the temporary file beside it)."""
+    try:
+        write()
+    except OSError as error:
+        raise LiteRTError(f"cannot write {path} ({files.describe_os_error(error)}): free some space or choose another file") from None
+
+
 def _image_paths(arguments):
-    """The files named, and the images inside the directories named and their subfolders (sorted).
+    """(picture path, the folders it sits in below and including the directory named, top-down) for
+    the files named and the images inside the directories named and their subfolders (sorted).
     Directories with no image are reported with the unreadable files rather than stopping the others."""
-    paths, problems = [], []
+    pictures, problems = [], []
     for argument in arguments:
         if os.path.isdir(argument):
-            inside = []
+            found = 0
+            top = os.path.basename(os.path.abspath(argument))
             for folder, subfolders, names in os.walk(argument):
                 subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
-                inside.extend(
-                    os.path.join(folder, name)
-                    for name in sorted(names)
-                    if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".") and os.path.isfile(os.path.join(folder, name))
-                )
-            if not inside:
+                below = os.path.relpath(folder, argument)
+                folders = [top] + ([] if below == os.curdir else below.split(os.sep))
+                for name in sorted(names):
+                    path = os.path.join(folder, name)
+                    if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".") and os.path.isfile(path):
+                        # Top-down from the first folder below the one named: photos/val → val/Bag/x.png is a Bag.
+                        pictures.append((path, folders[1:] + folders[:1]))
+                        found += 1
+            if not found:
                 problems.append(f"{argument}: no image files ({', '.join(IMAGE_EXTENSIONS)}) in this directory")
-            paths.extend(inside)
         else:
-            paths.append(argument)  # a missing or broken file is reported when it is read
-    return paths, problems
+            # A missing or broken file is reported when it is read; its folder may name its class.
+            pictures.append((argument, [os.path.basename(os.path.dirname(os.path.abspath(argument)))]))
+    return pictures, problems
 
 
 def _print_results(path, results, milliseconds):

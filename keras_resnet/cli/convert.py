@@ -15,6 +15,7 @@ import sys
 
 from keras_resnet.cli import COUNT, THREADS, ArgumentParser, HelpFormatter, Number, usage_error
 from keras_resnet.litert.targets import TARGETS, parse_targets
+from keras_resnet.runtime import preprocessing
 from keras_resnet.quiet import import_tensorflow_quietly, list_devices_quietly, native_output_silenced_at_exit
 
 
@@ -29,6 +30,11 @@ def parser():
     what.add_argument("--dataset", help="with --model outside a run directory: its data, as train.py's --dataset (needed by int8 targets and the checks)")
     what.add_argument("--data-dir", help="TFDS data directory (default: the run's)")
     what.add_argument("--labels", help="with --model and no --dataset: a labels.txt, one class name per line")
+    what.add_argument(
+        "--eval-crop", type=Number(float, minimum=preprocessing.MIN_CROP_FRACTION, maximum=1), metavar="FRACTION",
+        help="with --model outside a run directory: the evaluation transform's crop it was trained with (train.py --eval-crop; "
+        "default: its family's, 0.875 ImageNet-style, 1.0 CIFAR-style). A run directory records its own",
+    )
 
     output = p.add_argument_group("output")
     output.add_argument("--targets", default="all", help=f"all, or a comma-separated list of {', '.join(TARGETS)}")
@@ -66,9 +72,13 @@ def main(argv=None):
     native_output_silenced_at_exit()  # LiteRT's GPU accelerator logs its teardown as the process ends
     from keras_resnet.litert.convert import Settings, convert
     from keras_resnet.litert.trained import ConversionError, open_trained
+    from keras_resnet.runtime import LiteRTError
 
     try:
-        trained = open_trained(run=args.run, model_path=args.model, dataset=args.dataset, data_dir=args.data_dir, labels=args.labels)
+        trained = open_trained(
+            run=args.run, model_path=args.model, dataset=args.dataset, data_dir=args.data_dir, labels=args.labels,
+            evaluation_crop=args.eval_crop,
+        )
         output = args.output or os.path.join(trained.run.path if trained.run else os.path.dirname(os.path.abspath(trained.path)), "tflite")
         settings = Settings(
             targets=chosen,
@@ -83,7 +93,7 @@ def main(argv=None):
             gpu_eval_images=args.gpu_eval_images,
         )
         _, failures = convert(trained, settings)
-    except ConversionError as error:
+    except (ConversionError, LiteRTError) as error:
         return usage_error(str(error))
     except OSError as error:  # a write failed midway (a full disk): what was written is whole
         from keras_resnet import files

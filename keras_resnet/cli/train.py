@@ -15,6 +15,7 @@ import sys
 
 from keras_resnet.cli import COUNT, NON_NEGATIVE, NON_NEGATIVE_COUNT, SEED, ArgumentParser, HelpFormatter, Number, usage_error
 from keras_resnet import config as config_lib, specs
+from keras_resnet.runtime import preprocessing
 from keras_resnet.quiet import import_tensorflow_quietly, list_devices_quietly
 from keras_resnet.training import recipe as recipes
 
@@ -43,7 +44,7 @@ def parser():
     data = p.add_argument_group("data")
     data.add_argument("--dataset", default="synthetic", help="'synthetic' (embedded, offline), a TFDS image dataset (cifar10, imagenet2012, fashion_mnist, …) or folder:PATH (class folders, or train/ and val/ holding them)")
     data.add_argument(
-        "--eval-crop", type=Number(float, minimum=0.1, maximum=1), metavar="FRACTION",
+        "--eval-crop", type=Number(float, minimum=preprocessing.MIN_CROP_FRACTION, maximum=1), metavar="FRACTION",
         help="evaluation transform: the centred square of this fraction of the shorter side, resized to --image-size "
         "(default 0.875 ImageNet-style, as the paper and torchvision; 1.0 CIFAR-style). It travels with the model: "
         "--evaluate, the conversion report, classify.py and the page all apply it",

@@ -341,7 +341,10 @@ def _open_folder(path, *, seed):
         where = validation_folder if own_splits else path
         raise DatasetError(f"Folder {where!r} has too few images for a validation split ({len(validation.file_paths)} found).")
 
-    unreadable = [file for file in validation.file_paths if not _readable_image(file)]
+    # Every validation picture is opened (the evaluation must not fail midway); its header also says
+    # which way up it is (EXIF), which classify.py and browsers apply too.
+    validation_headers = [_header(file, verify=True) for file in validation.file_paths]
+    unreadable = [file for file, header in zip(validation.file_paths, validation_headers) if header is None]
     if unreadable:
         raise DatasetError(
             f"{unreadable[0]} is not a readable image ({len(unreadable)} such file(s) in the validation split): "
@@ -349,15 +352,18 @@ def _open_folder(path, *, seed):
         )
     train_files = _labelled(train.file_paths, roots[0], classes)
     validation_files = _labelled(validation.file_paths, roots[1], classes)
+    # Training pictures' headers are read where that is quick: their decoded size (to cache them)
+    # and which way up they are. Beyond, they are taken as stored.
+    train_headers = [_header(file) for file, _ in train_files] if len(train_files) <= _MAX_FILES_TO_MEASURE else None
     return DataSource(
         name=f"{FOLDER_PREFIX}{path}",
         # A training image that will not decode is skipped with a warning, not fatal to a long run.
-        train=_pictures(train_files).ignore_errors(log_warning=True),
-        validation=_pictures(validation_files),
+        train=_pictures(train_files, _orientations(train_headers, len(train_files))).ignore_errors(log_warning=True),
+        validation=_pictures(validation_files, _orientations(validation_headers, len(validation_files))),
         class_names=classes,
         train_examples=len(train_files),
         validation_examples=len(validation_files),
-        decoded_train_bytes=_decoded_bytes([file for file, _ in train_files]),
+        decoded_train_bytes=None if train_headers is None else sum(header.decoded_bytes for header in train_headers if header),
         validation_files=validation_files,
     )
 
@@ -368,19 +374,21 @@ def _labelled(paths, root, classes):
     return [(path, index[os.path.relpath(path, root).split(os.sep)[0]]) for path in paths]
 
 
-def _pictures(files):
-    """(uint8 RGB picture at its own size, int64 label) per (path, label)."""
+def _pictures(files, orientations):
+    """(uint8 RGB picture at its own size, upright, int64 label) per (path, label)."""
     paths = tf.constant([path for path, _ in files], tf.string)
     labels = tf.constant([label for _, label in files], tf.int64)
-    return tf.data.Dataset.from_tensor_slices((paths, labels)).map(
-        lambda path, label: (decode_picture(tf.io.read_file(path)), label), num_parallel_calls=tf.data.AUTOTUNE
+    turns = tf.constant(orientations, tf.int32)
+    return tf.data.Dataset.from_tensor_slices((paths, labels, turns)).map(
+        lambda path, label, turn: (decode_picture(tf.io.read_file(path), turn), label), num_parallel_calls=tf.data.AUTOTUNE
     )
 
 
-def decode_picture(encoded):
+def decode_picture(encoded, orientation=1):
     """Encoded bytes (JPEG, PNG, GIF's first frame, BMP) → uint8 RGB (H, W, 3), as classify.py reads a
     file with Pillow: JPEG with the accurate integer IDCT (TensorFlow's default is the fast, less
-    exact one), grayscale as three equal channels, transparency laid over white."""
+    exact one), grayscale as three equal channels, transparency laid over white, and turned upright
+    by its EXIF `orientation` (1-8: picture_orientation reads it; TensorFlow does not)."""
 
     def jpeg():
         return tf.io.decode_jpeg(encoded, channels=3, dct_method="INTEGER_ACCURATE")
@@ -397,29 +405,64 @@ def decode_picture(encoded):
 
         return tf.cond(tf.shape(image)[-1] == 4, over_white, lambda: image[..., :3])
 
-    return tf.ensure_shape(tf.cond(tf.io.is_jpeg(encoded), jpeg, other), (None, None, 3))
+    decoded = tf.ensure_shape(tf.cond(tf.io.is_jpeg(encoded), jpeg, other), (None, None, 3))
+    return _upright(decoded, orientation)
+
+
+def _upright(image, orientation):
+    """What PIL.ImageOps.exif_transpose does for EXIF orientations 2-8 (1, or anything else: as stored)."""
+    transpose = tf.image.transpose
+    turns = [
+        lambda: image,
+        lambda: image,
+        lambda: tf.image.flip_left_right(image),  # 2
+        lambda: tf.image.rot90(image, 2),  # 3
+        lambda: tf.image.flip_up_down(image),  # 4
+        lambda: transpose(image),  # 5
+        lambda: tf.image.rot90(image, 3),  # 6: a quarter turn clockwise
+        lambda: tf.image.rot90(transpose(image), 2),  # 7
+        lambda: tf.image.rot90(image, 1),  # 8: a quarter turn anticlockwise
+    ]
+    index = tf.where((orientation >= 1) & (orientation <= 8), orientation, 0)
+    return tf.switch_case(tf.cast(index, tf.int32), turns)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Header:
+    decoded_bytes: int
+    orientation: int
+
+
+def _header(path, *, verify=False):
+    """What a picture's header says (its decoded RGB size, its EXIF orientation), with `verify`
+    checking the whole file as Pillow reads it; None for a file that is not a readable picture."""
+    from PIL import Image
+
+    try:
+        if verify:
+            with Image.open(path) as image:
+                image.verify()
+        with Image.open(path) as image:  # verify() leaves the file unusable: read the header again
+            width, height = image.size
+            orientation = image.getexif().get(0x0112, 1)
+    except Exception:  # PIL raises many kinds for damaged files
+        return None
+    return _Header(decoded_bytes=width * height * 3, orientation=orientation if orientation in range(1, 9) else 1)
+
+
+def picture_orientation(path):
+    """The EXIF orientation of the picture file at `path` (1: as stored), for decode_picture."""
+    header = _header(path)
+    return header.orientation if header else 1
+
+
+def _orientations(headers, count):
+    return [header.orientation if header else 1 for header in headers] if headers is not None else [1] * count
 
 
 # Folders larger than this are not cached in memory whatever their pictures' size (reading every
 # header would slow the start, and such a set rarely fits anyway).
 _MAX_FILES_TO_MEASURE = 20_000
-
-
-def _decoded_bytes(paths):
-    """The training pictures' decoded RGB size, read from their headers; None for large folders."""
-    from PIL import Image
-
-    if len(paths) > _MAX_FILES_TO_MEASURE:
-        return None
-    total = 0
-    for path in paths:
-        try:
-            with Image.open(path) as image:
-                width, height = image.size
-        except Exception:  # skipped in training too; counted as nothing here
-            continue
-        total += width * height * 3
-    return total
 
 
 def _class_folders(path, *, need_images=True):
@@ -434,14 +477,3 @@ def _class_folders(path, *, need_images=True):
         if not any(name.lower().endswith(IMAGE_EXTENSIONS) for name in os.listdir(folder)):
             raise DatasetError(f"Class folder {folder!r} holds no images ({', '.join(IMAGE_EXTENSIONS)}).")
     return classes
-
-
-def _readable_image(path):
-    from PIL import Image
-
-    try:
-        with Image.open(path) as image:
-            image.verify()
-        return True
-    except Exception:  # PIL raises many kinds for damaged files
-        return False

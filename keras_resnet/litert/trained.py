@@ -31,6 +31,7 @@ class TrainedModel:
     config: config_lib.RunConfig | None  # the data and recipe it trained with; None: no data known
     path: str  # the .keras file
     run: RunDirectory | None
+    evaluation_crop: float | None = None  # for a file without its run: the crop it was trained for
 
     @property
     def name(self):
@@ -45,13 +46,14 @@ class TrainedModel:
         """The evaluation transform the model was trained for: its run's, else its family's."""
         if self.config is not None:
             return self.config.data.preprocessing()
-        return preprocessing_lib.for_augmentation(self.build_arguments.get("family", "imagenet"))
+        return preprocessing_lib.for_augmentation(self.build_arguments.get("family", "imagenet"), self.evaluation_crop)
 
 
-def open_trained(*, run=None, model_path=None, dataset=None, data_dir=None, labels=None, batch_size=128, seed=0):
+def open_trained(*, run=None, model_path=None, dataset=None, data_dir=None, labels=None, batch_size=128, seed=0, evaluation_crop=None):
     """A TrainedModel from a run directory (`run`) or a .keras file (`model_path`). For a .keras file
-    outside a run directory, `dataset` names its data (as train.py's --dataset) and `labels` a
-    labels.txt; without either, classes are named by index."""
+    outside a run directory, `dataset` names its data (as train.py's --dataset), `labels` a
+    labels.txt (without either, classes are named by index) and `evaluation_crop` the evaluation
+    transform's crop it was trained for (default: its family's)."""
     if (run is None) == (model_path is None):
         raise ConversionError("Name what to convert: --run RUN_DIR or --model FILE.keras (one of them).")
     if run is not None:
@@ -69,6 +71,10 @@ def open_trained(*, run=None, model_path=None, dataset=None, data_dir=None, labe
         beside = RunDirectory(os.path.dirname(os.path.abspath(model_path)))
         run = beside if os.path.exists(beside.config) and dataset is None else None
 
+    if run is not None and evaluation_crop is not None:
+        raise ConversionError(
+            f"--eval-crop is for a .keras file outside its run: {run.path} records the evaluation transform it trained with. Nothing was written."
+        )
     saved = _load_keras(model_path)
     if run is not None:
         try:
@@ -86,7 +92,10 @@ def open_trained(*, run=None, model_path=None, dataset=None, data_dir=None, labe
                 "convert models made by train.py or keras_resnet.build, or the run directory it came from."
             )
         arguments = saved.build_arguments
-        config = _config_for(dataset, arguments, data_dir=data_dir, batch_size=batch_size, seed=seed) if dataset else None
+        config = (
+            _config_for(dataset, arguments, data_dir=data_dir, batch_size=batch_size, seed=seed, evaluation_crop=evaluation_crop)
+            if dataset else None
+        )
         class_names = _read_labels(labels, saved.output_shape[-1]) if labels else None
     if not arguments.get("include_top", True):
         raise ConversionError(f"{model_path} has no classification head (built with include_top=False): nothing to classify with.")
@@ -101,7 +110,10 @@ def open_trained(*, run=None, model_path=None, dataset=None, data_dir=None, labe
             f"{model_path} outputs {saved.output_shape[-1]} classes but {len(class_names)} class names were given."
         )
     model = rebuild_float32(saved, arguments, path=model_path)
-    return TrainedModel(model=model, build_arguments=arguments, class_names=class_names, config=config, path=model_path, run=run)
+    return TrainedModel(
+        model=model, build_arguments=arguments, class_names=class_names, config=config, path=model_path, run=run,
+        evaluation_crop=evaluation_crop,
+    )
 
 
 def rebuild_float32(saved, arguments, *, path):
@@ -154,7 +166,7 @@ def _read_labels(path, classes):
     return names
 
 
-def _config_for(dataset, arguments, *, data_dir, batch_size, seed):
+def _config_for(dataset, arguments, *, data_dir, batch_size, seed, evaluation_crop):
     """The run configuration train.py would have used for this network on `dataset` (its recipe:
     augmentation, learning rate), for a model file without its run directory."""
     try:
@@ -167,6 +179,7 @@ def _config_for(dataset, arguments, *, data_dir, batch_size, seed):
             image_size=arguments["input_shape"][0],
             dataset=dataset,
             data_dir=data_dir,
+            eval_crop=evaluation_crop,
             batch_size=batch_size,
             seed=seed,
         )

@@ -18,6 +18,7 @@ from keras_resnet.runtime.gpu import GpuModel
 from keras_resnet.runtime.model import LiteRTModel
 
 EDGETPU_CUSTOM_OP = b"edgetpu-custom-op"  # what edgetpu_compiler puts in the graph
+DEFAULT_TOP_K = 5  # classes shown per picture (classify.py --top-k, the page)
 
 
 class ClassifierError(LiteRTError):
@@ -80,6 +81,12 @@ class Classifier:
             )
         self.metadata = metadata_lib.read(model_path)
         self.preprocessing = self.metadata.preprocessing
+        if not self.metadata.recorded:
+            self.notes.append(
+                f"{os.path.basename(model_path)} does not say how its pictures were prepared in training (converted before "
+                "keras_resnet recorded it, or by another converter): it gets the whole centred square; convert the run again "
+                "so that the model carries its own"
+            )
         runtime = interpreter_module(prefer_tflite_runtime=delegate == "edgetpu")
         self.runtime_name = runtime.__name__.split(".")[0]
         spec = DELEGATES[delegate]
@@ -108,8 +115,16 @@ class Classifier:
         verdict = self.metadata.gpu
         if verdict is not None and not verdict.usable:
             return self._fall_back_to(cpu, f"the conversion marked this model CPU only: on LiteRT's GPU accelerator {verdict.reason}")
-        gpu = GpuModel(content, name=self.model_path)
-        result = selftest.compare(gpu, cpu, selftest.pictures(self.metadata, gpu.input["shape"]))
+        try:
+            gpu = GpuModel(content, name=self.model_path)
+        except LiteRTError:
+            cpu.close()
+            raise
+        try:
+            result = selftest.compare(gpu, cpu, selftest.pictures(self.metadata, gpu.input["shape"]))
+        except (RuntimeError, ValueError) as error:  # a GPU run that fails outright
+            gpu.close()
+            return self._fall_back_to(cpu, f"LiteRT's GPU accelerator failed on the model's self-test ({reason(error)})")
         if not result.passed:
             gpu.close()
             return self._fall_back_to(cpu, f"LiteRT's GPU accelerator gives wrong answers for this model: {result.describe()}")
@@ -167,15 +182,23 @@ class Classifier:
         evaluation and the page give the model too."""
         return self.preprocessing.apply(image, self.input_size).astype(np.float32)
 
-    def classify(self, image, *, top_k):
-        """[(class name, score)] best first, and the milliseconds `invoke()` took."""
+    def scores(self, image):
+        """The probability of every class for a Pillow RGB image, and the milliseconds `invoke()` took."""
         self.model.set_image(self.preprocess(image))
         start = time.perf_counter()
         self.model.invoke()
         milliseconds = (time.perf_counter() - start) * 1000
-        scores = self.model.probabilities()
+        return self.model.probabilities(), milliseconds
+
+    def top(self, scores, *, top_k):
+        """[(class name, score)] of the `top_k` best classes, best first."""
         best = np.argsort(-scores, kind="stable")[:top_k]
-        return [(self.labels[index], float(scores[index])) for index in best], milliseconds
+        return [(self.labels[index], float(scores[index])) for index in best]
+
+    def classify(self, image, *, top_k):
+        """[(class name, score)] best first, and the milliseconds `invoke()` took."""
+        scores, milliseconds = self.scores(image)
+        return self.top(scores, top_k=top_k), milliseconds
 
     def benchmark(self, image, *, runs, warmup=10):
         """Latency of `invoke()` at batch 1 on one preprocessed image (mid-grey when None)."""

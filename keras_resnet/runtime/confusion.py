@@ -47,7 +47,7 @@ def draw(counts, class_names, path, *, title):
     shown = _classes_shown(counts)
     counts_shown = counts[np.ix_(shown, shown)]
     names = [class_names[index] for index in shown]
-    rows = counts_shown.sum(axis=1, keepdims=True)
+    rows = counts[shown].sum(axis=1, keepdims=True)  # every picture of the class, shown columns or not
     normalized = np.divide(counts_shown, rows, out=np.zeros(counts_shown.shape), where=rows > 0)
     size = len(shown)
     inches = max(4.0, 0.35 * size + 2.5)

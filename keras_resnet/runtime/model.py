@@ -66,13 +66,16 @@ class LiteRTModel:
         """The output of the last run as float scores, one per class."""
         return dequantized(self.interpreter.get_tensor(self.output["index"]), self.output)
 
-    def predict(self, images):
-        """Probabilities (N, classes) for float images (N, H, W, 3), one at a time."""
+    def predict(self, images, *, progress=None):
+        """Probabilities (N, classes) for images (N, H, W, 3) of pixels in [0, 255], one at a time;
+        `progress(done, total)` is called after each."""
         results = []
         for image in images:
-            self.set_image(image)
+            self.set_image(np.asarray(image, np.float32))
             self.invoke()
             results.append(self.probabilities())
+            if progress is not None:
+                progress(len(results), len(images))
         return np.stack(results)
 
     def close(self):

@@ -1,5 +1,6 @@
 """Pictures that exercise the evaluation transform: several aspect ratios and sizes, odd sizes (the
-crop box falls between pixels), grayscale, transparency, PNG and JPEG."""
+crop box falls between pixels), grayscale, transparency, PNG and JPEG, a phone photo stored sideways
+with its EXIF orientation."""
 
 import numpy as np
 from PIL import Image
@@ -15,7 +16,9 @@ PARITY_PICTURES = [
     (225, 224, "RGB", "png"),
     (17, 19, "RGBA", "png"),
     (640, 427, "RGB", "jpg"),
+    (90, 60, "RGB-rotated", "jpg"),  # stored 90 × 60, EXIF orientation 6: shown 60 × 90
 ]
+EXIF_ORIENTATION = 0x0112
 
 
 def write_parity_pictures(folder, *, seed=0):
@@ -26,8 +29,13 @@ def write_parity_pictures(folder, *, seed=0):
     for index, (width, height, mode, extension) in enumerate(PARITY_PICTURES):
         coarse = rng.uniform(0, 255, (height // 6 + 2, width // 6 + 2, 4)).astype(np.uint8)
         picture = Image.fromarray(coarse, "RGBA").resize((width, height), Image.BICUBIC)
-        picture = picture if mode == "RGBA" else picture.convert("RGB").convert(mode)
+        picture = picture if mode == "RGBA" else picture.convert("RGB").convert(mode.split("-")[0])
         path = folder / f"{index}-{width}x{height}-{mode}.{extension}"
-        picture.save(path, **({"quality": 90} if extension == "jpg" else {}))
+        options = {"quality": 90} if extension == "jpg" else {}
+        if mode.endswith("-rotated"):
+            exif = Image.Exif()
+            exif[EXIF_ORIENTATION] = 6  # a quarter turn clockwise to be upright, as phones write it
+            options["exif"] = exif.tobytes()
+        picture.save(path, **options)
         paths.append(path)
     return paths
