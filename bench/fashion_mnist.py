@@ -139,6 +139,10 @@ def part_b(mode, output, log):
             run(["train.py", *common, *small, *flags, "--output", run_dir], log=log)
         metrics = read_metrics(run_dir)
         results[key] = {"run": os.path.relpath(run_dir, ROOT), "test_top1": metrics["top1"], "steps": metrics["steps"]}
+        # train.py writes the best model's per-class results and confusion picture when it finishes.
+        confusion = [name for name in sorted(os.listdir(run_dir)) if name.startswith("confusion-") and name.endswith(".png")]
+        if confusion:
+            results[key]["confusion"] = os.path.relpath(os.path.join(run_dir, confusion[0]), ROOT)
     return results
 
 
@@ -173,6 +177,8 @@ def markdown(results):
         b = results["b"]
         lines.append(f"| (b) fine-tuned from the five-class model, {b['labelled_images']} images | {100 * b['fine_tuned']['test_top1']:.2f} % |")
         lines.append(f"| (b) from scratch, same {b['labelled_images']} images and steps | {100 * b['from_scratch']['test_top1']:.2f} % |")
+        if b["fine_tuned"].get("confusion"):
+            lines.append(f"| (b) fine-tuned, per class: {b['fine_tuned']['confusion']} | |")
     if "c" in results:
         c = results["c"]
         lines.append(f"| (c) the Keras model of (a), float32, {c['images']} test images | {100 * c['keras_top1']:.2f} % |")

@@ -85,9 +85,9 @@ def main(argv=None):
                 steps=args.steps,
                 batch_size=args.batch_size,
                 lr=args.lr,
-                warmup_epochs=args.warmup_epochs if args.warmup_epochs is not None else (DEFAULT_WARMUP_EPOCHS if synthetic else 0),
+                warmup_epochs=args.warmup_epochs,
                 seed=args.seed,
-            )
+            ).with_defaults(warmup_epochs=DEFAULT_WARMUP_EPOCHS if synthetic else 0)  # capped to short runs (fit_to_data)
             for depth in depths
             for plain in (True, False)
         }
@@ -135,7 +135,8 @@ def _train_once(trainer, config, path):
 
     run = RunDirectory(path)
     if run.is_finished():
-        if not run.read_config().same_training(config):
+        stored = run.read_config()
+        if not stored.same_training(config.with_stored_defaults(stored)):  # its defaults were fitted to its data
             raise UsageError(f"{path} holds a finished run with another configuration: choose another --output or remove it.")
         print(f"{path} has finished: not trained again.")
         return run

@@ -15,7 +15,7 @@ def error_curves(run):
     """(epochs, training error, test error) from a run's history.csv. The training error is the
     running error over each epoch's augmented batches, as the paper plots it."""
     rows = read_history(run.history)
-    epochs = [row["epoch"] + 1 for row in rows]
+    epochs = [int(row["epoch"]) for row in rows]
     return epochs, [1 - row["accuracy"] for row in rows], [1 - row["val_accuracy"] for row in rows]
 
 

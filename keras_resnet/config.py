@@ -116,6 +116,20 @@ class StepPlan:
     freeze_steps: int = 0  # the first steps train only the classifier (fine-tuning)
 
 
+# Defaults that fit the data (RunConfig.fit_to_data): the recipe's batch is halved, not below
+# MIN_FITTED_BATCH, until an epoch has at least MIN_STEPS_PER_EPOCH steps; a default warm-up takes
+# at most MAX_WARMUP_SHARE of the training it warms up.
+MIN_STEPS_PER_EPOCH = 16
+MIN_FITTED_BATCH = 8
+MAX_WARMUP_SHARE = 0.1
+# The default image size follows small pictures down to this, per family: an ImageNet-style network
+# shrinks its input 32 times (stem and stages), so below 64 px its last stage sees one pixel. Measured
+# (ResNet-18, 540 Fashion-MNIST pictures of 28 px, 4 epochs): 27.5 % top-1 at 28 px, 47.5 % at 64.
+SMALLEST_FITTED_IMAGE_SIZE = {"imagenet": 64, "cifar": MIN_IMAGE_SIZE}
+# The fields whose defaults depend on the data or the weights: `resolve` names those it chose.
+DATA_DEPENDENT_DEFAULTS = ("batch_size", "learning_rate", "warmup_epochs", "image_size", "freeze_epochs")
+
+
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
     model: ModelConfig
@@ -123,6 +137,9 @@ class RunConfig:
     training: TrainingConfig
     runtime: RuntimeConfig = RuntimeConfig()
     class_names: tuple | None = None
+    # Which of DATA_DEPENDENT_DEFAULTS were left to defaults (not flags): fit_to_data may change
+    # them. Not part of the run (not in config.json, not compared).
+    defaulted: frozenset = dataclasses.field(default=frozenset(), compare=False)
 
     def with_class_names(self, class_names):
         """This configuration for a dataset with these classes (the classifier's width follows)."""
@@ -134,6 +151,102 @@ class RunConfig:
 
     def with_runtime(self, **changes):
         return dataclasses.replace(self, runtime=dataclasses.replace(self.runtime, **changes))
+
+    def with_defaults(self, **training_fields):
+        """This configuration with other defaults for TrainingConfig fields the user left to them
+        (a program with its own defaults, e.g. the degradation experiment's warm-up)."""
+        changes = {name: value for name, value in training_fields.items() if name in self.defaulted}
+        return dataclasses.replace(self, training=dataclasses.replace(self.training, **changes)) if changes else self
+
+    def with_stored_defaults(self, stored):
+        """This configuration with the fields left to defaults as `stored` (the configuration of the
+        run it continues) has them: a run keeps the defaults it started with, whatever the data or
+        the version that chose them. Nothing is left to fit."""
+        training = {name: getattr(stored.training, name) for name in ("batch_size", "learning_rate", "warmup_epochs", "freeze_epochs") if name in self.defaulted}
+        config = dataclasses.replace(self, training=dataclasses.replace(self.training, **training), defaulted=frozenset())
+        if "image_size" in self.defaulted:
+            size = stored.data.image_size
+            config = dataclasses.replace(
+                config,
+                model=dataclasses.replace(config.model, input_shape=(size, size, 3)),
+                data=dataclasses.replace(config.data, image_size=size),
+            )
+        return config
+
+    def fit_to_data(self, *, train_examples, picture_side=None, weights_image_size=None, weights_origin=None, replicas=1):
+        """This configuration with the fields left to defaults fitted to the dataset and the weights,
+        and each default chosen, in words (for the run's first lines). Flags are never changed.
+
+        - image size: a model of ours (`weights_origin` a run or .keras file) dictates its own; published
+          weights, the size their accuracy is quoted at (`weights_image_size`); no weights, the
+          family's. The last two give way to the data's `picture_side` (the median shorter side of
+          its pictures) when that is smaller — upscaling adds no detail and costs time — but not
+          below SMALLEST_FITTED_IMAGE_SIZE of the family.
+        - batch: the recipe's, halved (not below MIN_FITTED_BATCH) until an epoch has at least
+          MIN_STEPS_PER_EPOCH steps, and at most the training split; a multiple of the replicas.
+          The learning rate scales with it (linearly, as the recipes do).
+        - frozen phase (fine-tuning): at most half the training, in whole epochs.
+        - warm-up: at most MAX_WARMUP_SHARE of the training it warms up.
+        """
+        config, notes = self, []
+        if "image_size" in self.defaulted:
+            size, origin = self.data.image_size, f"the default of {specs.styled(self.model.family)} network"
+            if weights_image_size:
+                size, origin = weights_image_size, f"from {weights_origin}"
+            own_model = weights_image_size and not _published(weights_origin)
+            smallest = SMALLEST_FITTED_IMAGE_SIZE.get(self.model.family, MIN_IMAGE_SIZE)
+            if picture_side and picture_side < size and not own_model:
+                if picture_side >= smallest:
+                    size, origin = picture_side, f"the pictures' median shorter side; {origin} is {size}"
+                else:
+                    size, origin = smallest, (
+                        f"the pictures' median shorter side is {picture_side} px; {specs.styled(self.model.family)} "
+                        f"network gets at least {smallest}"
+                    )
+            notes.append(f"image size {size} ({origin})")
+            config = dataclasses.replace(
+                config,
+                model=dataclasses.replace(config.model, input_shape=(size, size, 3)),
+                data=dataclasses.replace(config.data, image_size=size),
+            )
+        training = config.training
+        if "batch_size" in self.defaulted:
+            batch = training.batch_size
+            while batch // 2 >= MIN_FITTED_BATCH and train_examples // batch < MIN_STEPS_PER_EPOCH:
+                batch //= 2
+            batch = min(batch, max(train_examples, 1))  # a tiny set: one batch of every picture
+            batch = max(replicas, batch - batch % replicas)
+            if batch == training.batch_size:
+                notes.append(f"batch {batch} (the recipe's)")
+            elif train_examples // training.batch_size >= MIN_STEPS_PER_EPOCH and batch < training.batch_size:
+                notes.append(f"batch {batch} (the recipe's {training.batch_size}, rounded to a multiple of {replicas} replicas)")
+            else:
+                notes.append(f"batch {batch} (capped from {training.batch_size}: {train_examples} training pictures)")
+                changes = {"batch_size": batch}
+                if "learning_rate" in self.defaulted:
+                    changes["learning_rate"] = training.learning_rate * batch / training.batch_size
+                training = dataclasses.replace(training, **changes)
+        if "learning_rate" in self.defaulted:
+            notes.append(f"learning rate {training.learning_rate:g} (the recipe's, for batch {training.batch_size})")
+        steps_per_epoch = max(train_examples // training.batch_size, 1)
+        total = training.steps or training.epochs * steps_per_epoch
+        if "freeze_epochs" in self.defaulted and training.freeze_epochs:
+            # The frozen phase takes at most half the run: the whole network trains the rest.
+            longest = total // steps_per_epoch // 2
+            if training.freeze_epochs > longest:
+                notes.append(f"frozen phase {counted(longest, 'epoch')} (capped from {training.freeze_epochs}: half the training)")
+                training = dataclasses.replace(training, freeze_epochs=longest)
+            else:
+                notes.append(f"frozen phase {counted(training.freeze_epochs, 'epoch')} (the recipe's)")
+        if "warmup_epochs" in self.defaulted and training.warmup_epochs:
+            tuned_epochs = max(total / steps_per_epoch - training.freeze_epochs, 0)
+            longest = float(f"{MAX_WARMUP_SHARE * tuned_epochs:.4g}")
+            if training.warmup_epochs > longest:
+                notes.append(f"warm-up {counted(longest, 'epoch')} (capped from {training.warmup_epochs:g}: a tenth of the training)")
+                training = dataclasses.replace(training, warmup_epochs=longest)
+            else:
+                notes.append(f"warm-up {counted(training.warmup_epochs, 'epoch')}")
+        return dataclasses.replace(config, training=training), notes
 
     def plan(self, train_examples):
         """The StepPlan for a training split of `train_examples`. Raises UsageError when it holds
@@ -156,7 +269,7 @@ class RunConfig:
         if self.training.warmup_epochs * steps_per_epoch > tuned_steps:
             raise UsageError(
                 f"--warmup-epochs {self.training.warmup_epochs:g} is longer than the training it warms up "
-                f"({tuned_steps / steps_per_epoch:g} epochs of {steps_per_epoch} steps): lower it."
+                f"({tuned_steps / steps_per_epoch:g} epochs of {counted(steps_per_epoch, 'step')}): lower it."
             )
         return StepPlan(
             steps_per_epoch=steps_per_epoch,
@@ -186,7 +299,9 @@ class RunConfig:
 
     def to_json(self):
         """A JSON-ready dict: the sections as objects, tuples as lists."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
+        data = dataclasses.asdict(self)
+        del data["defaulted"]
+        return json.loads(json.dumps(data))
 
     @classmethod
     def from_json(cls, data, *, path="config.json"):
@@ -324,7 +439,7 @@ def resolve(
     family=None,
     image_size=None,
     zero_init_residual=False,
-    dataset="synthetic",
+    dataset=None,
     data_dir=None,
     eval_crop=None,
     train_examples=None,
@@ -355,8 +470,17 @@ def resolve(
     try:
         if model is None and depth is None and isinstance(weights, str) and weights.startswith("timm/"):
             model = weights.removeprefix("timm/").split(".")[0]  # timm/resnet18.a1_in1k: a resnet18
+        if model is None and depth is None and weights and not _published(weights):
+            from keras_resnet.training import run_dir  # imports this module: here, not at the top
+
+            own = run_dir.own_model(weights)  # a run or .keras of ours names its network
+            if own is not None:
+                model, family = own.network, family or own.build_arguments.get("family")
         if model is None and depth is None:
-            raise UsageError("Name a network: --depth D or --model NAME (e.g. --depth 20, --model plain56).")
+            raise UsageError(
+                "Name a network: --depth D or --model NAME (e.g. --depth 20, --model plain56), or --weights "
+                "with a run directory or .keras model of ours, or timm/NAME."
+            )
         name = model or f"{'plain' if plain else 'resnet'}{depth}"
         name_depth, name_plain, name_version = specs.parse_name(name)
         if depth is not None and model is not None and depth != name_depth:
@@ -386,6 +510,10 @@ def resolve(
     if shortcut is not None:
         _check_choice("--shortcut", shortcut, specs.SHORTCUTS)
     _check(freeze_epochs is None or weights, "--freeze-epochs freezes a pretrained backbone: it needs --weights.")
+    chosen = {
+        "batch_size": batch_size, "learning_rate": lr, "warmup_epochs": warmup_epochs, "image_size": image_size,
+        "freeze_epochs": freeze_epochs if weights else 0,
+    }
     freeze_epochs = (recipes.FREEZE_EPOCHS if weights else 0) if freeze_epochs is None else freeze_epochs
     _check(freeze_epochs >= 0, f"--freeze-epochs must be at least 0. Received: {freeze_epochs}.")
     _check(weights != "", "--weights needs a value: imagenet, timm/NAME or a path.")
@@ -411,7 +539,9 @@ def resolve(
         f"--eval-crop must be from {preprocessing_lib.MIN_CROP_FRACTION} to 1. Received: {eval_crop}.",
     )
 
+    dataset = dataset or "synthetic"
     synthetic = dataset == "synthetic"
+    defaulted = frozenset(name for name, value in chosen.items() if value is None)
     if epochs is None and steps is None:
         epochs, steps = (recipes.SYNTHETIC_EPOCHS, None) if synthetic else (base.epochs, base.steps)
     batch_size = batch_size or base.batch_size
@@ -460,7 +590,19 @@ def resolve(
             tpu=tpu,
             save_every_steps=save_every_steps,
         ),
+        defaulted=defaulted,
     )
+
+
+def counted(number, noun):
+    """'1 epoch', '2 epochs', '0.5 epochs': a number and its noun, for messages."""
+    text = f"{number:g}" if isinstance(number, float) else str(number)
+    return f"{text} {noun}{'' if number == 1 else 's'}"
+
+
+def _published(weights):
+    """Whether `weights` (train.py's --weights) names published weights rather than a file or run of ours."""
+    return isinstance(weights, str) and (weights == "imagenet" or weights.startswith("timm/"))
 
 
 def _check(condition, message):

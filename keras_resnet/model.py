@@ -26,7 +26,7 @@ _LAYOUT_DEFAULTS = {
 }
 
 
-def build(name, **kwargs):
+def build(name=None, **kwargs):
     """Builds a ResNet by name: "resnet50", "plain56", "resnet101v2", "resnet20", …
 
     Names are `resnetD` or `plainD` (the same network without shortcuts), optionally followed by a
@@ -36,7 +36,20 @@ def build(name, **kwargs):
     >>> model = build("resnet20", classes=10)
     >>> model = build("resnet50", weights="imagenet")  # keras.applications' weights, downloaded once
     >>> model = build("resnet18", weights="timm/resnet18.a1_in1k", classes=5)  # timm's, new classifier
+    >>> model = build(weights="runs/resnet18-photos-20261130-101500")  # a run of ours: its network
     """
+    if name is None:
+        own = weights_lib.own_model(kwargs.get("weights"))
+        if own is None:
+            raise ValueError(
+                "Name the network (build('resnet50'), build('resnet20'), …), or pass weights= a run directory or "
+                f".keras model of ours, which name theirs. Received: weights={kwargs.get('weights')!r}."
+            )
+        name = own.network
+        for key in ("family", "input_shape", "classes", "include_top", "include_preprocessing", "classifier_activation"):
+            if key in own.build_arguments:
+                value = own.build_arguments[key]
+                kwargs.setdefault(key, tuple(value) if isinstance(value, list) else value)
     depth, plain, version = specs.parse_name(name)
     for key, from_name in (("plain", plain), ("version", version)):
         if from_name is not None and kwargs.get(key) not in (None, from_name):

@@ -30,6 +30,11 @@ class Family:
     shortcut: str  # the paper's default shortcut option for this family
 
 
+def styled(family_name):
+    """'an ImageNet-style', 'a CIFAR-style': a family in a sentence."""
+    return {"imagenet": "an ImageNet-style", "cifar": "a CIFAR-style"}.get(family_name, f"a {family_name}-style")
+
+
 FAMILIES = {
     "imagenet": Family("imagenet", (64, 128, 256, 512), "imagenet", 224, 1000, "B"),
     "cifar": Family("cifar", (16, 32, 64), "cifar", 32, 10, "A"),

@@ -103,7 +103,7 @@ def required_layout(weights, *, spec):
         what = f"{os.fspath(weights)!r} (a resnet{depth} checkpoint)"
     if spec.family.name != "imagenet" or spec.depth != depth:
         raise CheckpointError(
-            f"weights={what} are for resnet{depth} (ImageNet-style). Received: a {spec.family.name}-style resnet{spec.depth}."
+            f"weights={what} are for resnet{depth} (ImageNet-style). Received: {specs.styled(spec.family.name)} resnet{spec.depth}."
         )
     return dict(LAYOUT)
 
@@ -238,6 +238,20 @@ def download(weights):
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
     cached = huggingface_hub.try_to_load_from_cache(repo, HUB_FILE, cache_dir=CACHE_DIR)
+    cache = CACHE_DIR or "$HF_HOME/hub (default ~/.cache/huggingface/hub)"
+    by_hand = (
+        f"Download {HUB_URL.format(repo=repo)} on another machine and pass its path as the weights (weights=PATH / "
+        f"--weights PATH), or copy the hub's cache into {cache}."
+    )
+    proxied = any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"))
+    if not isinstance(cached, str) and not huggingface_hub.constants.HF_HUB_OFFLINE and not proxied:
+        unreachable = _hub_unreachable(huggingface_hub.constants.ENDPOINT)
+        if unreachable:
+            # huggingface_hub retries for half a minute before it gives up: one quick look first.
+            raise CheckpointDownloadError(
+                f"Cannot reach the Hugging Face hub ({unreachable}) to download {repo}. Offline? {by_hand} "
+                "With the file in that cache, set HF_HUB_OFFLINE=1 to use it without looking online."
+            )
     if not isinstance(cached, str):
         hub_logger = logging.getLogger("huggingface_hub")
         level = hub_logger.level
@@ -245,16 +259,37 @@ def download(weights):
         try:
             cached = huggingface_hub.hf_hub_download(repo, HUB_FILE, cache_dir=CACHE_DIR)
         except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as error:
-            reason = " ".join(str(error).split())[:160] or type(error).__name__
-            cache = CACHE_DIR or "$HF_HOME/hub (default ~/.cache/huggingface/hub)"
-            raise CheckpointDownloadError(
-                f"Could not download {HUB_URL.format(repo=repo)} ({reason}). Offline? Download that file on another "
-                f"machine and pass its path as the weights (weights=PATH / --weights PATH), or put the hub's cache in {cache}."
-            ) from None
+            if huggingface_hub.constants.HF_HUB_OFFLINE:
+                raise CheckpointDownloadError(f"{repo} is not in the hub's cache and HF_HUB_OFFLINE=1 forbids downloading it. {by_hand}") from None
+            reason = _first_sentence(str(error)) or type(error).__name__
+            raise CheckpointDownloadError(f"Could not download {HUB_URL.format(repo=repo)} ({reason}). Offline? {by_hand}") from None
         finally:
             hub_logger.setLevel(level)
     verify(cached)
     return cached
+
+
+def _hub_unreachable(endpoint, *, timeout=5.0):
+    """Why the hub at `endpoint` (a URL) cannot be reached in `timeout` seconds, or None."""
+    import socket
+    import urllib.parse
+
+    url = urllib.parse.urlsplit(endpoint)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname, port), timeout=timeout).close()
+    except OSError as error:
+        return f"{url.hostname}: {getattr(error, 'strerror', None) or error}"
+    return None
+
+
+def _first_sentence(text, *, limit=200):
+    """The first sentence of an error message, cut at a word, not inside one."""
+    text = " ".join(text.split())
+    sentence = re.split(r"(?<=[.!?])\s", text, maxsplit=1)[0]
+    if len(sentence) > limit:
+        sentence = sentence[:limit].rsplit(" ", 1)[0] + " …"
+    return sentence
 
 
 def verify(path):

@@ -16,6 +16,7 @@ import h5py
 import keras
 import numpy as np
 
+from keras_resnet import specs
 from keras_resnet.layers import FUSED_MIN_EPSILON
 
 BASE_URL = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
@@ -40,6 +41,33 @@ KERAS_APPLICATIONS_LAYOUT = {
 }
 
 
+# Every form `weights` takes, for the errors that name them.
+VALID_WEIGHTS = (
+    "None (random), 'imagenet' (keras.applications), 'timm/NAME' (keras_resnet.torch_checkpoints.CHECKPOINTS), "
+    "the path of a weights file (.safetensors, .h5, .weights.h5), a .keras model of ours or a run directory of ours"
+)
+# The builder arguments a model of ours dictates when its weights are loaded into a new model.
+OWN_LAYOUT_FIELDS = ("plain", "version", "shortcut", "input_normalization", "conv_bias", "bn_epsilon", "downsample_block")
+
+
+def own_model(weights):
+    """The model of ours that `weights` names — a .keras file built by this package or a run
+    directory (its best model) — as keras_resnet.training.run_dir.OwnModel; None for other weights.
+    Raises WeightsError for a directory that is not a run of ours and a .keras file not built here."""
+    if not isinstance(weights, (str, os.PathLike)) or weights == "imagenet" or str(weights).startswith("timm/"):
+        return None
+    from keras_resnet.config import UsageError
+    from keras_resnet.training import run_dir
+
+    try:
+        own = run_dir.own_model(weights)
+    except UsageError as error:
+        raise WeightsError(f"{error} Valid weights: {VALID_WEIGHTS}.") from None
+    if own is None and os.path.isdir(weights):
+        raise WeightsError(f"{weights} is a directory but not a run directory (no config.json). Valid weights: {VALID_WEIGHTS}.")
+    return own
+
+
 class WeightsError(ValueError):
     """A weights file that cannot be used: unreadable, of an unknown kind, or not fitting the model."""
 
@@ -61,14 +89,16 @@ def required_layout(weights, *, spec, version):
         if spec.family.name != "imagenet" or (spec.depth, version) not in IMAGENET_FILES:
             raise ValueError(
                 f"weights='imagenet' exist for resnet50, resnet101 and resnet152, versions v1 and v2 "
-                f"(keras.applications' files). Received: a {spec.family.name}-style resnet{spec.depth}, "
+                f"(keras.applications' files). Received: {specs.styled(spec.family.name)} resnet{spec.depth}, "
                 f"version={version!r}."
             )
         return KERAS_APPLICATIONS_LAYOUT[version]
     if not isinstance(weights, (str, os.PathLike)):
-        raise ValueError(
-            f"weights must be None, 'imagenet', 'timm/NAME' or a file path. Received: weights={weights!r}."
-        )
+        raise ValueError(f"weights must be one of: {VALID_WEIGHTS}. Received: weights={weights!r}.")
+    own = own_model(weights)
+    if own is not None:
+        # A model of ours dictates the layout it was built with.
+        return {field: own.build_arguments[field] for field in OWN_LAYOUT_FIELDS if field in own.build_arguments}
     path = os.fspath(weights)
     if _file_format(path) == "keras_applications":
         with h5py.File(path, "r") as file:
@@ -89,7 +119,8 @@ def load(model, weights, *, spec, version, include_top, classes):
         path = download_imagenet(spec.depth, version, include_top=with_classifier)
         _load_legacy_h5(model, path, keras_applications=True, new_classifier=include_top and not with_classifier)
         return
-    path = os.fspath(weights)
+    own = own_model(weights)
+    path = own.path if own is not None else os.fspath(weights)
     file_format = _file_format(path)
     if file_format in ("keras_applications", "legacy_h5"):
         new_classifier = file_format == "keras_applications" and include_top and classes != IMAGENET_CLASSES
@@ -135,7 +166,7 @@ def download_imagenet(depth, version, *, include_top):
 
 def _file_format(path):
     if not os.path.isfile(path):
-        raise WeightsError(f"Weights file not found: {path}. Pass None, 'imagenet' or the path of a weights file.")
+        raise WeightsError(f"Weights file not found: {path}. Valid weights: {VALID_WEIGHTS}.")
     if zipfile.is_zipfile(path):
         return "keras"
     try:

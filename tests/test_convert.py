@@ -214,6 +214,54 @@ def test_findings_split_a_device_gap_into_conversion_and_preparation():
     ]
 
 
+def test_each_target_has_its_confusion_matrix_on_the_device_path(converted):
+    output, report = converted
+    table = (output / "report.md").read_text()
+    for target, row in report["targets"].items():
+        counts = np.array(row["confusion"]["counts"])
+        assert counts.shape == (10, 10) and counts.sum() == row["device_images"]
+        assert np.trace(counts) / counts.sum() == pytest.approx(row["device_top1"])  # the device column's figure
+        assert row["confusion"]["file"] == f"confusion-{target}.png" and (output / row["confusion"]["file"]).stat().st_size > 10_000
+        assert f"[{target}](confusion-{target}.png)" in table
+    assert report["missed"] == []
+
+
+def test_a_missed_bound_says_what_to_try():
+    from keras_resnet.litert import report as report_lib
+
+    bound = {"bound": "b", "met": False}
+    report = {
+        "settings": {"calibration_steps": 4, "qat_epochs": 1},
+        "targets": {
+            "int8-ptq": {"acceptance": bound},
+            "int8-qat": {"acceptance": bound},
+            "gpu": {"acceptance": {"bound": "b", "met": True}, "gpu": {"acceptance": bound, "verdict": {"usable": False}}},
+        },
+    }
+    assert report_lib.missed(report) == [
+        "int8-ptq missed its bound (b): calibrate on more training batches (--calibration-steps 16, now 4), or use int8-qat.",
+        "int8-qat missed its bound (b): fine-tune longer (--qat-epochs 3, now 1) or at a lower --qat-lr; more validation "
+        "images (--eval-images) make the figure firmer.",
+        "gpu on the GPU missed its bound (b): runtimes run it on the CPU (marked CPU only).",
+    ]
+
+
+def test_strict_exits_1_when_a_bound_is_missed_and_still_writes_everything(trained_run, tmp_path, capsys, monkeypatch):
+    from keras_resnet.litert import report as report_lib
+
+    # A bound no model meets stands for a quantization that went wrong.
+    monkeypatch.setitem(report_lib.ACCEPTANCE, "int8-ptq", ("top-1 above 100 %", lambda row, keras_top1: row["top1"] > 1))
+    args = ["--run", str(trained_run), "--targets", "int8-ptq", "--eval-images", "100", "--latency-runs", "2", "--gpu-eval-images", "4"]
+    assert to_tflite.main([*args, "--output", str(tmp_path / "lenient")]) == 0
+    capsys.readouterr()
+    assert to_tflite.main([*args, "--output", str(tmp_path / "strict"), "--strict"]) == 1
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith("error: --strict: 1 acceptance bound missed (see report.md): int8-ptq missed")
+    assert "--calibration-steps 16" in error[0]
+    assert (tmp_path / "strict" / "resnet8_int8-ptq.tflite").exists()
+    assert "Acceptance bounds missed:" in (tmp_path / "strict" / "report.md").read_text()
+
+
 def test_labels_travel_inside_every_model_file(converted):
     output, _ = converted
     assert (output / "labels.txt").read_text().split("\n")[:-1] == list(synthetic.CLASS_NAMES)

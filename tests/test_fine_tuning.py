@@ -110,7 +110,7 @@ def test_continued_training_loads_the_run_keeps_its_classifier_and_records_the_s
                        "--output", str(output)]) == 0
     out = capsys.readouterr().out
     assert f"Starting from {source_run / 'best.keras'} (classifier kept)." in out
-    assert "Epochs 1-1: the classifier only, backbone frozen." in out and "Epochs 2-2: the whole network." in out
+    assert "Epoch 1: the classifier only, backbone frozen." in out and "Epoch 2: the whole network." in out
     source_best = max(float(row["val_accuracy"]) for row in history(source_run))
     assert float(history(output)[0]["val_accuracy"]) == pytest.approx(source_best, abs=1e-6)
     config = RunDirectory(output).read_config()
@@ -162,7 +162,7 @@ def test_fine_tuning_killed_in_its_second_phase_resumes_at_the_step(source_run, 
     "args, message",
     [
         (["--weights", "timm/resnet18.fb_ssl"], r"Unknown pretrained weights 'timm/resnet18.fb_ssl'. Valid: timm/resnet18.tv_in1k"),
-        (["--weights", "timm/resnet18.a1_in1k", "--depth", "34"], r"are for resnet18 \(ImageNet-style\). Received: a imagenet-style resnet34"),
+        (["--weights", "timm/resnet18.a1_in1k", "--depth", "34"], r"are for resnet18 \(ImageNet-style\). Received: an ImageNet-style resnet34"),
         (["--weights", "timm/resnet18.a1_in1k", "--model", "resnet18", "--version", "v1"], r"were trained with --version v1.5. Received: --version v1"),
         (["--weights", "no/such/file.safetensors", "--depth", "18"], r"no such file or directory"),
         (["--freeze-epochs", "1", "--depth", "20"], r"--freeze-epochs freezes a pretrained backbone: it needs --weights"),
@@ -196,15 +196,21 @@ def test_resume_takes_the_weights_layout_from_the_run_not_from_the_weights(sourc
 
 def test_own_model_of_another_network_is_refused(source_run, tmp_path, capsys):
     error = one_line_error_in_process(train.main, ["--depth", "20", "--weights", str(source_run), "--output", str(tmp_path / "r")], capsys)
-    assert "is a cifar-style resnet8. Received: a cifar-style resnet20" in error
+    assert "is a CIFAR-style resnet8. Received: a CIFAR-style resnet20; leave --model and --depth out to take its network" in error
     assert not (tmp_path / "r").exists()
 
 
-def test_offline_download_in_a_real_process_says_where_to_put_the_file(tmp_path):
-    # No network here: huggingface_hub retries, then fails; the user gets one line, nothing is written.
-    result = run_train("--model", "resnet18", "--weights", "timm/resnet18.a1_in1k", "--output", str(tmp_path / "run"),
-                       env={"HF_HOME": str(tmp_path / "hf")}, timeout=240)
+@pytest.mark.parametrize("offline", [False, True], ids=["hub-unreachable", "HF_HUB_OFFLINE=1"])
+def test_offline_download_in_a_real_process_says_where_to_put_the_file(offline, tmp_path):
+    # No network here: one look at the hub (not huggingface_hub's half-minute of retries), one line,
+    # nothing written. With HF_HUB_OFFLINE=1 the hub is not looked at.
+    env = {"HF_HOME": str(tmp_path / "hf"), **({"HF_HUB_OFFLINE": "1"} if offline else {})}
+    result = run_train("--model", "resnet18", "--weights", "timm/resnet18.a1_in1k", "--output", str(tmp_path / "run"), env=env, timeout=240)
     error = one_line_error(result)
-    assert "Could not download https://huggingface.co/timm/resnet18.a1_in1k/resolve/main/model.safetensors" in error
+    if offline:
+        assert "timm/resnet18.a1_in1k is not in the hub's cache and HF_HUB_OFFLINE=1 forbids downloading it" in error
+    else:
+        assert "Cannot reach the Hugging Face hub (huggingface.co:" in error and "set HF_HUB_OFFLINE=1" in error
+    assert "Download https://huggingface.co/timm/resnet18.a1_in1k/resolve/main/model.safetensors on another machine" in error
     assert "pass its path as the weights" in error
     assert not (tmp_path / "run").exists()

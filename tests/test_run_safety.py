@@ -71,7 +71,7 @@ def test_killed_while_saving_an_epochs_model_after_its_backup_the_same_command_e
     assert backup_step(os.path.join(run.backup, "latest.weights.h5")) == 4 * epoch
     assert iterations(run.last_model) == 4 * (epoch - 1)  # the previous epoch's, whole
     assert len(partials(run.path)) == 1  # the half-written new one, under its temporary name
-    assert history_epochs(run) == list(range(epoch - 1))
+    assert history_epochs(run) == list(range(1, epoch))
 
     result = run_train(*args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -79,7 +79,7 @@ def test_killed_while_saving_an_epochs_model_after_its_backup_the_same_command_e
     assert json.loads(open(run.metrics).read())["steps"] == 12
     assert iterations(run.last_model) == 12 and not os.path.exists(run.backup) and partials(run.path) == []
     rows = read_history(run.history)
-    assert [(int(row["epoch"]), int(row["step"])) for row in rows] == [(0, 4), (1, 8), (2, 12)]
+    assert [(int(row["epoch"]), int(row["step"])) for row in rows] == [(1, 4), (2, 8), (3, 12)]
     assert "loss" not in rows[epoch - 1] and "val_accuracy" in rows[epoch - 1]  # its training figures died with the process
 
 
@@ -93,7 +93,7 @@ def test_killed_while_writing_a_backup_resumes_from_the_previous_one(tmp_path):
     result = run_train(*args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert f"Resuming {run.path} at step 3 of 12." in result.stdout
-    assert json.loads(open(run.metrics).read())["steps"] == 12 and history_epochs(run) == [0, 1, 2]
+    assert json.loads(open(run.metrics).read())["steps"] == 12 and history_epochs(run) == [1, 2, 3]
     assert partials(run.path) == [] and not os.path.exists(run.backup)
 
 
@@ -110,7 +110,7 @@ def test_killed_before_anything_worth_keeping_the_same_command_starts_afresh(kil
 
     result = run_train(*args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert json.loads(open(run.metrics).read())["steps"] == 8 and history_epochs(run) == [0, 1]
+    assert json.loads(open(run.metrics).read())["steps"] == 8 and history_epochs(run) == [1, 2]
     assert partials(run.path) == [] and run.read_labels()
 
 
@@ -161,7 +161,7 @@ def test_a_full_disk_is_one_line_and_the_same_command_continues_once_space_is_fr
         subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], check=True)
         result = run_train(*args, cwd=tmp_path)
         assert result.returncode == 0, result.stderr
-        assert json.loads(open(run.metrics).read())["steps"] == 12 and history_epochs(run) == [0, 1, 2]
+        assert json.loads(open(run.metrics).read())["steps"] == 12 and history_epochs(run) == [1, 2, 3]
         assert_every_file_whole(run)
 
 
@@ -183,7 +183,7 @@ def test_an_epoch_of_one_step_gets_its_own_row_and_the_final_figures_are_the_mod
     assert train.main([*args, "--output", run.path]) == 0
     out = capsys.readouterr().out
     rows = read_history(run.history)
-    assert [(row["epoch"], row["step"]) for row in rows] == [(0, 20), (1, 21)]
+    assert [(row["epoch"], row["step"]) for row in rows] == [(1, 20), (2, 21)]
     assert "images_per_second" in rows[0] and "images_per_second" not in rows[1]
     metrics = json.loads(open(run.metrics).read())
     measured = trainer.evaluate(run.last_model, log=lambda line: None)  # the oracle: Keras on the saved model

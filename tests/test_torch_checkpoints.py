@@ -173,7 +173,7 @@ def test_a_file_that_does_not_fit_names_the_first_tensor(tmp_path):
 @pytest.mark.parametrize(
     "name, kwargs, message",
     [
-        ("resnet34", {}, r"are for resnet18 \(ImageNet-style\). Received: a imagenet-style resnet34"),
+        ("resnet34", {}, r"are for resnet18 \(ImageNet-style\). Received: an ImageNet-style resnet34"),
         ("resnet18", {"version": "v1"}, r"need version='v1.5'"),
         ("resnet18", {"input_normalization": "caffe"}, r"need input_normalization='torch'"),
     ],

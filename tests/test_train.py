@@ -228,15 +228,15 @@ def test_resume_continues_a_finished_run_with_more_epochs(finished_run, tmp_path
     assert json.load(open(copy / "metrics.json"))["steps"] == 12
     assert json.load(open(copy / "config.json"))["training"]["epochs"] == 3
     with open(copy / "history.csv") as file:
-        assert [line.split(",")[0] for line in file.read().split()[1:]] == ["0", "1", "2"]
+        assert [line.split(",")[0] for line in file.read().split()[1:]] == ["1", "2", "3"]
 
 
 def test_evaluate_a_run_and_a_model_file(finished_run, capsys):
     assert train.main(["--evaluate", finished_run.path]) == 0
     out = capsys.readouterr().out
-    assert "best.keras on 32 validation images of synthetic: top-1" in out and "top-5" in out and "loss" in out
+    assert "best.keras on 32 pictures of synthetic (validation split): top-1" in out and "top-5" in out and "loss" in out
     assert train.main(["--evaluate", finished_run.last_model]) == 0
-    assert "last.keras on 32 validation images" in capsys.readouterr().out
+    assert "last.keras on 32 pictures of synthetic (validation split)" in capsys.readouterr().out
 
 
 # -- bad input ----------------------------------------------------------------------------------
@@ -291,9 +291,12 @@ def test_bad_paths(tmp_path, capsys):
     assert "Cannot write to the run directory" in one_line_error_in_process(train.main, [*TINY, "--output", str(blocker / "run")], capsys)
 
 
-def test_evaluate_a_run_directory_of_version_0_1(capsys):
-    assert train.main(["--evaluate", os.path.join(REPOSITORY, "tests", "fixtures", "run-0.1.0")]) == 0
-    assert "best.keras on 64 validation images of synthetic: top-1" in capsys.readouterr().out
+def test_evaluate_a_run_directory_of_version_0_1(tmp_path, capsys):
+    run = tmp_path / "run-0.1.0"  # a copy: evaluation writes its figures into the run
+    shutil.copytree(os.path.join(REPOSITORY, "tests", "fixtures", "run-0.1.0"), run)
+    assert train.main(["--evaluate", str(run)]) == 0
+    assert "best.keras on 64 pictures of synthetic (validation split): top-1" in capsys.readouterr().out
+    assert (run / "evaluation-synthetic.json").exists() and (run / "confusion-synthetic.png").exists()
 
 
 @pytest.mark.slow
@@ -388,7 +391,7 @@ def test_interrupted_run_resumes_with_the_same_command_and_the_same_step_count(s
     metrics = json.loads((run_path / "metrics.json").read_text())
     assert metrics["steps"] == 48
     epochs = [line.split(",")[0] for line in (run_path / "history.csv").read_text().split()[1:]]
-    assert epochs == ["0", "1", "2", "3", "4", "5"]
+    assert epochs == ["1", "2", "3", "4", "5", "6"]
 
 
 # -- distribution -------------------------------------------------------------------------------
@@ -398,7 +401,7 @@ def test_interrupted_run_resumes_with_the_same_command_and_the_same_step_count(s
 def test_mirrored_strategy_over_two_logical_cpus(tmp_path):
     result = run_train(*TINY, "--epochs", "1", "--cpu-replicas", "2", "--output", str(tmp_path / "m"))
     assert result.returncode == 0, result.stderr
-    assert "over 2 replica(s) [mirrored]" in result.stdout
+    assert "over 2 replicas [mirrored]" in result.stdout
     assert json.load(open(tmp_path / "m" / "metrics.json"))["replicas"] == 2
 
 
@@ -427,7 +430,7 @@ def test_multi_worker_training_on_two_local_processes_ends_with_identical_models
     results = [process.communicate(timeout=300) for process in processes]
     for process, (out, err) in zip(processes, results):
         assert process.returncode == 0, err
-    assert "over 2 replica(s) [multi-worker]" in results[0][0]
+    assert "over 2 replicas [multi-worker]" in results[0][0]
     chief = keras.saving.load_model(output / "last.keras")
     worker = keras.saving.load_model(output / "worker-1" / "last.keras")
     assert len(chief.weights) == len(worker.weights)

@@ -174,9 +174,9 @@ def test_imagenet_download_offline_fails_with_one_clear_message(tmp_path, monkey
 @pytest.mark.parametrize(
     "name, kwargs, message",
     [
-        ("resnet18", {}, r"weights='imagenet' exist for resnet50, resnet101 and resnet152.*Received: a imagenet-style resnet18"),
+        ("resnet18", {}, r"weights='imagenet' exist for resnet50, resnet101 and resnet152.*Received: an ImageNet-style resnet18"),
         ("resnet50", {"version": "v1.5"}, r"version='v1.5'"),
-        ("resnet56", {}, r"Received: a cifar-style resnet56"),
+        ("resnet56", {}, r"Received: a CIFAR-style resnet56"),
     ],
 )
 def test_imagenet_weights_only_where_keras_applications_has_them(name, kwargs, message):
@@ -230,5 +230,11 @@ def test_missing_and_corrupt_files(tmp_path):
     corrupt.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(range(256)) * 4)
     with pytest.raises(keras_resnet.WeightsError, match=r"Cannot read weights file .*corrupt.h5: it is neither"):
         keras_resnet.build("resnet20", weights=corrupt)
-    with pytest.raises(ValueError, match=r"weights must be None, 'imagenet', 'timm/NAME' or a file path. Received: weights=3"):
+    with pytest.raises(ValueError, match=r"weights must be one of: None \(random\), 'imagenet' .*'timm/NAME' .*\.safetensors.* a run directory of ours. Received: weights=3"):
         keras_resnet.build("resnet20", weights=3)
+    # Every weights error names every valid form (a directory that is not a run, a missing file).
+    for wrong in (tmp_path, tmp_path / "nowhere.h5"):
+        with pytest.raises(keras_resnet.WeightsError, match=r"'imagenet'.*'timm/NAME'.*\.safetensors.*\.keras model of ours or a run directory of ours"):
+            keras_resnet.build("resnet20", weights=wrong)
+    with pytest.raises(ValueError, match=r"Name the network .* weights= a run directory or \.keras model of ours"):
+        keras_resnet.build(weights="imagenet")

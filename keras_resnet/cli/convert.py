@@ -47,6 +47,10 @@ def parser():
     quantization.add_argument("--qat-steps-per-epoch", type=COUNT, help="fine-tuning steps per epoch (default: one pass over the training split)")
 
     checks = p.add_argument_group("checks")
+    checks.add_argument(
+        "--strict", action="store_true",
+        help="exit with code 1 when a target misses its acceptance bound (the files and the report are written all the same)",
+    )
     checks.add_argument("--eval-images", type=COUNT, help="validation images for agreement and accuracy (default: the whole split)")
     checks.add_argument("--latency-runs", type=Number(int, minimum=1, maximum=100_000), default=100, help="timed runs per model (after 10 warm-up runs)")
     checks.add_argument("--threads", type=THREADS, help="CPU threads for LiteRT (default: every core)")
@@ -92,7 +96,7 @@ def main(argv=None):
             threads=args.threads,
             gpu_eval_images=args.gpu_eval_images,
         )
-        _, failures = convert(trained, settings)
+        report, failures = convert(trained, settings)
     except (ConversionError, LiteRTError) as error:
         return usage_error(str(error))
     except OSError as error:  # a write failed midway (a full disk): what was written is whole
@@ -107,7 +111,14 @@ def main(argv=None):
         return 130
     for target, message in failures.items():
         print(f"error: {target}: {message}", file=sys.stderr)
-    return 2 if failures else 0
+    if failures:
+        return 2
+    if args.strict and report["missed"]:
+        from keras_resnet.config import counted
+
+        print(f"error: --strict: {counted(len(report['missed']), 'acceptance bound')} missed (see report.md): {report['missed'][0]}", file=sys.stderr)
+        return 1
+    return 0
 
 
 

@@ -38,11 +38,15 @@ def parser():
     network.add_argument("--version", choices=specs.VERSIONS, help="block version (default v1.5)")
     network.add_argument("--family", choices=list(specs.FAMILIES), help="the CIFAR-style net of a depth that is also ImageNet-style (50, 152, 200)")
     size_defaults = ", ".join(f"{family.input_size} {name}-style" for name, family in specs.FAMILIES.items())
-    network.add_argument("--image-size", type=IMAGE_SIZE, help=f"training image size (default: {size_defaults})")
+    network.add_argument(
+        "--image-size", type=IMAGE_SIZE,
+        help=f"training image size (default: a run or .keras of ours given as --weights: its size; published weights: "
+        f"the size their accuracy is quoted at; else {size_defaults}; the last two at most the pictures' median shorter side)",
+    )
     network.add_argument("--zero-init-residual", action="store_true", help="start each residual branch's last BN at zero")
 
     data = p.add_argument_group("data")
-    data.add_argument("--dataset", default="synthetic", help="'synthetic' (embedded, offline), a TFDS image dataset (cifar10, imagenet2012, fashion_mnist, …) or folder:PATH (class folders, or train/ and val/ holding them)")
+    data.add_argument("--dataset", help="'synthetic' (embedded, offline; the default), a TFDS image dataset (cifar10, imagenet2012, fashion_mnist, …) or folder:PATH (class folders, or train/ and val/ holding them). With --evaluate: the data to evaluate on (default: the run's validation split; a folder of class folders is evaluated whole)")
     data.add_argument(
         "--eval-crop", type=Number(float, minimum=preprocessing.MIN_CROP_FRACTION, maximum=1), metavar="FRACTION",
         help="evaluation transform: the centred square of this fraction of the shorter side, resized to --image-size "
@@ -68,16 +72,18 @@ def parser():
     tuning.add_argument(
         "--freeze-epochs", type=NON_NEGATIVE_COUNT,
         help=f"with --weights: first train only the classifier this many epochs, the backbone frozen (batch norm in "
-        f"inference mode), at {recipes.HEAD_RATE_FACTOR}x the learning rate; then the whole network (default {recipes.FREEZE_EPOCHS})",
+        f"inference mode), at {recipes.HEAD_RATE_FACTOR}x the learning rate; then the whole network (default {recipes.FREEZE_EPOCHS}, "
+        "at most half the training)",
     )
 
     recipe = p.add_argument_group("recipe (defaults: the paper's, per family)")
     recipe.add_argument("--epochs", type=COUNT, help=f"training epochs (default: {imagenet.epochs} ImageNet-style; {recipes.SYNTHETIC_EPOCHS} on the synthetic dataset)")
     recipe.add_argument("--steps", type=COUNT, help=f"training steps instead of epochs (default: {cifar.steps} CIFAR-style, as the paper)")
-    recipe.add_argument("--batch-size", type=COUNT, help=f"global batch over all replicas (default: {cifar.batch_size} CIFAR-style, {imagenet.batch_size} ImageNet-style)")
+    recipe.add_argument("--batch-size", type=COUNT, help=f"global batch over all replicas (default: {cifar.batch_size} CIFAR-style, {imagenet.batch_size} ImageNet-style, halved "
+                        f"down to {config_lib.MIN_FITTED_BATCH} until an epoch has {config_lib.MIN_STEPS_PER_EPOCH} steps)")
     recipe.add_argument("--lr", type=Number(float, minimum=0, maximum=config_lib.MAX_LEARNING_RATE), help=f"peak learning rate (default: {cifar.learning_rate} per {cifar.reference_batch} images CIFAR-style, per {imagenet.reference_batch} ImageNet-style)")
     recipe.add_argument("--schedule", choices=recipes.SCHEDULES, help="step: lr / 10 at 50%%/75%% (CIFAR) or 1/3, 2/3 (ImageNet) of training (default step; cosine with --weights)")
-    recipe.add_argument("--warmup-epochs", type=NON_NEGATIVE, help=f"linear warm-up epochs (default: 0 for step, {recipes.COSINE_WARMUP_EPOCHS} for cosine)")
+    recipe.add_argument("--warmup-epochs", type=NON_NEGATIVE, help=f"linear warm-up epochs (default: 0 for step, {recipes.COSINE_WARMUP_EPOCHS} for cosine, at most a tenth of the training)")
     recipe.add_argument("--weight-decay", type=Number(float, minimum=0, maximum=config_lib.MAX_WEIGHT_DECAY), help=f"SGD weight decay (default {cifar.weight_decay:g})")
     recipe.add_argument("--label-smoothing", type=Number(float, minimum=0, below=1), default=0.0, help="label smoothing")
     recipe.add_argument("--seed", type=SEED, default=0, help="seed of initialization, shuffling and augmentation")
@@ -95,7 +101,11 @@ def parser():
     output = p.add_argument_group("output")
     output.add_argument("--output", help="run directory (default: runs/<model>-<dataset>-<timestamp>)")
     output.add_argument("--resume", action="store_true", help="continue the run in --output (an interrupted run resumes by itself)")
-    output.add_argument("--evaluate", metavar="RUN_DIR_OR_MODEL", help="only evaluate a trained model on its validation split")
+    output.add_argument(
+        "--evaluate", metavar="RUN_DIR_OR_MODEL",
+        help="only evaluate a trained model (a run directory or .keras file) on its validation split or on --dataset; "
+        "writes evaluation-<data>.json (top-1, top-5, loss, per-class results, confusion matrix) and confusion-<data>.png beside it",
+    )
     return p
 
 
@@ -118,7 +128,7 @@ def main(argv=None):
 
     try:
         if args.evaluate:
-            trainer.evaluate(args.evaluate, batch_size=args.batch_size, data_dir=args.data_dir)
+            trainer.evaluate(args.evaluate, dataset=args.dataset, batch_size=args.batch_size, data_dir=args.data_dir)
         else:
             trainer.train(config, output=args.output, resume=args.resume)
         return 0

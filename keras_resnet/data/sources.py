@@ -13,6 +13,7 @@ import dataclasses
 import gzip
 import logging
 import os
+import statistics
 import sys
 
 import numpy as np
@@ -50,6 +51,11 @@ class DataSource:
     # A folder's validation pictures, (path, label) in the split's order: the original files that
     # classify.py would read (the conversion report runs them through it).
     validation_files: list | None = None
+    # The median shorter side of its pictures, when known (None: any size, e.g. generated ones):
+    # the default image size does not exceed it (config.RunConfig.fit_to_data).
+    picture_side: int | None = None
+    # What the validation split is, in words (train.py --evaluate reports it).
+    validation_split_name: str = "validation split"
 
     def train_bytes(self):
         """What the decoded training split takes in memory, when known (None: not known)."""
@@ -61,9 +67,9 @@ class DataSource:
         return None
 
 
-def open_configured(data, *, seed, data_dir=None):
+def open_configured(data, *, seed, data_dir=None, evaluation=False):
     """The dataset of a run, from its configuration's data section (a config.DataConfig);
-    `data_dir` overrides where TFDS finds it."""
+    `data_dir` overrides where TFDS finds it; `evaluation` as open_dataset's."""
     return open_dataset(
         data.dataset,
         image_size=data.image_size,
@@ -71,12 +77,15 @@ def open_configured(data, *, seed, data_dir=None):
         seed=seed,
         train_examples=data.train_examples,
         validation_examples=data.validation_examples,
+        evaluation=evaluation,
     )
 
 
-def open_dataset(name, *, image_size, data_dir=None, seed=0, train_examples=None, validation_examples=None):
+def open_dataset(name, *, image_size, data_dir=None, seed=0, train_examples=None, validation_examples=None, evaluation=False):
     """Opens a dataset by name: "synthetic", a TFDS name ("cifar10", "imagenet2012", …) or
-    "folder:PATH". train_examples / validation_examples keep only that many (quick experiments)."""
+    "folder:PATH". train_examples / validation_examples keep only that many (quick experiments).
+    With `evaluation` (train.py --evaluate on other data), a folder of class folders without its own
+    splits is validation data whole: no split is carved off for training."""
     if name == "synthetic":
         # Generated on the fly, it could be any size; it has the size of its splits, as every dataset
         # (a larger count keeps the whole split, as for the others).
@@ -93,7 +102,7 @@ def open_dataset(name, *, image_size, data_dir=None, seed=0, train_examples=None
         )
         return source
     if name.startswith(FOLDER_PREFIX):
-        source = _open_folder(name[len(FOLDER_PREFIX) :], seed=seed)
+        source = _open_folder(name[len(FOLDER_PREFIX) :], seed=seed, evaluation=evaluation)
     elif name in LOCAL_COPIES and not _tfds_prepared(name, data_dir) and _local_copy_folder(name):
         source = _open_local_copy(name)
     else:
@@ -122,7 +131,16 @@ def _open_tfds(name, *, data_dir):
 
     try:
         builder = tfds.builder(name, data_dir=data_dir)
-    except tfds.core.registered.DatasetNotFoundError:
+    except (tfds.core.registered.DatasetNotFoundError, ValueError) as error:
+        if os.path.isdir(os.path.expanduser(name)):
+            raise DatasetError(
+                f"Unknown dataset {name!r}, but it is a folder: pass --dataset {FOLDER_PREFIX}{name} to read its class folders."
+            ) from None
+        if not isinstance(error, tfds.core.registered.DatasetNotFoundError):  # not even a valid TFDS name
+            raise DatasetError(
+                f"Unknown dataset {name!r}: not 'synthetic', not 'folder:PATH' and not a TFDS name "
+                f"({' '.join(str(error).split())[:120]})."
+            ) from None
         raise DatasetError(
             f"Unknown dataset {name!r}: not 'synthetic', not 'folder:PATH' and not a TFDS dataset "
             f"(see https://www.tensorflow.org/datasets/catalog)."
@@ -174,6 +192,8 @@ def _open_tfds(name, *, data_dir):
         train_examples=_count(builder, train_split, train),
         validation_examples=_count(builder, validation_split, validation),
         stored_image_size=tuple(shape[:2]) if None not in shape[:2] else None,
+        picture_side=min(shape[:2]) if None not in shape[:2] else None,
+        validation_split_name=f"TFDS split {validation_split}",
     )
 
 
@@ -271,6 +291,7 @@ def _open_local_copy(name):
         train_examples=len(train_labels),
         validation_examples=len(test_labels),
         stored_image_size=tuple(train_images.shape[1:3]),
+        picture_side=min(train_images.shape[1:3]),
     )
 
 
@@ -296,7 +317,7 @@ def read_idx(path):
 # -- folder ----------------------------------------------------------------------------------------
 
 
-def _open_folder(path, *, seed):
+def _open_folder(path, *, seed, evaluation=False):
     """Class folders in PATH, with a validation split carved off reproducibly; or, when PATH holds
     train/ and val/ (or validation/, test/) class folders, those splits as they are."""
     import keras
@@ -329,6 +350,10 @@ def _open_folder(path, *, seed):
             train = keras.utils.image_dataset_from_directory(os.path.join(path, "train"), shuffle=True, seed=seed, **options)
             validation = keras.utils.image_dataset_from_directory(validation_folder, shuffle=False, **options)
             roots = (os.path.join(path, "train"), validation_folder)
+        elif evaluation:
+            validation = keras.utils.image_dataset_from_directory(path, shuffle=False, **options)
+            train, roots = validation.take(0), (path, path)
+            train.file_paths = []
         else:
             train, validation = keras.utils.image_dataset_from_directory(
                 path, shuffle=True, seed=seed,  # the validation split is carved off reproducibly
@@ -365,6 +390,10 @@ def _open_folder(path, *, seed):
         validation_examples=len(validation_files),
         decoded_train_bytes=None if train_headers is None else sum(header.decoded_bytes for header in train_headers if header),
         validation_files=validation_files,
+        validation_split_name=(
+            f"{os.path.basename(validation_folder)}/" if own_splits else "every picture" if evaluation else "validation split"
+        ),
+        picture_side=int(statistics.median_low(header.shorter_side for header in validation_headers)),
     )
 
 
@@ -431,6 +460,7 @@ def _upright(image, orientation):
 class _Header:
     decoded_bytes: int
     orientation: int
+    shorter_side: int
 
 
 def _header(path, *, verify=False):
@@ -447,7 +477,9 @@ def _header(path, *, verify=False):
             orientation = image.getexif().get(0x0112, 1)
     except Exception:  # PIL raises many kinds for damaged files
         return None
-    return _Header(decoded_bytes=width * height * 3, orientation=orientation if orientation in range(1, 9) else 1)
+    return _Header(
+        decoded_bytes=width * height * 3, orientation=orientation if orientation in range(1, 9) else 1, shorter_side=min(width, height)
+    )
 
 
 def picture_orientation(path):

@@ -15,7 +15,7 @@ import numpy as np
 from keras_resnet import files
 from keras_resnet.litert import inspection, qat, report as report_lib, targets as targets_lib
 from keras_resnet.litert.trained import ConversionError
-from keras_resnet.runtime import LiteRTError, labels as labels_lib, metadata as metadata_lib, selftest
+from keras_resnet.runtime import LiteRTError, confusion, labels as labels_lib, metadata as metadata_lib, selftest
 from keras_resnet.runtime.classifier import Classifier, load_image
 from keras_resnet.runtime.gpu import GpuModel, gpu_adapter_unavailable
 from keras_resnet.runtime.metadata import GpuVerdict
@@ -58,6 +58,8 @@ class Reference:
     device_truth: np.ndarray | None = None  # the labels of the validation pictures as stored
     device_inputs: np.ndarray | None = None  # uint8 (N, H, W, 3): those pictures through classify.py's preprocessing
     gpu_probed: bool = False
+    class_names: tuple = ()
+    output: str | None = None  # where each target's confusion picture goes
 
     def selftest_pictures(self):
         """A few device inputs, one class after another: what the .tflite files carry for the GPU check."""
@@ -101,6 +103,8 @@ def convert(trained, settings, *, log=print):
         gpu={},
         device_truth=None if device_pictures is None else np.asarray([label for _, label in device_pictures]),
         device_inputs=None if device_pictures is None else _device_inputs(device_pictures, preprocessing, trained.image_size),
+        class_names=tuple(trained.class_names),
+        output=settings.output,
     )
     files.write_bytes(os.path.join(settings.output, labels_lib.LABELS_FILE), labels_lib.labels_text(trained.class_names).encode())
     if device_pictures:
@@ -140,7 +144,9 @@ def convert(trained, settings, *, log=print):
         report["targets"][target] = row
         log(f"[{target}] {path}: {row['size_bytes'] / 1e6:.2f} MB, {time.perf_counter() - started:.0f} s")
     report["gpu"] = {**reference.gpu, "note": _gpu_note(reference.gpu)}
+    report["settings"] = {"calibration_steps": settings.calibration_steps, "qat_epochs": settings.qat_epochs}
     report["findings"] = report_lib.findings(report)
+    report["missed"] = report_lib.missed(report)
     if not reference.edgetpu_compiler and any(targets_lib.TARGETS[t].integer for t in report["targets"]):
         report["edgetpu_compiler"] = inspection.EDGETPU_COMPILER_HELP
     report["failures"] = failures
@@ -226,10 +232,11 @@ def _measure(target, content, path, reference, *, log):
         # What the device gets: classify.py's runtime (its model on the CPU) on the validation
         # pictures as they are stored, prepared as it prepares them (_device_inputs).
         classifier = Classifier(path, threads=reference.threads)
-        device_probabilities = classifier.model.predict(reference.device_inputs)
+        device_probabilities = classifier.model.predict(reference.device_inputs, progress=_progress(f"[{target}] on the CPU", log))
         classifier.model.close()
         row["device_top1"] = _top1(device_probabilities, reference.device_truth)
         row["device_images"] = len(device_probabilities)
+        row["confusion"] = _confusion(target, device_probabilities, reference.device_truth, reference, where="the device path")
     if reference.images is not None:
         probabilities = runtime.predict(reference.images)
         same = np.argmax(probabilities, axis=1) == np.argmax(reference.keras_probabilities, axis=1)
@@ -240,6 +247,8 @@ def _measure(target, content, path, reference, *, log):
         row["top1"] = _top1(probabilities, reference.truth)
         row["keras_top1"] = reference.keras_top1
         row["acceptance"] = report_lib.acceptance(target, row, reference.keras_top1)
+        if "confusion" not in row:  # no original pictures (a TFDS or generated dataset): Keras' inputs
+            row["confusion"] = _confusion(target, probabilities, reference.truth, reference, where="Keras' inputs")
         sample = reference.images[0]
     else:
         row.update(agreement=None, max_abs_diff=None, mean_abs_diff=None, top1=None, keras_top1=None, acceptance=None)
@@ -289,6 +298,7 @@ def _measure_on_gpu(target, content, path, reference, *, cpu_probabilities, log)
     adapter = model.adapter
     count = 0 if reference.device_inputs is None else min(reference.gpu_images, len(reference.device_inputs))
     reference.gpu.update(adapter=adapter.name if adapter else "unknown adapter", software=bool(adapter and adapter.software), images=count)
+    log(f"[{target}] on the GPU ({reference.gpu['adapter']}): the self-test, {count} pictures beside its CPU run, latency")
     row = {"fully_accelerated": model.fully_accelerated}
     cpu = LiteRTModel(content, threads=reference.threads)
     try:
@@ -314,6 +324,21 @@ def _measure_on_gpu(target, content, path, reference, *, cpu_probabilities, log)
     return row
 
 
+def _confusion(target, probabilities, truth, reference, *, where):
+    """The target's confusion matrix on `where`'s pictures, and its picture beside the .tflite files
+    (the picture's name None without Matplotlib)."""
+    counts = confusion.matrix(truth, np.argmax(probabilities, axis=1), len(reference.class_names))
+    name = f"confusion-{target}.png"
+    try:
+        confusion.draw(
+            counts, list(reference.class_names), os.path.join(reference.output, name),
+            title=f"{target} on {where} ({len(probabilities)} pictures, top-1 {report_lib.percent(_top1(probabilities, truth))})",
+        )
+    except confusion.ConfusionError:
+        name = None
+    return {"file": name, "counts": counts.tolist(), "pictures": where}
+
+
 def _gpu_verdict(measured):
     """Whether runtimes may use the GPU for this file (None: not measured): its answers must match
     the same file's on the CPU, on the validation pictures and on the self-test."""
@@ -333,7 +358,7 @@ def _gpu_verdict(measured):
     return GpuVerdict(usable=True, reason=f"{checked}{test.describe()}")
 
 
-def _progress(what, log, *, every_seconds=10.0):
+def _progress(what, log, *, every_seconds=5.0):
     """A callback for LiteRTModel.predict: a line every few seconds (a software GPU takes minutes
     for a few hundred pictures)."""
     last = [time.monotonic()]

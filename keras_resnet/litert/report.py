@@ -41,6 +41,36 @@ def acceptance(target, result, keras_top1):
     return {"bound": bound, "met": bool(check(result, keras_top1))}
 
 
+def missed(report):
+    """The acceptance bounds missed, one sentence each with what to try."""
+    settings = report.get("settings", {})
+    sentences = []
+    for name, row in report["targets"].items():
+        if (row.get("acceptance") or {}).get("met") is False:
+            sentences.append(f"{name} missed its bound ({row['acceptance']['bound']}): {_advice(name, settings)}")
+        gpu = row.get("gpu") or {}
+        if (gpu.get("acceptance") or {}).get("met") is False:
+            sentences.append(
+                f"{name} on the GPU missed its bound ({gpu['acceptance']['bound']}): runtimes run it on the CPU"
+                + (" (marked CPU only)." if not (gpu.get("verdict") or {}).get("usable", True) else
+                   "; on this device use the CPU, or a float target (fp32, gpu) on its GPU." if name not in ("fp32", "gpu") else
+                   "; on this device use the CPU.")
+            )
+    return sentences
+
+
+def _advice(target, settings):
+    if target == "int8-ptq":
+        steps = settings.get("calibration_steps", 4)
+        return f"calibrate on more training batches (--calibration-steps {steps * 4}, now {steps}), or use int8-qat."
+    if target == "int8-qat":
+        epochs = settings.get("qat_epochs", 1)
+        return f"fine-tune longer (--qat-epochs {epochs + 2}, now {epochs}) or at a lower --qat-lr; more validation images (--eval-images) make the figure firmer."
+    if target == "gpu":
+        return "the network is sensitive to float16 weights: use the fp32 or dynamic target on this device."
+    return "the conversion changed the model's answers: report it with report.json (a bug, not a setting)."
+
+
 def findings(report):
     """One sentence per target whose top-1 on the device path (classify.py's code on the CPU) is more
     than FINDING_THRESHOLD from Keras', with its cause: the conversion (the same inputs as Keras) or
@@ -55,11 +85,11 @@ def findings(report):
             causes = ""
             if converted is not None:
                 causes = (
-                    f": {_points(converted - keras_top1)} from the conversion ({name} on Keras' own inputs: {_percent(converted)}), "
+                    f": {_points(converted - keras_top1)} from the conversion ({name} on Keras' own inputs: {percent(converted)}), "
                     f"{_points(device - converted)} from preparing the pictures (the device's inputs against Keras' own)"
                 )
             sentences.append(
-                f"{name}: the device gets {_percent(device)} top-1, {_points(device - keras_top1)} against Keras' {_percent(keras_top1)}{causes}."
+                f"{name}: the device gets {percent(device)} top-1, {_points(device - keras_top1)} against Keras' {percent(keras_top1)}{causes}."
             )
         verdict = (row.get("gpu") or {}).get("verdict")
         if verdict and not verdict["usable"]:
@@ -80,7 +110,7 @@ def markdown(report):
         "",
         "| target | size | top-1 agreement | max / mean abs Δp | top-1 (Keras' inputs) | top-1 on the device | latency median / p90 | GPU | Edge TPU | acceptance |",
         "|---|---|---|---|---|---|---|---|---|---|",
-        f"| Keras (float32) | {_size(keras_row['size_bytes'])} | — | — | {_percent(keras_row['top1'])} | — | — | — | — | — |",
+        f"| Keras (float32) | {_size(keras_row['size_bytes'])} | — | — | {percent(keras_row['top1'])} | — | — | — | — | — |",
     ]
     for name, row in report["targets"].items():
         if "error" in row:
@@ -99,12 +129,18 @@ def markdown(report):
             tpu = "ready" if edgetpu["ready"] else "no: " + "; ".join(edgetpu["problems"])
         verdict = "—" if row["acceptance"] is None else ("met" if row["acceptance"]["met"] else "**missed**") + f" ({row['acceptance']['bound']})"
         lines.append(
-            f"| {name} | {_size(row['size_bytes'])} | {_percent(row['agreement'])} | {differences} | "
-            f"{_percent(row['top1'])} | {_percent(row.get('device_top1'))} | "
+            f"| {name} | {_size(row['size_bytes'])} | {percent(row['agreement'])} | {differences} | "
+            f"{percent(row['top1'])} | {percent(row.get('device_top1'))} | "
             f"{row['latency']['median_ms']:.2f} / {row['latency']['p90_ms']:.2f} ms | {gpu} | {tpu} | {verdict} |"
         )
     if report.get("findings"):
         lines += ["", "Findings:", ""] + [f"- **{sentence}**" for sentence in report["findings"]]
+    if report.get("missed"):
+        lines += ["", "Acceptance bounds missed:", ""] + [f"- **{sentence}**" for sentence in report["missed"]]
+    pictures = [(name, row["confusion"]["file"]) for name, row in report["targets"].items() if (row.get("confusion") or {}).get("file")]
+    if pictures:
+        where = next(row["confusion"]["pictures"] for row in report["targets"].values() if row.get("confusion"))
+        lines += ["", f"Per-class results (confusion matrices) on {where}: " + ", ".join(f"[{name}]({file})" for name, file in pictures)]
     if report.get("gpu"):
         lines += ["", report["gpu"]["note"]]
     compiler_note = report.get("edgetpu_compiler")
@@ -124,9 +160,9 @@ def _gpu_cell(row):
         return f"failed: {measured['error']}"
     parts = ["every op" if measured["fully_accelerated"] else "partly (rest on CPU)"]
     if measured.get("agreement_with_cpu") is not None:
-        parts.append(f"{_percent(measured['agreement_with_cpu'])} agreement with its CPU run")
+        parts.append(f"{percent(measured['agreement_with_cpu'])} agreement with its CPU run")
     if measured.get("device_top1") is not None:
-        parts.append(f"top-1 {_percent(measured['device_top1'])}")
+        parts.append(f"top-1 {percent(measured['device_top1'])}")
     parts.append(f"{measured['latency']['median_ms']:.2f} ms")
     if measured.get("acceptance"):
         parts.append("met" if measured["acceptance"]["met"] else "**missed**")
@@ -140,8 +176,9 @@ def _points(difference):
     return f"{100 * difference:+.2f} points"
 
 
-def _percent(value):
+def percent(value):
     return "—" if value is None else f"{100 * value:.2f} %"
+
 
 
 def _size(size):

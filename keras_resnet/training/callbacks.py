@@ -154,41 +154,91 @@ class EpochHistory(keras.callbacks.Callback):
         self.run = run
 
     def on_epoch_end(self, epoch, logs=None):
-        rows = [row for row in self.run.read_history() if row["epoch"] < epoch]
-        row = {"epoch": epoch, "step": int(self.model.optimizer.iterations.numpy())}
+        rows = [row for row in self.run.read_history() if row["epoch"] <= epoch]  # Keras counts from 0, the file from 1
+        row = {"epoch": epoch + 1, "step": int(self.model.optimizer.iterations.numpy())}
         row.update((key, float(value)) for key, value in (logs or {}).items())
         write_history(self.run.history, rows + [row])
+
+
+class Diverged(Exception):
+    """Raised by DivergenceStop: the validation loss diverged (the message says how)."""
+
+
+class DivergenceStop(keras.callbacks.Callback):
+    """Ends a run whose validation loss diverged, after the epoch's files are saved: a loss that is
+    NaN or infinite, or that rose `patience` epochs in a row far above its start — above `factor`
+    times the first epoch's loss and `chance_factor` times the loss of guessing at chance (ln of the
+    number of classes), so that a model overfitting from a tiny loss is not stopped. Reads the
+    losses from history.csv: epochs of earlier fit() calls and of a resumed process count."""
+
+    def __init__(self, run, *, classes, patience=2, factor=10.0, chance_factor=3.0):
+        super().__init__()
+        self.run, self.patience, self.factor = run, patience, factor
+        self.chance_loss = math.log(max(classes, 2))
+        self.chance_limit = chance_factor * self.chance_loss
+
+    def on_epoch_end(self, epoch, logs=None):
+        losses = [(row["epoch"], row["val_loss"]) for row in self.run.read_history() if "val_loss" in row]
+        if not losses:
+            return
+        last_epoch, last = losses[-1]
+        if not math.isfinite(last):
+            raise Diverged(f"the validation loss became {last} at epoch {int(last_epoch)}")
+        first_epoch, first = losses[0]
+        recent = [loss for _, loss in losses[-(self.patience + 1):]]
+        rising = len(recent) == self.patience + 1 and all(a < b for a, b in zip(recent, recent[1:]))
+        if rising and last > max(self.factor * first, self.chance_limit):
+            raise Diverged(
+                f"the validation loss rose {self.patience} epochs in a row to {last:.4g} at epoch {int(last_epoch)} "
+                f"(epoch {int(first_epoch)}: {first:.4g}; guessing at chance gives {self.chance_loss:.3g})"
+            )
 
 
 class Curves(keras.callbacks.Callback):
     """Redraws curves.png (loss and top-1 per epoch, training and validation) from history.csv
     after every epoch, so a run can be watched while it trains and resumed runs plot whole."""
 
-    def __init__(self, history_path, curves_path, title):
+    def __init__(self, history_path, curves_path, title, *, freeze_epochs=0):
         super().__init__()
         self.history_path = history_path
         self.curves_path = curves_path
         self.title = title
+        self.freeze_epochs = freeze_epochs
 
     def on_epoch_end(self, epoch, logs=None):
-        plot_history(self.history_path, self.curves_path, title=self.title)
+        plot_history(self.history_path, self.curves_path, title=self.title, freeze_epochs=self.freeze_epochs)
 
 
-def plot_history(history_path, curves_path, *, title):
-    import matplotlib
-
-    matplotlib.use("Agg")
+def plot_history(history_path, curves_path, *, title, freeze_epochs=0):
+    """curves.png from history.csv; the first `freeze_epochs` (the classifier alone) shaded."""
     import matplotlib.pyplot as plt
 
     rows = read_history(history_path)
     if not rows:
         return
-    epochs = [row["epoch"] + 1 for row in rows]
+    figure = history_figure(rows, title=title, freeze_epochs=freeze_epochs)
+    with files.replacing(curves_path) as temporary:
+        figure.savefig(temporary, dpi=110, format="png")
+    plt.close(figure)
+
+
+def history_figure(rows, *, title, freeze_epochs=0):
+    """The Matplotlib figure of history rows: loss and top-1 per epoch (whole epochs on the axis)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    epochs = [int(row["epoch"]) for row in rows]
     figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(11, 4.2))
     for axis, key, label in ((loss_axis, "loss", "loss"), (accuracy_axis, "accuracy", "top-1 accuracy")):
         for prefix, style, name in (("", "--", "training"), ("val_", "-", "validation")):
             values = [row.get(prefix + key, math.nan) for row in rows]
             axis.plot(epochs, values, style, marker="o", markersize=3, label=name)
+        if freeze_epochs:
+            axis.axvspan(0.5, freeze_epochs + 0.5, color="grey", alpha=0.15, label="classifier only (backbone frozen)")
+        axis.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         axis.set_xlabel("epoch")
         axis.set_ylabel(label)
         axis.grid(alpha=0.3)
@@ -196,6 +246,4 @@ def plot_history(history_path, curves_path, *, title):
     accuracy_axis.set_ylim(0, 1)
     figure.suptitle(title)
     figure.tight_layout()
-    with files.replacing(curves_path) as temporary:
-        figure.savefig(temporary, dpi=110, format="png")
-    plt.close(figure)
+    return figure

@@ -7,13 +7,28 @@ ours), or a model of ours — a .keras file or a run directory (its best.keras) 
 """
 
 import dataclasses
-import json
 import os
-import zipfile
 
 from keras_resnet import specs, torch_checkpoints
 from keras_resnet.config import RunConfig, UsageError
-from keras_resnet.training.run_dir import RunDirectory
+from keras_resnet.training import run_dir
+
+# Every form --weights takes, for the errors that name them.
+VALID_WEIGHTS = (
+    "imagenet (keras.applications), timm/NAME (" + ", ".join(torch_checkpoints.CHECKPOINTS) + "), a weights file "
+    "(.safetensors, .h5, .weights.h5), a .keras model of ours or a run directory of ours"
+)
+# keras.applications' ImageNet weights are evaluated at 224 px.
+KERAS_APPLICATIONS_IMAGE_SIZE = 224
+
+
+def published_image_size(weights):
+    """The image size published weights' accuracy is quoted at (None: not published weights)."""
+    if weights == "imagenet":
+        return KERAS_APPLICATIONS_IMAGE_SIZE
+    if torch_checkpoints.is_hub_name(weights):
+        return torch_checkpoints.checkpoint(weights).evaluated_at
+    return None
 
 # The ModelConfig fields that a model of ours dictates, from its build arguments.
 _OWN_LAYOUT_FIELDS = ("family", "version", "shortcut", "input_normalization", "conv_bias", "downsample_block")
@@ -27,6 +42,9 @@ class WeightsSource:
     class_names: tuple | None = None  # what its classifier was trained on, when known
     own_model: bool = False  # a .keras model of ours
     whole_file: bool = False  # a weights file of ours (.weights.h5, legacy .h5): loaded whole, classifier included
+    # The size they were trained at (a model of ours) or their accuracy is quoted at (published
+    # weights); None: not known. The default image size follows it (RunConfig.fit_to_data).
+    image_size: int | None = None
 
 
 def resolve_source(weights, *, model):
@@ -39,21 +57,18 @@ def resolve_source(weights, *, model):
             layout = weights_lib.required_layout(weights, spec=spec, version=model.version)
         except ValueError as error:
             raise UsageError(f"--weights {weights}: {error}") from None
-        return WeightsSource(weights, _model_fields(layout))
+        return WeightsSource(weights, _model_fields(layout), image_size=published_image_size(weights))
+    try:
+        own = run_dir.own_model(weights)
+    except UsageError as error:
+        raise UsageError(f"--weights {weights}: {error} Valid: {VALID_WEIGHTS}.") from None
+    if own is not None:
+        return _own_model(own, spec=spec, plain=specs.parse_name(model.name)[1], weights=weights)
     path = os.path.abspath(os.path.expanduser(weights))
     if os.path.isdir(path):
-        run = RunDirectory(path)
-        model_path = run.best_model if os.path.exists(run.best_model) else run.last_model
-        if not os.path.exists(model_path):
-            raise UsageError(f"--weights {weights}: a directory, but no run directory with a model (best.keras or last.keras).")
-        path = model_path
+        raise UsageError(f"--weights {weights}: a directory, but not a run directory (no config.json). Valid: {VALID_WEIGHTS}.")
     if not os.path.isfile(path):
-        raise UsageError(
-            f"--weights {weights}: no such file or directory. Valid: imagenet, timm/NAME "
-            f"({', '.join(torch_checkpoints.CHECKPOINTS)}), a weights file, a .keras model or a run directory."
-        )
-    if path.endswith(".keras"):
-        return _own_model(path, spec=spec, plain=specs.parse_name(model.name)[1], weights=weights)
+        raise UsageError(f"--weights {weights}: no such file or directory. Valid: {VALID_WEIGHTS}.")
     try:
         layout = weights_lib.required_layout(path, spec=spec, version=model.version)
         # keras.applications' and timm's files get a new classifier; ours are loaded whole.
@@ -68,7 +83,7 @@ def from_run_config(stored):
     going back to the weights (which may have moved since)."""
     model = stored.model
     layout = {field: getattr(model, field) for field in ("version", "shortcut", "input_normalization", "conv_bias", "downsample_block")}
-    return WeightsSource(stored.training.weights, layout)
+    return WeightsSource(stored.training.weights, layout, image_size=stored.data.image_size)
 
 
 def with_weights_layout(config, source):
@@ -148,29 +163,19 @@ def _model_fields(layout):
     return {field: value for field, value in layout.items() if field in ("version", "shortcut", "input_normalization", "conv_bias", "downsample_block")}
 
 
-def _own_model(path, *, spec, plain, weights):
-    """A .keras file of ours: its build arguments (read from the archive, without loading it) and,
-    inside a run directory, its classes."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            saved = json.loads(archive.read("config.json"))
-        arguments = saved["config"]["build_arguments"]
-    except (zipfile.BadZipFile, KeyError, ValueError, TypeError, OSError):
-        raise UsageError(
-            f"--weights {weights}: {path} is not a model built by keras_resnet (a .keras file with its build arguments)."
-        ) from None
+def _own_model(own, *, spec, plain, weights):
+    """A model of ours (a run_dir.OwnModel): the layout its build arguments dictate and, inside a
+    run directory, its classes and image size."""
+    arguments = own.build_arguments
     if (arguments.get("depth"), arguments.get("family")) != (spec.depth, spec.family.name):
         raise UsageError(
-            f"--weights {weights}: {path} is a {arguments.get('family')}-style resnet{arguments.get('depth')}. "
-            f"Received: a {spec.family.name}-style resnet{spec.depth}; pass --model or --depth to match."
+            f"--weights {weights}: {own.path} is {specs.styled(arguments.get('family'))} resnet{arguments.get('depth')}. "
+            f"Received: {specs.styled(spec.family.name)} resnet{spec.depth}; leave --model and --depth out to take its network."
         )
     if bool(arguments.get("plain")) != plain:
         kinds = {True: "a plain network", False: "a residual network"}
-        raise UsageError(f"--weights {weights}: {path} is {kinds[bool(arguments.get('plain'))]}. Received: {kinds[plain]}.")
+        raise UsageError(f"--weights {weights}: {own.path} is {kinds[bool(arguments.get('plain'))]}. Received: {kinds[plain]}.")
     layout = {field: arguments[field] for field in _OWN_LAYOUT_FIELDS if field in arguments}
     layout.pop("family", None)
-    class_names = None
-    config_path = os.path.join(os.path.dirname(path), "config.json")
-    if os.path.exists(config_path):
-        class_names = RunConfig.read(config_path).class_names
-    return WeightsSource(path, layout, class_names=class_names, own_model=True)
+    class_names = own.config.class_names if own.config is not None else None
+    return WeightsSource(own.path, layout, class_names=class_names, own_model=True, image_size=own.image_size)

@@ -3,7 +3,7 @@
     config.json    the run's configuration (keras_resnet.config.RunConfig): network, data, recipe
     labels.txt     class names, one per line, in label order
     best.keras     the model with the best validation top-1; last.keras: the model after the last epoch
-    history.csv    per-epoch metrics, one row per epoch; curves.png: loss and top-1 per epoch
+    history.csv    per-epoch metrics, one row per epoch (numbered from 1); curves.png: loss and top-1 per epoch
     metrics.json   final validation top-1, top-5, loss and training images/s; written last
     logs/          TensorBoard
     backup/        the state of an unfinished run, every --save-every-steps steps
@@ -14,6 +14,7 @@ exception: they are append-only logs whose reader skips a record cut short.
 """
 
 import csv
+import dataclasses
 import datetime
 import fcntl
 import io
@@ -22,6 +23,7 @@ import os
 import re
 import shutil
 import time
+import zipfile
 
 from keras_resnet import files
 from keras_resnet.config import ConfigFileError, RunConfig, UsageError
@@ -145,7 +147,7 @@ class RunDirectory:
         """Drops the rows of epochs that end after `step`: they are trained again (a resumed or
         restarted run). Rows without a step (written before version 0.3) count whole epochs."""
         rows = self.read_history()
-        kept = [row for row in rows if row.get("step", (row["epoch"] + 1) * steps_per_epoch) <= step]
+        kept = [row for row in rows if row.get("step", row["epoch"] * steps_per_epoch) <= step]
         if len(kept) != len(rows):
             write_history(self.history, kept)
 
@@ -212,14 +214,67 @@ def _read_pid(descriptor):
     return int(text) if text.isdigit() else None
 
 
+# -- a model of ours, read without loading it -------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class OwnModel:
+    """A .keras file of ours (train.py's or keras_resnet.build's), read without TensorFlow."""
+
+    path: str  # the .keras file
+    build_arguments: dict  # keras_resnet.ResNet's arguments, every default resolved
+    config: RunConfig | None  # its run's configuration, when it lies in a run directory
+
+    @property
+    def network(self):
+        """Its network's name without the version: resnet18, plain56."""
+        return f"{'plain' if self.build_arguments.get('plain') else 'resnet'}{self.build_arguments['depth']}"
+
+    @property
+    def image_size(self):
+        """The size it was trained at: its run's, else its input's (None: any size)."""
+        if self.config is not None:
+            return self.config.data.image_size
+        size = (self.build_arguments.get("input_shape") or [None])[0]
+        return size if isinstance(size, int) else None
+
+
+def own_model(path):
+    """The OwnModel at `path` — a run directory (its best.keras, else last.keras) or a .keras file —
+    or None when `path` names neither. Raises UsageError for a run directory without a model and for
+    a .keras file that this package did not build."""
+    path = os.path.abspath(os.path.expanduser(os.fspath(path)))
+    if os.path.isdir(path):
+        run = RunDirectory(path)
+        if not os.path.exists(run.config):
+            return None
+        path = run.best_model if os.path.exists(run.best_model) else run.last_model
+        if not os.path.exists(path):
+            raise UsageError(f"{run.path} is a run directory without a model yet (best.keras or last.keras): train it first.")
+    elif not (path.endswith(".keras") and os.path.isfile(path)):
+        return None
+    try:
+        with zipfile.ZipFile(path) as archive:
+            saved = json.loads(archive.read("config.json"))
+        arguments = saved["config"]["build_arguments"]
+        if not isinstance(arguments, dict) or not isinstance(arguments.get("depth"), int):
+            raise TypeError(arguments)
+    except (zipfile.BadZipFile, KeyError, ValueError, TypeError, OSError):
+        raise UsageError(f"{path} is not a model built by keras_resnet (a .keras file with its build arguments).") from None
+    beside = RunDirectory(os.path.dirname(path))
+    config = beside.read_config() if os.path.exists(beside.config) else None
+    return OwnModel(path, arguments, config)
+
+
 # -- history.csv --------------------------------------------------------------------------------
 
 HISTORY_LEADING_COLUMNS = ("epoch", "step")
 
 
 def read_history(history_path):
-    """history.csv's rows as dicts of floats (empty cells left out), in epoch order. Rows that do
-    not parse (a line cut short by a crash of a version that appended to the file) are skipped."""
+    """history.csv's rows as dicts of floats (empty cells left out), in epoch order, epochs numbered
+    from 1 (files written before 0.5 number them from 0: read as from 1). Rows that do not parse (a
+    line cut short by a crash of a version that appended to the file) are skipped."""
     if not os.path.exists(history_path):
         return []
     rows = []
@@ -231,6 +286,9 @@ def read_history(history_path):
                 continue
             if "epoch" in parsed:
                 rows.append(parsed)
+    if rows and min(row["epoch"] for row in rows) == 0:
+        for row in rows:
+            row["epoch"] += 1
     return sorted(rows, key=lambda row: row["epoch"])
 
 
@@ -276,6 +334,6 @@ def find_interrupted(config, *, root="runs"):
                 saved = run.read_config()
             except ConfigFileError:
                 continue  # not ours to resume
-            if saved.same_training(config) and run.holder() is None:
+            if saved.same_training(config.with_stored_defaults(saved)) and run.holder() is None:
                 return run
     return None

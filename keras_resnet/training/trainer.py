@@ -4,6 +4,7 @@
 directory and survives crashes; `evaluate(path)` measures a trained model on its validation split.
 """
 
+import dataclasses
 import json
 import os
 import shutil
@@ -14,13 +15,15 @@ import time
 import keras
 
 import keras_resnet
-from keras_resnet import files
+from keras_resnet import config as config_lib, files
 from keras_resnet.config import UsageError
 from keras_resnet.data import pipeline, sources
-from keras_resnet.training import distribute, pretrained, schedules
+from keras_resnet.training import distribute, evaluation, pretrained, run_dir as run_dir_lib, schedules
 from keras_resnet.training.callbacks import (
     AtomicModelCheckpoint,
     Curves,
+    Diverged,
+    DivergenceStop,
     EpochHistory,
     InterruptAtStepEnd,
     StepBackup,
@@ -54,13 +57,13 @@ def train(config, *, output=None, resume=False, log=print):
         output is None or not os.path.exists(output) or os.path.isdir(output),
         f"--output {output} is a file, not a directory: choose another --output. Nothing was changed.",
     )
+    stored_here = _stored_config(output)
     weights_source = None
     if config.training.weights:
         # Before anything is compared or written: the run's configuration holds the weights' layout.
         # A run that already started records it: continuing does not go back to the weights.
-        stored = _stored_config(output)
-        if stored is not None and stored.training.weights and RunDirectory(output).has_state():
-            weights_source = pretrained.from_run_config(stored)
+        if stored_here is not None and stored_here.training.weights and RunDirectory(output).has_state():
+            weights_source = pretrained.from_run_config(stored_here)
         else:
             weights_source = pretrained.resolve_source(config.training.weights, model=config.model)
         config = pretrained.with_weights_layout(config, weights_source)
@@ -71,14 +74,32 @@ def train(config, *, output=None, resume=False, log=print):
     except (distribute.DistributeError, ValueError) as error:
         raise UsageError(str(error)) from None
     replicas = strategy.num_replicas_in_sync
+    multi_worker = distribute.is_multi_worker(strategy)
+    _check(not (multi_worker and output is None), "Multi-worker training needs --output: the same path on every worker.")
+
+    # The defaults left to the data (batch, image size, warm-up, frozen phase), before the run's
+    # configuration is compared with a stored one or written: a run that already started keeps
+    # those it started with; a new one gets them fitted to its data.
+    data_source = sources.open_configured(config.data, seed=config.training.seed)
+    stored = stored_here if output is not None else _interrupted_config(config)
+    if stored is not None:
+        config, defaults_chosen = config.with_stored_defaults(stored), []
+    else:
+        config, defaults_chosen = config.fit_to_data(
+            train_examples=data_source.train_examples,
+            picture_side=data_source.picture_side,
+            weights_image_size=weights_source.image_size if weights_source else None,
+            weights_origin=config.training.weights,
+            replicas=replicas,
+        )
+    if config.data.dataset == "synthetic" and config.data.image_size != data_source.stored_image_size[0]:
+        data_source = sources.open_configured(config.data, seed=config.training.seed)  # generated at that size
     batch_size = config.training.batch_size
     _check(
         batch_size % replicas == 0,
         f"--batch-size {batch_size} (the global batch) does not split evenly over {replicas} replicas: "
         f"use a multiple of {replicas}.",
     )
-    multi_worker = distribute.is_multi_worker(strategy)
-    _check(not (multi_worker and output is None), "Multi-worker training needs --output: the same path on every worker.")
     if distribute.is_chief(strategy):
         run = _run_directory(config, output=output, resume=resume, log=log)
     else:
@@ -93,7 +114,6 @@ def train(config, *, output=None, resume=False, log=print):
         if run.is_finished() and not resume:
             _report_finished(run, log=log)
             return run
-        data_source = sources.open_configured(config.data, seed=config.training.seed)
         config = config.with_class_names(data_source.class_names)
         plan = config.plan(data_source.train_examples)
         if resume:
@@ -107,13 +127,13 @@ def train(config, *, output=None, resume=False, log=print):
         try:
             return _train(
                 config, run, strategy=strategy, strategy_name=strategy_name, precision=precision, source=data_source,
-                plan=plan, weights_source=weights_source, log=log,
+                plan=plan, weights_source=weights_source, defaults_chosen=defaults_chosen, log=log,
             )
         finally:
             keras.mixed_precision.set_global_policy(previous_policy)
 
 
-def _train(config, run, *, strategy, strategy_name, precision, source, plan, weights_source, log):
+def _train(config, run, *, strategy, strategy_name, precision, source, plan, weights_source, defaults_chosen, log):
     """The training itself, in the locked run directory, under the run's precision policy."""
     training, data = config.training, config.data
     replicas = strategy.num_replicas_in_sync
@@ -152,7 +172,8 @@ def _train(config, run, *, strategy, strategy_name, precision, source, plan, wei
         ),
         AtomicModelCheckpoint(run.last_model),
         EpochHistory(run),
-        Curves(run.history, run.curves, title=f"{config.model.name} on {data.dataset}"),
+        Curves(run.history, run.curves, title=f"{config.model.name} on {data.dataset}", freeze_epochs=training.freeze_epochs),
+        DivergenceStop(run, classes=len(source.class_names)),  # after the epoch's files: they stay resumable
     ]
     callbacks = [
         interrupt,
@@ -168,25 +189,30 @@ def _train(config, run, *, strategy, strategy_name, precision, source, plan, wei
     started = time.time()
     try:
         ended = _epoch_ending_at(done, plan)
-        if ended is not None and not any(int(row["epoch"]) == ended for row in run.read_history()):
+        if ended is not None and not any(int(row["epoch"]) == ended + 1 for row in run.read_history()):
             # Stopped between an epoch's last step (backed up) and that epoch's end: finish it first.
             log(f"{run} trained epoch {ended + 1} to its last step but stopped before the epoch ended: evaluating it now.")
             _end_epoch_by_hand(model, ended, validation, epoch_end)
         if done < plan.total_steps:
+            if defaults_chosen:
+                log(f"Defaults chosen for this data: {'; '.join(defaults_chosen)}.")
             log(
                 f"Training {config.model.name} on {data.dataset} ({source.train_examples} training, "
-                f"{source.validation_examples} validation images, {len(source.class_names)} classes): {plan.total_steps} steps "
-                f"({plan.epochs} epochs of {plan.steps_per_epoch}), global batch {training.batch_size} over {replicas} replica(s) "
-                f"[{strategy_name}], {precision}. Run directory: {run}"
+                f"{source.validation_examples} validation images, {len(source.class_names)} classes) at {data.image_size} px: "
+                f"{config_lib.counted(plan.total_steps, 'step')} ({config_lib.counted(plan.epochs, 'epoch')} of {config_lib.counted(plan.steps_per_epoch, 'step')}), "
+                f"global batch {training.batch_size} over {config_lib.counted(replicas, 'replica')} [{strategy_name}], {precision}. Run directory: {run}"
             )
             log(f"Evaluation transform: {data.preprocessing().describe()}, at {data.image_size} px (--eval-crop); the converted models carry it to classify.py and the page.")
             if plan.freeze_steps:
                 log(
-                    f"Fine-tuning: {plan.freeze_steps // plan.steps_per_epoch} epoch(s) of the classifier alone at learning "
+                    f"Fine-tuning: {config_lib.counted(plan.freeze_steps // plan.steps_per_epoch, 'epoch')} of the classifier alone at learning "
                     f"rate {training.learning_rate * HEAD_RATE_FACTOR:g}, then the whole network from {training.learning_rate:g} ({training.schedule})."
                 )
             _fit(model, config, plan, strategy=strategy, done=done, source=source, validation=validation, callbacks=callbacks, interrupt=interrupt, log=log)
-        return _finish(run, model, plan, precision=precision, replicas=replicas, started=started, log=log)
+        return _finish(
+            run, model, plan, config=config, source=source, validation=validation, precision=precision, replicas=replicas,
+            started=started, log=log,
+        )
     except KeyboardInterrupt:
         try:
             backup.save_now()
@@ -208,8 +234,27 @@ def _train(config, run, *, strategy, strategy_name, precision, source, plan, wei
             f"The loss became NaN or infinite at step {int(model.optimizer.iterations.numpy())}: training stopped. {kept} "
             f"Try a lower --lr, a warm-up (--warmup-epochs) or --precision float32, with a new --output."
         ) from None
+    except Diverged as divergence:
+        raise TrainingError(
+            f"Training stopped: {divergence}. Likely cause: {_divergence_cause(config, source, plan)} "
+            f"{run} keeps its state (the same command would continue it); start again with that change and a new --output."
+        ) from None
     except OSError as error:
         raise _storage_error(error, run, _continuation(run, backup)) from None
+
+
+def _divergence_cause(config, source, plan):
+    """The likeliest reason a run diverged, and the flag that changes it, in words."""
+    training, data = config.training, config.data
+    if plan.steps_per_epoch < config_lib.MIN_STEPS_PER_EPOCH and training.batch_size > config_lib.MIN_FITTED_BATCH:
+        fitted, _ = dataclasses.replace(config, defaulted=frozenset({"batch_size"})).fit_to_data(train_examples=source.train_examples)
+        return (
+            f"batch {training.batch_size} leaves {config_lib.counted(plan.steps_per_epoch, 'step')} per epoch on {source.train_examples} pictures; "
+            f"pass --batch-size {fitted.training.batch_size} (the learning rate follows it unless --lr is given)."
+        )
+    if source.picture_side and data.image_size >= 2 * source.picture_side:
+        return f"image size {data.image_size} for pictures of {source.picture_side} px; pass --image-size {source.picture_side}."
+    return f"the learning rate {training.learning_rate:g} is too high for this data; pass a lower --lr (e.g. {training.learning_rate / 10:g})."
 
 
 def _fit(model, config, plan, *, strategy, done, source, validation, callbacks, interrupt, log):
@@ -221,7 +266,8 @@ def _fit(model, config, plan, *, strategy, done, source, validation, callbacks, 
                 frozen = start_step < plan.freeze_steps
                 pretrained.set_backbone_frozen(model, frozen)
                 model.make_train_function(force=True)  # the trained variables changed
-                log(f"Epochs {initial_epoch + 1}-{final_epoch}: " + ("the classifier only, backbone frozen." if frozen else "the whole network."))
+                epochs = f"Epoch {final_epoch}" if final_epoch == initial_epoch + 1 else f"Epochs {initial_epoch + 1}-{final_epoch}"
+                log(f"{epochs}: " + ("the classifier only, backbone frozen." if frozen else "the whole network."))
             train_data = pipeline.training_dataset(
                 source,
                 image_size=data.image_size,
@@ -272,7 +318,7 @@ def _end_epoch_by_hand(model, epoch, validation, callbacks):
         callback.on_epoch_end(epoch, logs)
 
 
-def _finish(run, model, plan, *, precision, replicas, started, log):
+def _finish(run, model, plan, *, config, source, validation, precision, replicas, started, log):
     history = run.read_history()
     final = history[-1]
     best = max(history, key=lambda row: row.get("val_accuracy", -1.0))
@@ -282,7 +328,7 @@ def _finish(run, model, plan, *, precision, replicas, started, log):
         "top5": final.get("val_top5"),
         "loss": final.get("val_loss"),
         "best_top1": best.get("val_accuracy"),
-        "best_epoch": int(best["epoch"]) + 1,
+        "best_epoch": int(best["epoch"]),
         "images_per_second": statistics.median(rates) if rates else None,
         "epochs": plan.epochs,
         "steps": int(model.optimizer.iterations.numpy()),
@@ -290,10 +336,19 @@ def _finish(run, model, plan, *, precision, replicas, started, log):
         "precision": precision,
         "replicas": replicas,
     }
+    # The per-class figures and confusion of the best model (the one --evaluate, the conversion and
+    # the demo take) on the validation split, before metrics.json (written last: a run with
+    # metrics.json is finished, its files complete).
+    best_model = run.best_model if os.path.exists(run.best_model) else run.last_model
+    best = keras.saving.load_model(best_model, compile=False)
+    probabilities, truth, losses = evaluation.predict(best, validation, verbose=0)
+    figures = evaluation.results(probabilities, truth, list(source.class_names), losses=losses, penalty=evaluation.weight_penalty(best))
+    written = _write_evaluation(run.path, figures, model_path=best_model, data=config.data, class_names=source.class_names, split=source.validation_split_name)
     run.write_json(run.metrics, metrics)
     shutil.rmtree(run.backup, ignore_errors=True)  # finished: last.keras holds the final state
     files.remove_partials(run.path)
-    log(f"Finished {metrics['steps']} steps. {_summary(metrics)} Run directory: {run}")
+    log(f"Finished {config_lib.counted(metrics['steps'], 'step')}. {_summary(metrics)} Run directory: {run}")
+    log(f"Per class ({os.path.basename(best_model)}): least often right {evaluation.weakest_classes(figures)}; see {', '.join(map(os.path.basename, written))}.")
     return run
 
 
@@ -311,8 +366,10 @@ def _report_finished(run, *, log):
 def _summary(metrics):
     rate = metrics.get("images_per_second")
     return (
-        f"Validation: top-1 {_percent(metrics['top1'])}, top-5 {_percent(metrics['top5'])}, loss {_number(metrics['loss'])} "
-        f"(best top-1 {_percent(metrics['best_top1'])} at epoch {metrics['best_epoch']}); "
+        f"Validation: top-1 {evaluation.percent(metrics['top1'])}, "
+        + (f"top-5 {evaluation.percent(metrics['top5'])}, " if metrics.get("top5") is not None else "")
+        + f"loss {_number(metrics['loss'])} "
+        f"(best top-1 {evaluation.percent(metrics['best_top1'])} at epoch {metrics['best_epoch']}); "
         + (f"{rate:.1f} training images/s." if rate else "training images/s not measured (no epoch of 2 or more steps).")
     )
 
@@ -344,10 +401,11 @@ def build_and_compile(config, plan, *, replicas=1):
 
 
 def compiled_metrics(classes):
-    return [
-        keras.metrics.CategoricalAccuracy(name="accuracy"),
-        keras.metrics.TopKCategoricalAccuracy(k=min(5, classes), name="top5"),
-    ]
+    """Top-1, and top-5 where there are more than 5 classes (with fewer it is always 100 %)."""
+    metrics = [keras.metrics.CategoricalAccuracy(name="accuracy")]
+    if evaluation.top_k_reported(classes):
+        metrics.append(keras.metrics.TopKCategoricalAccuracy(k=evaluation.TOP_K, name="top5"))
+    return metrics
 
 
 def plan_fits(done, total, steps_per_epoch, *, breaks=()):
@@ -401,7 +459,13 @@ def _run_directory(config, *, output, resume, log):
 
 def _length(config):
     training = config.training
-    return f"{training.steps} steps" if training.steps else f"{training.epochs} epochs"
+    return config_lib.counted(training.steps, "step") if training.steps else config_lib.counted(training.epochs, "epoch")
+
+
+def _interrupted_config(config):
+    """The configuration of the interrupted run that the default --output continues, if any."""
+    interrupted = find_interrupted(config)
+    return interrupted.read_config() if interrupted is not None else None
 
 
 def _stored_config(output):
@@ -462,8 +526,6 @@ def _restore_from_last(model, run):
     return int(model.optimizer.iterations.numpy())
 
 
-def _percent(value):
-    return "n/a" if value is None else f"{100 * value:.2f} %"
 
 
 def _number(value):
@@ -473,40 +535,99 @@ def _number(value):
 # -- evaluation ---------------------------------------------------------------------------------
 
 
-def evaluate(path, *, batch_size=None, data_dir=None, log=print):
-    """Top-1, top-5 and loss of a run's best model (or a .keras file inside a run directory) on the
-    validation split of its dataset. Returns the metrics dict."""
-    if os.path.isdir(path):
-        run = RunDirectory(path)
-        model_path = run.best_model if os.path.exists(run.best_model) else run.last_model
-        _check(os.path.exists(run.config), f"{path} is not a run directory (no config.json).")
-        _check(os.path.exists(model_path), f"Run directory {path} holds no model yet (best.keras or last.keras).")
-    else:
-        _check(os.path.exists(path), f"No such run directory or model file: {path}.")
-        _check(path.endswith(".keras"), f"{path} is neither a run directory nor a .keras model.")
-        run = RunDirectory(os.path.dirname(os.path.abspath(path)))
-        model_path = path
-        _check(os.path.exists(run.config), f"{path} has no config.json beside it: evaluate its run directory.")
-    config = run.read_config()
+def evaluate(path, *, dataset=None, batch_size=None, data_dir=None, log=print):
+    """A trained model's figures (evaluation.results) on its run's validation split, or on
+    `dataset` (train.py's --dataset: a folder of class folders is evaluated whole), with the
+    evaluation transform it was trained for. `path`: a run directory (its best model) or a .keras
+    file (in its run directory, or alone with `dataset`). Writes evaluation-<data>.json and
+    confusion-<data>.png beside the model; returns the figures."""
+    model_path, config, class_names, in_run = _model_to_evaluate(path, dataset=dataset)
+    data = config.data
+    # Data other than the run's own (any data, for a .keras file without its run).
+    other_data = dataset is not None and (not in_run or dataset != data.dataset)
+    if other_data:
+        # Another dataset, seen through the run's evaluation transform at its image size; a folder
+        # of class folders without splits is evaluated whole. Its own: its validation split.
+        data = dataclasses.replace(data, dataset=dataset, data_dir=data_dir, train_examples=None, validation_examples=None)
+    source = sources.open_configured(data, seed=config.training.seed, data_dir=data_dir, evaluation=other_data)
     try:
         model = keras.saving.load_model(model_path, compile=False)
     except Exception as error:  # a damaged or foreign file: Keras raises many kinds
         raise UsageError(f"Cannot load {model_path} as a Keras model ({type(error).__name__}: {str(error)[:200]}).") from None
-
-    data = config.data
-    source = sources.open_configured(data, seed=config.training.seed, data_dir=data_dir)
-    classes = len(source.class_names)
+    classes = model.output_shape[-1]
     _check(
-        model.output_shape[-1] == classes,
-        f"{model_path} outputs {model.output_shape[-1]} classes but {data.dataset} has {classes}.",
+        classes == len(source.class_names),
+        f"{model_path} outputs {classes} classes but {data.dataset} has {len(source.class_names)}: evaluate it on data of its own classes.",
     )
-    model.compile(loss=keras.losses.CategoricalCrossentropy(), metrics=compiled_metrics(classes))
-    dataset = pipeline.evaluation_dataset(
-        source, image_size=data.image_size, preprocessing=data.preprocessing(), batch_size=batch_size or config.training.batch_size
-    )
-    results = model.evaluate(dataset, return_dict=True, verbose=1 if sys.stdout.isatty() else 0)
+    if class_names is not None and list(class_names) != list(source.class_names):
+        differ = [f"{ours!r} vs {theirs!r}" for ours, theirs in zip(class_names, source.class_names) if ours != theirs]
+        raise UsageError(
+            f"{data.dataset}'s classes are not the ones {model_path} was trained on, in the same order "
+            f"({'; '.join(differ[:3])}): name its class folders as the training data's."
+        )
+    class_names = list(source.class_names)
+    batch_size = batch_size or min(config.training.batch_size, 128)
+    batches = pipeline.evaluation_dataset(source, image_size=data.image_size, preprocessing=data.preprocessing(), batch_size=batch_size)
+    steps = -(-source.validation_examples // batch_size)
+    probabilities, truth, losses = evaluation.predict(model, batches, steps=steps, verbose=1 if sys.stdout.isatty() else 2)
+    figures = evaluation.results(probabilities, truth, class_names, losses=losses, penalty=evaluation.weight_penalty(model))
     log(
-        f"{model_path} on {source.validation_examples} validation images of {data.dataset}: "
-        f"top-1 {_percent(results['accuracy'])}, top-5 {_percent(results['top5'])}, loss {results['loss']:.4f}"
+        f"{model_path} on {figures['pictures']} pictures of {data.dataset} ({source.validation_split_name}): {evaluation.summary(figures)}. "
+        f"Least often right: {evaluation.weakest_classes(figures)}."
     )
-    return {"top1": results["accuracy"], "top5": results["top5"], "loss": results["loss"]}
+    directory = os.path.dirname(os.path.abspath(model_path))
+    written = _write_evaluation(directory, figures, model_path=model_path, data=data, class_names=class_names, split=source.validation_split_name)
+    log(f"Wrote {', '.join(written)}.")
+    return figures
+
+
+def _model_to_evaluate(path, *, dataset):
+    """(the .keras file, the RunConfig it trained with, its class names or None, whether it lies in
+    its run directory) for --evaluate PATH."""
+    if os.path.isdir(path):
+        run = RunDirectory(path)
+        _check(os.path.exists(run.config), f"{path} is not a run directory (no config.json): pass a run directory or a .keras file.")
+        model_path = run.best_model if os.path.exists(run.best_model) else run.last_model
+        _check(os.path.exists(model_path), f"Run directory {path} holds no model yet (best.keras or last.keras): train it first.")
+    else:
+        _check(os.path.exists(path), f"No such run directory or model file: {path}.")
+        _check(path.endswith(".keras"), f"{path} is neither a run directory nor a .keras model.")
+        model_path = path
+    run = RunDirectory(os.path.dirname(os.path.abspath(model_path)))
+    if os.path.exists(run.config):
+        config = run.read_config()  # its run's (a ConfigFileError names what is wrong with it)
+        return model_path, config, config.class_names, True
+    # A .keras file without its run: its network says the image size and the family's transform.
+    _check(dataset is not None, f"{path} has no config.json beside it: name the data to evaluate it on with --dataset.")
+    try:
+        own = run_dir_lib.own_model(model_path)
+    except UsageError as error:
+        raise UsageError(f"--evaluate {path}: {error}") from None
+    arguments = own.build_arguments
+    size = own.image_size
+    _check(size is not None, f"{path} takes pictures of any size: evaluate it from its run directory.")
+    config = config_lib.resolve(
+        depth=arguments["depth"], plain=bool(arguments.get("plain")), family=arguments.get("family"),
+        version=arguments.get("version"), shortcut=arguments.get("shortcut"), image_size=size, dataset=dataset,
+    )
+    return model_path, config, None, False
+
+
+def _write_evaluation(directory, figures, *, model_path, data, class_names, split):
+    """evaluation-<data>.json and confusion-<data>.png in `directory`: their names, for the log."""
+    about = {
+        "model": os.path.abspath(model_path),
+        "data": data.dataset,
+        "split": split,
+        "image_size": data.image_size,
+        "evaluation_transform": data.preprocessing().describe(),
+    }
+    title = f"{os.path.basename(model_path)} on {data.dataset} ({figures['pictures']} pictures, top-1 {evaluation.percent(figures['top1'])})"
+    try:
+        json_path, png_path = evaluation.write(directory, figures, dataset=data.dataset, class_names=class_names, title=title, about=about)
+    except OSError as error:
+        raise UsageError(
+            f"Cannot write the evaluation into {directory} ({files.describe_os_error(error)}): make it writable, or "
+            "copy the model (or its run directory) somewhere writable and evaluate the copy."
+        ) from None
+    return [path for path in (json_path, png_path) if path]

@@ -39,3 +39,23 @@ def write_parity_pictures(folder, *, seed=0):
         picture.save(path, **options)
         paths.append(path)
     return paths
+
+
+# Class colours of write_class_folders: far apart, so that a few epochs learn them.
+CLASS_COLOURS = [(210, 40, 40), (40, 190, 60), (40, 60, 210), (220, 200, 40), (200, 60, 200), (40, 200, 200)]
+
+
+def write_class_folders(root, *, classes=4, per_class=10, size=(40, 30), seed=0, colours=None):
+    """Class folders of PNG pictures under `root` (created): class i is a noisy field of
+    CLASS_COLOURS[i] (or `colours[i]`: the colour drawn for that folder, to plant mistakes).
+    Returns the class names, in folder order."""
+    rng = np.random.default_rng(seed)
+    names = [f"class{index}" for index in range(classes)]
+    for index, name in enumerate(names):
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        colour = (colours or CLASS_COLOURS)[index]
+        for number in range(per_class):
+            pixels = np.clip(np.array(colour) + rng.normal(0, 25, (size[1], size[0], 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(folder / f"{number}.png")
+    return names

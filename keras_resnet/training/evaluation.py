@@ -1,0 +1,151 @@
+"""A trained model's figures on a dataset: top-1, top-k, loss, per-class results and the confusion
+matrix, written as evaluation-<data>.json beside the model, with its picture confusion-<data>.png.
+
+Training writes them for its validation split when it finishes; train.py --evaluate writes them for
+any dataset (keras_resnet.training.trainer.evaluate).
+"""
+
+import json
+import math
+import os
+
+import keras
+import numpy as np
+
+from keras_resnet import files
+from keras_resnet.runtime import confusion
+from keras_resnet.training.run_dir import dataset_slug
+
+# Top-k is reported for k = TOP_K, where the dataset has more classes than that (with fewer, every
+# answer is in the top k).
+TOP_K = 5
+# Keras' cross-entropy clips probabilities to this before the log; the loss here matches its.
+_EPSILON = 1e-7
+
+
+def top_k_reported(classes):
+    """The k of the top-k figure for `classes` classes, or None when it would always be 100 %."""
+    return TOP_K if classes > TOP_K else None
+
+
+def predict(model, dataset, *, steps=None, verbose=1):
+    """(probabilities, true labels, per-picture losses) of `model` on `dataset` (batches of pixels
+    and one-hot labels), with a Keras progress bar. The losses are Keras' cross-entropy on the
+    model's output, which reads the softmax's logits: exact where the probabilities saturate (a
+    confidently wrong answer), as in Keras' val_loss."""
+    import tensorflow as tf
+
+    @tf.function(autograph=False, reduce_retracing=True)
+    def step(images, labels):
+        outputs = model(images, training=False)
+        return outputs, keras.losses.categorical_crossentropy(labels, outputs)
+
+    progress = keras.utils.Progbar(steps, verbose=verbose, unit_name="batch")
+    probabilities, truth, losses = [], [], []
+    for images, labels in dataset:
+        outputs, loss = step(images, labels)
+        probabilities.append(np.asarray(outputs, np.float64))
+        losses.append(np.asarray(loss, np.float64))
+        truth.append(np.argmax(np.asarray(labels), axis=-1))
+        progress.add(1)
+    if not probabilities:
+        return np.zeros((0, model.output_shape[-1])), np.zeros((0,), np.int64), np.zeros((0,))
+    return np.concatenate(probabilities), np.concatenate(truth), np.concatenate(losses)
+
+
+def weight_penalty(model):
+    """The weight decay's L2 penalty of `model` (its regularization losses): Keras adds it to every
+    loss it reports, val_loss included."""
+    return float(sum(float(np.asarray(keras.ops.convert_to_numpy(loss))) for loss in model.losses))
+
+
+def results(probabilities, truth, class_names, *, losses=None, penalty=0.0):
+    """The figures of answers `probabilities` (N, classes) for pictures of classes `truth` (N,): a
+    JSON-ready dict. Its loss is the mean of `losses` (per picture; default: the cross-entropy of
+    the probabilities) plus `penalty` (weight_penalty): as Keras' val_loss."""
+    classes = len(class_names)
+    answers = np.argmax(probabilities, axis=-1)
+    count = len(truth)
+    counts = confusion.matrix(truth, answers, classes)
+    shares = confusion.per_class(counts)
+    k = top_k_reported(classes)
+    figures = {
+        "pictures": count,
+        "top1": float(np.mean(answers == truth)) if count else None,
+    }
+    if k:
+        top = np.argsort(-probabilities, axis=-1, kind="stable")[:, :k]
+        figures[f"top{k}"] = float(np.mean(np.any(top == truth[:, None], axis=-1))) if count else None
+    if losses is None:
+        true_probability = probabilities[np.arange(count), truth] if count else np.zeros(0)
+        losses = -np.log(np.clip(true_probability, _EPSILON, 1.0))
+    figures["loss"] = float(np.mean(losses)) + penalty if count else None
+    figures["classes"] = [
+        {
+            "name": name,
+            "pictures": int(counts[index].sum()),
+            "correct": int(counts[index, index]),
+            "precision": shares["precision"][index],
+            "recall": shares["recall"][index],
+            # The share of the class's own pictures answered right (its recall, as ImageNet
+            # per-class results call it).
+            "accuracy": shares["recall"][index],
+        }
+        for index, name in enumerate(class_names)
+    ]
+    figures["most_confused"] = most_confused(counts, class_names)
+    figures["confusion"] = {"rows": "true class", "columns": "answered", "counts": counts.tolist()}
+    return figures
+
+
+def most_confused(counts, class_names, *, limit=10):
+    """The largest off-diagonal cells: [{"true", "answered", "pictures"}], most first."""
+    off = np.array(counts, copy=True)
+    np.fill_diagonal(off, 0)
+    order = np.argsort(-off, axis=None, kind="stable")[:limit]
+    pairs = []
+    for flat in order:
+        true, answered = divmod(int(flat), off.shape[1])
+        if off[true, answered] == 0:
+            break
+        pairs.append({"true": class_names[true], "answered": class_names[answered], "pictures": int(off[true, answered])})
+    return pairs
+
+
+def paths(directory, dataset):
+    """Where the evaluation on `dataset` is written: (evaluation-<data>.json, confusion-<data>.png)."""
+    slug = dataset_slug(dataset)
+    return os.path.join(directory, f"evaluation-{slug}.json"), os.path.join(directory, f"confusion-{slug}.png")
+
+
+def write(directory, figures, *, dataset, class_names, title, about):
+    """Writes evaluation-<data>.json (`about`, then `figures`) and confusion-<data>.png into
+    `directory`; returns their paths (the picture's None when Matplotlib is missing)."""
+    json_path, png_path = paths(directory, dataset)
+    files.write_text(json_path, json.dumps({**about, **figures}, indent=1) + "\n")
+    counts = np.asarray(figures["confusion"]["counts"], np.int64)
+    try:
+        confusion.draw(counts, list(class_names), png_path, title=title)
+    except confusion.ConfusionError:
+        png_path = None
+    return json_path, png_path
+
+
+def summary(figures):
+    """'top-1 87.50 %, top-5 99.00 %, loss 0.4120' (top-k only where it is reported)."""
+    parts = [f"top-1 {percent(figures.get('top1'))}"]
+    parts += [f"top-{k} {percent(figures[f'top{k}'])}" for k in (TOP_K,) if f"top{k}" in figures]
+    loss = figures.get("loss")
+    parts.append("loss n/a" if loss is None or not math.isfinite(loss) else f"loss {loss:.4f}")
+    return ", ".join(parts)
+
+
+def weakest_classes(figures, *, limit=3):
+    """'shirt 61.0 %, pullover 78.0 %' — the classes answered right least often."""
+    rows = [row for row in figures["classes"] if row["recall"] is not None]
+    rows.sort(key=lambda row: row["recall"])
+    return ", ".join(f"{row['name']} {100 * row['recall']:.1f} %" for row in rows[:limit])
+
+
+def percent(value):
+    return "n/a" if value is None else f"{100 * value:.2f} %"
