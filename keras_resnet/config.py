@@ -274,7 +274,7 @@ class RunConfig:
         return StepPlan(
             steps_per_epoch=steps_per_epoch,
             total_steps=total_steps,
-            epochs=math.ceil(total_steps / steps_per_epoch),
+            epochs=-(-total_steps // steps_per_epoch),  # whole numbers: exact at any length
             warmup_steps=round(self.training.warmup_epochs * steps_per_epoch),
             boundaries=tuple(round(fraction * tuned_steps) for fraction in self.training.step_boundaries),
             freeze_steps=freeze_steps,

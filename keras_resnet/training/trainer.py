@@ -412,17 +412,25 @@ def plan_fits(done, total, steps_per_epoch, *, breaks=()):
     """The fit() calls that take training from step `done` to `total`: [(initial_epoch, epochs,
     steps_per_epoch)]. A partial epoch (the rest of an interrupted one, or a last one cut short by
     --steps) gets a call of its own; whole epochs share one, except across a step in `breaks` (the
-    end of a frozen phase, at an epoch's end), where a new call starts."""
+    end of a frozen phase, at an epoch's end), where a new call starts. Arithmetic, not a loop over
+    epochs: any length (--epochs 1e15) is planned at once."""
     calls = []
+    ends = sorted({step for step in breaks if done < step < total and step % steps_per_epoch == 0} | {total})
     step = done
-    while step < total:
+    for end in ends:
         epoch, offset = divmod(step, steps_per_epoch)
-        steps = min(steps_per_epoch - offset, total - step)
-        if calls and calls[-1][2] == steps == steps_per_epoch and calls[-1][1] == epoch and step not in breaks:
-            calls[-1] = (calls[-1][0], epoch + 1, steps)
-        else:
+        if offset and step < end:  # the rest of an interrupted epoch
+            steps = min(steps_per_epoch - offset, end - step)
             calls.append((epoch, epoch + 1, steps))
-        step += steps
+            step += steps
+        whole = (end - step) // steps_per_epoch
+        if whole:
+            epoch = step // steps_per_epoch
+            calls.append((epoch, epoch + whole, steps_per_epoch))
+            step += whole * steps_per_epoch
+        if step < end:  # a last epoch cut short
+            calls.append((step // steps_per_epoch, step // steps_per_epoch + 1, end - step))
+            step = end
     return calls
 
 
