@@ -1,11 +1,12 @@
-# make demo: set up .venv, train ResNet-20, convert it to LiteRT, classify a sample picture · make test: set up .venv and LiteRT.js, run the tests
+# make demo: set up .venv, train ResNet-20, convert it to LiteRT, classify a sample picture · make check: the fast tests
+# (the developer loop, minutes) · make test: set up .venv and LiteRT.js, run every test (CI)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
 WEB := edge_demo/web
 
-.PHONY: setup web demo test
+.PHONY: setup web demo check test fixtures
 
 setup: $(VENV)/installed
 
@@ -36,5 +37,14 @@ demo: setup
 	$(DEMO_GPU) $(BIN)/python convert/to_tflite.py --run $(DEMO_RUN)
 	$(BIN)/python edge_demo/classify.py --model $(DEMO_RUN)/tflite/resnet20_int8-qat.tflite edge_demo/samples/triangle.png
 
+# The tiers are markers (pytest.ini): check leaves out the integration and end-to-end tests.
+check: setup web
+	$(BIN)/python -m pytest -m "not integration and not e2e"
+
 test: setup web
 	$(BIN)/python -m pytest
+
+# The committed fixture of the fast tier (tests/fixtures/resnet8): a trained ResNet-8 and its .tflite
+# models. Regenerate it after a change to the run directory's files or the .tflite format.
+fixtures: setup
+	cd tests && PYTHONPATH=$(CURDIR) $(CURDIR)/$(BIN)/python -m support.fixtures

@@ -22,6 +22,7 @@ import os
 import socket
 import ssl
 import sys
+import threading
 from urllib.parse import unquote, urlsplit
 
 from keras_resnet.cli import ArgumentParser, HelpFormatter, Number, usage_error
@@ -43,6 +44,14 @@ PAGE_IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")  # wh
 # A client that sends nothing for this long is disconnected: idle or slow connections (plain or TLS)
 # hold only their own thread, never the server.
 CLIENT_TIMEOUT_SECONDS = 20
+# A client that trickles (a byte now and then, never idle for CLIENT_TIMEOUT_SECONDS) has this long
+# from connecting to a whole request (TLS handshake and headers): then it is disconnected.
+REQUEST_DEADLINE_SECONDS = 10
+# Connections served at once (one thread each), and of those from one address: a flood of
+# connections from one machine is refused at accept() beyond its share, and the others are served.
+# A browser opens at most 6 to a server.
+MAX_CONNECTIONS = 64
+MAX_CONNECTIONS_PER_CLIENT = 16
 CONTENT_TYPES = {
     ".html": "text/html; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",
@@ -134,6 +143,14 @@ def handler_for(model_path, description, *, samples_dir=None):
         server_version = "keras-resnet-edge-demo"
         timeout = CLIENT_TIMEOUT_SECONDS  # per read: a client that stops sending loses its connection
 
+        def parse_request(self):
+            parsed = super().parse_request()  # reads the headers
+            # The request is in: what remains is answering it, however long a large file takes.
+            deadline = getattr(_deadline, "timer", None)
+            if deadline is not None:
+                deadline.cancel()
+            return parsed
+
         def do_GET(self):
             self._respond(send_body=True)
 
@@ -184,6 +201,8 @@ def handler_for(model_path, description, *, samples_dir=None):
             pass  # one line per request would bury the URL; errors go through log_error
 
         def log_error(self, format, *args):
+            if getattr(_deadline, "cut", None) is not None and _deadline.cut.is_set():
+                return  # a client too slow to send its request, disconnected: as an idle one, not logged
             if args and str(args[0]).startswith("404"):
                 message = f"not found: {self.path}"
             elif args and str(args[0])[:1] in ("4", "5"):
@@ -200,25 +219,79 @@ def handler_for(model_path, description, *, samples_dir=None):
 class DemoServer(http.server.ThreadingHTTPServer):
     """One thread per connection, TLS included: the handshake happens in the connection's thread with
     a timeout, not in accept() on the serving thread, where one client that connects and sends
-    nothing would block every other client."""
+    nothing would block every other client. At most MAX_CONNECTIONS threads (MAX_CONNECTIONS_PER_CLIENT
+    per address), and each connection has REQUEST_DEADLINE_SECONDS to deliver its request."""
 
     daemon_threads = True
     tls_context = None
+    # The kernel's queue of connections not yet accepted (socketserver's default, 5, overflows at
+    # the first burst: clients then half-connect and resend, and are admitted or refused late).
+    request_queue_size = 256
+
+    def __init__(self, *args, **kwargs):
+        self._open = {}  # client address → connections being served
+        self._open_lock = threading.Lock()
+        self._refusals = 0
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request, client_address):
+        """On the accepting thread: a connection beyond the limits is closed at once, before a thread
+        is made for it."""
+        with self._open_lock:
+            host = client_address[0]
+            if sum(self._open.values()) >= MAX_CONNECTIONS or self._open.get(host, 0) >= MAX_CONNECTIONS_PER_CLIENT:
+                self._refusals += 1
+                refused = self._refusals
+                admitted = False
+            else:
+                self._open[host] = self._open.get(host, 0) + 1
+                admitted = True
+        if not admitted:
+            self.shutdown_request(request)
+            if refused in (1, 10, 100) or refused % 1000 == 0:  # a few lines, not one per connection of a flood
+                _log(f"{host}: too many connections (at most {MAX_CONNECTIONS}, {MAX_CONNECTIONS_PER_CLIENT} per address): {refused} refused so far")
+            return
+        try:
+            super().process_request(request, client_address)
+        except Exception:  # no thread could be made: the connection is closed, its place given back
+            self._release(host)
+            self.shutdown_request(request)
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._release(client_address[0])
+
+    def _release(self, host):
+        with self._open_lock:
+            self._open[host] -= 1
+            if not self._open[host]:
+                del self._open[host]
 
     def finish_request(self, request, client_address):
         request.settimeout(CLIENT_TIMEOUT_SECONDS)
-        if self.tls_context is None:
-            super().finish_request(request, client_address)
-            return
+        # The deadline closes the socket under a reader that is still waiting for the request; the
+        # handler cancels it once the request's headers are in (Handler.parse_request).
+        _deadline.cut = threading.Event()  # set when the deadline disconnected the client
+        _deadline.timer = threading.Timer(REQUEST_DEADLINE_SECONDS, _cut, args=(request, _deadline.cut))
+        _deadline.timer.daemon = True
+        _deadline.timer.start()
         try:
-            connection = self.tls_context.wrap_socket(request, server_side=True)
-        except (ssl.SSLError, OSError) as error:
-            _log(f"{client_address[0]}: TLS handshake failed ({getattr(error, 'reason', None) or error or type(error).__name__})")
-            return
-        try:
-            super().finish_request(connection, client_address)
+            if self.tls_context is None:
+                super().finish_request(request, client_address)
+                return
+            try:
+                connection = self.tls_context.wrap_socket(request, server_side=True)
+            except (ssl.SSLError, OSError) as error:
+                _log(f"{client_address[0]}: TLS handshake failed ({getattr(error, 'reason', None) or error or type(error).__name__})")
+                return
+            try:
+                super().finish_request(connection, client_address)
+            finally:
+                self.shutdown_request(connection)
         finally:
-            self.shutdown_request(connection)
+            _deadline.timer.cancel()
 
     def handle_error(self, request, client_address):
         """One line instead of socketserver's traceback (a client that hung up mid-response)."""
@@ -226,6 +299,18 @@ class DemoServer(http.server.ThreadingHTTPServer):
         if isinstance(error, (ConnectionError, TimeoutError, ssl.SSLError)):
             return
         _log(f"{client_address[0]}: {type(error).__name__}: {error}")
+
+
+# The request deadline of the connection the current thread serves.
+_deadline = threading.local()
+
+
+def _cut(connection, cut):
+    cut.set()
+    try:
+        connection.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
 
 
 def _log(message):
@@ -286,6 +371,10 @@ def main(argv=None):
     sys.stdout.reconfigure(line_buffering=True)
     if bool(args.certfile) != bool(args.keyfile):
         return usage_error("https needs both --certfile and --keyfile")
+    for flag, path in (("--certfile", args.certfile), ("--keyfile", args.keyfile)):
+        if path and not os.path.isfile(path):  # a pipe or a device would block the read for ever
+            what = "not a regular file (a pipe or a device)" if os.path.exists(path) else "no such file"
+            return usage_error(f"{flag} {path}: {what}: pass a PEM file")
     if not os.path.isfile(os.path.join(STATIC_ROOTS["/vendor/litertjs/core/"], "dist", "index.js")):
         return usage_error(f"LiteRT.js is not installed in {os.path.relpath(NODE_MODULES)}: run `npm ci --prefix {os.path.relpath(WEB_DIR)}` first")
     samples_dir = samples_folder(args.model, args.samples)

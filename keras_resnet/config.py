@@ -469,7 +469,19 @@ def resolve(
     Raises UsageError for invalid choices."""
     try:
         if model is None and depth is None and isinstance(weights, str) and weights.startswith("timm/"):
-            model = weights.removeprefix("timm/").split(".")[0]  # timm/resnet18.a1_in1k: a resnet18
+            from keras_resnet import torch_checkpoints  # Keras: only when a hub name is given
+
+            try:
+                model = f"resnet{torch_checkpoints.checkpoint(weights).depth}"  # timm/resnet18.a1_in1k: a resnet18
+            except ValueError as error:
+                raise UsageError(f"--weights: {error}") from None
+        if model is None and depth is None and isinstance(weights, str) and weights.endswith(".safetensors"):
+            from keras_resnet import torch_checkpoints
+
+            try:
+                model = f"resnet{torch_checkpoints.depth_of_file(weights)}"  # the file's keys name its blocks
+            except ValueError as error:
+                raise UsageError(f"--weights {weights}: {error}") from None
         if model is None and depth is None and weights and not _published(weights):
             from keras_resnet.training import run_dir  # imports this module: here, not at the top
 

@@ -44,6 +44,19 @@ def keras_reduce_per_replica_replaced(replacement):
         keras_trainer.reduce_per_replica = original
 
 
+# -- Keras 3: network weights from a .weights.h5 file (weights.py) --------------------------------
+
+
+def keras_load_network_weights(model, path):
+    """Keras' load_weights for the network alone, never the optimizer: a file saved from a compiled,
+    trained model carries its optimizer (its step count with it), one saved from a model that was
+    never compiled carries none (which Keras' load_weights refuses for a compiled model)."""
+    from keras.src.saving import saving_lib
+
+    optimizer = getattr(model, "optimizer", None)
+    saving_lib.load_weights_only(model, path, objects_to_skip=[optimizer] if optimizer is not None else None)
+
+
 # -- Keras 3: BackupAndRestore (training/callbacks.py) ----------------------------------------------
 
 

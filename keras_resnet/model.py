@@ -251,6 +251,9 @@ class ResNetModel(keras.Model):
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
+        problem = specs.build_arguments_problem(config["build_arguments"]) if isinstance(config.get("build_arguments"), dict) else "not a dict"
+        if problem:  # an edited file: refused before a network is built from it
+            raise ValueError(f"its build arguments were changed ({problem})")
         arguments = {**config["build_arguments"], "name": config.get("name", config["build_arguments"]["name"])}
         previous = keras.config.dtype_policy()
         keras.config.set_dtype_policy(config.get("dtype_policy", previous.name))

@@ -6,6 +6,8 @@ Every network of the paper is one row here; `keras_resnet.model.ResNet` turns a 
 import dataclasses
 import re
 
+from keras_resnet import normalization
+
 # ImageNet-style networks (paper, Table 1): the block type and the number of blocks per stage.
 # ResNet-200 is the depth of "Identity Mappings in Deep Residual Networks" (He et al., 2016b).
 IMAGENET_BLOCKS_PER_STAGE = {
@@ -110,3 +112,43 @@ def model_names():
     imagenet = [f"resnet{depth}" for depth in IMAGENET_BLOCKS_PER_STAGE]
     cifar = [f"resnet{depth}" for depth in (20, 32, 44, 56, 110, 1202)]
     return imagenet + cifar + [name.replace("resnet", "plain") for name in imagenet + cifar]
+
+
+# What a .keras file's build arguments may hold, checked before a network is built from them (an
+# edited file gets one line, not a traceback from deep inside the builder).
+BUILD_ARGUMENT_CHOICES = {
+    "family": tuple(FAMILIES),
+    "version": VERSIONS,
+    "shortcut": (*SHORTCUTS, None),
+    "input_normalization": tuple(normalization.STYLES),
+    "downsample_block": ("first", "last"),
+    "pooling": (None, "avg", "max"),
+}
+BUILD_ARGUMENT_FLAGS = ("plain", "include_top", "conv_bias", "include_preprocessing", "zero_init_residual", "sync_batch_norm", "subsampled_pointwise")
+
+
+def build_arguments_problem(arguments):
+    """What is wrong with a saved model's build arguments (a dict read from a .keras file), or None:
+    what a model is rebuilt from is checked before anything is built from it."""
+    for field, choices in BUILD_ARGUMENT_CHOICES.items():
+        if field in arguments and not any(arguments[field] == choice and type(arguments[field]) is type(choice) for choice in choices):
+            return f"{field}={_short(arguments[field])}; valid: {', '.join(map(repr, choices))}"
+    for field in BUILD_ARGUMENT_FLAGS:
+        if field in arguments and not isinstance(arguments[field], bool):
+            return f"{field}={_short(arguments[field])}; valid: True, False"
+    try:
+        spec_for_depth(arguments["depth"], family=arguments.get("family"))
+    except ValueError as error:
+        return str(error)
+    shape = arguments.get("input_shape")
+    if shape is not None and not (isinstance(shape, list) and len(shape) == 3 and all(isinstance(d, int) and d > 0 for d in shape)):
+        return f"input_shape={_short(shape)}; valid: [height, width, channels] of positive integers"
+    classes = arguments.get("classes")
+    if classes is not None and not (isinstance(classes, int) and not isinstance(classes, bool) and classes > 0):
+        return f"classes={_short(classes)}; valid: a positive integer"
+    return None
+
+
+def _short(value, limit=60):
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -89,7 +89,8 @@ def checkpoint(weights):
     """The Checkpoint of a hub name "timm/resnet18.a1_in1k"; CheckpointError for an unknown one."""
     name = weights[len(HUB_PREFIX) :]
     if name not in CHECKPOINTS:
-        raise CheckpointError(f"Unknown pretrained weights {weights!r}. Valid: {', '.join(HUB_PREFIX + n for n in CHECKPOINTS)}.")
+        shown = weights if len(weights) <= 80 else weights[:79] + "…"  # a name is short; a long one is not echoed whole
+        raise CheckpointError(f"Unknown pretrained weights {shown!r}. Valid: {', '.join(HUB_PREFIX + n for n in CHECKPOINTS)}.")
     return CHECKPOINTS[name]
 
 
@@ -99,7 +100,7 @@ def required_layout(weights, *, spec):
     if is_hub_name(weights):
         depth, what = checkpoint(weights).depth, repr(weights)
     else:
-        depth = _depth_of(read(os.fspath(weights)))
+        depth = depth_of_file(os.fspath(weights))
         what = f"{os.fspath(weights)!r} (a resnet{depth} checkpoint)"
     if spec.family.name != "imagenet" or spec.depth != depth:
         raise CheckpointError(
@@ -122,13 +123,32 @@ def read(path):
     from safetensors import SafetensorError
     from safetensors.numpy import load_file
 
-    if not os.path.isfile(path):
-        raise CheckpointError(f"Weights file not found: {path}.")
+    _check_file(path)
     try:
         tensors = load_file(path)
     except (SafetensorError, OSError, ValueError, TypeError) as error:
         raise CheckpointError(f"Cannot read {path} as a safetensors file ({' '.join(str(error).split())[:200]}).") from None
     return {key.removeprefix("module."): value for key, value in tensors.items()}
+
+
+def depth_of_file(path):
+    """The depth of the ImageNet-style ResNet a .safetensors file holds, from its keys alone (its
+    header: the tensors are not read)."""
+    from safetensors import SafetensorError, safe_open
+
+    _check_file(path)
+    try:
+        with safe_open(path, framework="numpy") as file:
+            keys = [key.removeprefix("module.") for key in file.keys()]
+    except (SafetensorError, OSError, ValueError, TypeError) as error:
+        raise CheckpointError(f"Cannot read {path} as a safetensors file ({' '.join(str(error).split())[:200]}).") from None
+    return _depth_of(keys)
+
+
+def _check_file(path):
+    if not os.path.isfile(path):
+        what = "is not a regular file (a pipe or a device)" if os.path.exists(path) else "not found"
+        raise CheckpointError(f"Weights file {path} {what}: pass a .safetensors file.")
 
 
 def _depth_of(tensors):
@@ -211,6 +231,11 @@ def assign(model, tensors, *, describe, skip_classifier):
                 raise CheckpointError(
                     f"{describe} does not fit {model.name}: tensor {key!r} has shape {list(tensors[key].shape)}, "
                     f"layer {layer.name!r} needs {list(expected)}."
+                )
+            if not np.issubdtype(tensors[key].dtype, np.floating):  # a float16/bfloat16/float32/float64 tensor, cast
+                raise CheckpointError(
+                    f"{describe} does not fit {model.name}: tensor {key!r} holds {tensors[key].dtype} values, "
+                    f"layer {layer.name!r} needs floating-point ones (the file is not a network's weights, or was altered)."
                 )
             array = _to_keras(kind, suffix, np.asarray(tensors[key], dtype=np.float32))
             if kind == "BatchNormalization" and suffix == "running_var":
@@ -298,13 +323,32 @@ def verify(path):
     blob = os.path.realpath(path)
     expected = os.path.basename(blob)
     if not re.fullmatch(r"[0-9a-f]{64}", expected):
-        return  # not a git-lfs blob: the hub published no SHA-256 for it
-    digest = hashlib.sha256()
-    with open(blob, "rb") as file:
-        for chunk in iter(lambda: file.read(1 << 22), b""):
-            digest.update(chunk)
-    if digest.hexdigest() != expected:
+        if os.path.islink(path):
+            return  # not a git-lfs blob: the hub published no SHA-256 for it
+        # A regular file in the snapshot (a cache copied without its symlinks, or on a file system
+        # without them): the blobs the cache recorded, named by their SHA-256, say what it may be.
+        blobs = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(path))), "blobs")
+        if not os.path.isdir(blobs):
+            return  # not in a hub cache
+        recorded = {name for name in os.listdir(blobs) if re.fullmatch(r"[0-9a-f]{64}", name)}
+        digest = _sha256(path)
+        if digest not in recorded:
+            raise CheckpointError(
+                f"{path} is damaged: its SHA-256 is {digest}, none of the files the hub's cache recorded in {blobs}. "
+                f"Delete {os.path.dirname(os.path.dirname(blobs))} and load the weights again to download a fresh copy."
+            )
+        return
+    digest = _sha256(blob)
+    if digest != expected:
         raise CheckpointError(
-            f"{path} is damaged: its SHA-256 is {digest.hexdigest()}, the hub published {expected}. "
+            f"{path} is damaged: its SHA-256 is {digest}, the hub published {expected}. "
             f"Delete {blob} and load the weights again to download a fresh copy."
         )
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for chunk in iter(lambda: file.read(1 << 22), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

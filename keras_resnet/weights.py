@@ -16,7 +16,7 @@ import h5py
 import keras
 import numpy as np
 
-from keras_resnet import specs
+from keras_resnet import internals, specs
 from keras_resnet.layers import FUSED_MIN_EPSILON
 
 BASE_URL = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
@@ -107,7 +107,32 @@ def required_layout(weights, *, spec, version):
 
 
 def load(model, weights, *, spec, version, include_top, classes):
-    """Loads `weights` ("imagenet", "timm/NAME" or a path) into `model`, built with `required_layout(weights)`."""
+    """Loads `weights` ("imagenet", "timm/NAME" or a path) into `model`, built with `required_layout(weights)`;
+    WeightsError for a file that does not fit or holds values no trained network has."""
+    _load(model, weights, spec=spec, version=version, include_top=include_top, classes=classes)
+    check_values(model, f"weights {os.fspath(weights) if isinstance(weights, os.PathLike) else weights}")
+
+
+def check_values(model, source):
+    """WeightsError naming the first of `model`'s variables that `source` filled with values no
+    trained network has: NaN or infinity anywhere, a negative batch-norm variance."""
+    for variable in model.weights:
+        values = np.asarray(keras.ops.convert_to_numpy(variable))
+        if not np.issubdtype(values.dtype, np.floating):
+            continue
+        if not np.isfinite(values).all():
+            raise WeightsError(
+                f"{source}: {variable.path} holds NaN or infinite values: the file is damaged or comes from a run "
+                "that diverged; use another file."
+            )
+        if variable.path.endswith("moving_variance") and (values < 0).any():
+            raise WeightsError(
+                f"{source}: {variable.path} holds a negative variance ({values.min():g}): a batch-norm variance "
+                "never is; the file is damaged or was not written as this layout; use another file."
+            )
+
+
+def _load(model, weights, *, spec, version, include_top, classes):
     from keras_resnet import torch_checkpoints
 
     if torch_checkpoints.is_hub_name(weights) or torch_checkpoints.is_checkpoint_file(weights):
@@ -135,7 +160,7 @@ def load(model, weights, *, spec, version, include_top, classes):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                model.load_weights(path)
+                internals.keras_load_network_weights(model, path)  # our weights files are networks, not runs
             except (ValueError, KeyError) as error:
                 caught.append(warnings.WarningMessage(error, UserWarning, "", 0))
         problems = [str(w.message).strip().splitlines()[0] for w in caught if issubclass(w.category, UserWarning)]
@@ -166,7 +191,8 @@ def download_imagenet(depth, version, *, include_top):
 
 def _file_format(path):
     if not os.path.isfile(path):
-        raise WeightsError(f"Weights file not found: {path}. Valid weights: {VALID_WEIGHTS}.")
+        what = "is not a regular file (a pipe or a device)" if os.path.exists(path) else "not found"
+        raise WeightsError(f"Weights file {path} {what}. Valid weights: {VALID_WEIGHTS}.")
     if zipfile.is_zipfile(path):
         return "keras"
     try:

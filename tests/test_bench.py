@@ -4,25 +4,17 @@ conversion), on the real Fashion-MNIST files, in real processes."""
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
-REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
+from support.programs import run_script
+from support.requirements import require_fashion_mnist
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(
-    not os.path.isdir(DEBIAN_FASHION_MNIST) and os.environ.get("KERAS_RESNET_DATASETS_REQUIRED") != "1",
-    reason="Debian's dataset-fashion-mnist is not installed",
-)
+@pytest.mark.e2e
 def test_fashion_mnist_benchmark_runs_every_path_in_quick_form(tmp_path):
-    result = subprocess.run(
-        [sys.executable, os.path.join(REPOSITORY, "bench", "fashion_mnist.py"), "--quick", "--output", str(tmp_path)],
-        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": REPOSITORY}, timeout=1500,
-    )
+    require_fashion_mnist()
+    result = run_script("bench/fashion_mnist.py", "--quick", "--output", tmp_path, timeout=1500)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["mode"] == "quick"

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from conftest import one_line_error, one_line_error_in_process
+from support.assertions import one_line_error, one_line_error_in_process
 from keras_resnet.cli.inspect import main
 
 
@@ -28,7 +28,7 @@ def test_summary_options_reach_the_builder(capsys):
     assert "Trainable parameters:  23,528,522" in out  # 25,557,032 - 2048 * 990 - 990
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_summary_in_a_real_process_has_a_clean_stderr():
     result = run("summary", "resnet20")
     assert result.returncode == 0, result.stderr
@@ -51,7 +51,7 @@ def test_bad_input_is_one_line_and_exit_code_2(args, message, capsys):
     assert one_line_error_in_process(main, args, capsys, no_output=True).startswith(message)
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_bad_input_in_a_real_process_is_one_line_without_traceback():
     result = run("summary", "resnet21")
     assert one_line_error(result).startswith("error: Invalid depth. Received: depth=21.")

@@ -16,7 +16,9 @@ from ai_edge_litert import interpreter as litert
 
 import keras_resnet
 import train
-from conftest import REPOSITORY, one_line_error, one_line_error_in_process, require_gpu, small_filesystem
+from support.assertions import one_line_error, one_line_error_in_process
+from support.programs import REPOSITORY
+from support.requirements import small_filesystem
 from keras_resnet import internals
 from keras_resnet.cli import convert as to_tflite
 from keras_resnet.data import synthetic
@@ -144,8 +146,8 @@ def test_report_meets_the_acceptance_bounds_on_a_trained_model(converted):
     assert report["findings"] == []
 
 
+@pytest.mark.gpu
 def test_every_target_runs_on_the_gpu_and_agrees_with_keras(converted):
-    require_gpu()
     output, report = converted
     assert report["gpu"]["adapter"] and report["gpu"]["software"] is ("SwiftShader" in report["gpu"]["adapter"])
     for target, row in report["targets"].items():
@@ -279,7 +281,7 @@ def test_labels_travel_inside_every_model_file(converted):
 # -- every variant converts to an integer-only graph -----------------------------------------------
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 @pytest.mark.parametrize(
     "variant",
     [
@@ -306,9 +308,21 @@ def test_every_variant_converts_to_an_integer_only_graph(variant, tmp_path):
 # -- models outside a run directory, and bad input --------------------------------------------------
 
 
-def test_a_model_file_with_labels_converts_without_its_run(trained_run, tmp_path):
+@pytest.mark.integration
+def test_a_run_that_is_still_training_is_converted_with_a_note(committed_run, tmp_path, capsys):
+    run = RunDirectory(tmp_path / "run")
+    shutil.copytree(committed_run, run.path, ignore=shutil.ignore_patterns("tflite"))
+    with run.lock():  # as train.py holds it while it trains (here: this process)
+        assert to_tflite.main(["--run", run.path, "--targets", "fp32", "--eval-images", "16", "--latency-runs", "2"]) == 0
+    out = capsys.readouterr().out
+    assert f"Note: {run} is still training (process {os.getpid()}): converting best.keras as it is now; convert again when the run has finished." in out
+    assert to_tflite.main(["--run", run.path, "--targets", "fp32", "--eval-images", "16", "--latency-runs", "2"]) == 0
+    assert "still training" not in capsys.readouterr().out
+
+
+def test_a_model_file_with_labels_converts_without_its_run(committed_run, tmp_path):
     model = tmp_path / "mine.keras"
-    shutil.copy(trained_run / "best.keras", model)
+    shutil.copy(committed_run / "best.keras", model)
     labels = tmp_path / "names.txt"
     labels.write_text("".join(f"class {index}\n" for index in range(10)))
     assert to_tflite.main(["--model", str(model), "--labels", str(labels), "--targets", "gpu", "--latency-runs", "5"]) == 0
@@ -401,6 +415,7 @@ def test_bad_input_is_one_line_and_exit_code_2(case, message, tmp_path, capsys):
         assert (tmp_path / "out").read_text() == "mine"
 
 
+@pytest.mark.root
 def test_a_read_only_output_is_one_line_and_nothing_is_written(tmp_path, capsys):
     with small_filesystem(tmp_path / "disk", "1m", read_only=True) as disk:
         args = ["--run", os.path.join(REPOSITORY, "tests", "fixtures", "run-0.1.0"), "--output", str(disk / "tflite"), "--targets", "fp32"]
@@ -408,6 +423,7 @@ def test_a_read_only_output_is_one_line_and_nothing_is_written(tmp_path, capsys)
         assert line == f"error: Cannot write to {disk / 'tflite'} (Read-only file system): choose another --output. Nothing was written."
 
 
+@pytest.mark.integration
 def test_a_run_directory_of_version_0_1_still_converts(tmp_path):
     run = tmp_path / "run-0.1.0"
     shutil.copytree(os.path.join(REPOSITORY, "tests", "fixtures", "run-0.1.0"), run)

@@ -3,6 +3,8 @@
 import dataclasses
 import os
 import shutil
+import subprocess
+import sys
 import time
 
 import keras
@@ -14,6 +16,10 @@ from PIL import Image
 
 from keras_resnet.data import pipeline, sources, synthetic
 from keras_resnet.runtime.preprocessing import Preprocessing
+from support.assertions import one_line_error
+from support.pictures import write_folder
+from support.programs import REPOSITORY
+from support.requirements import DEBIAN_FASHION_MNIST, require_fashion_mnist
 
 
 def arrays(dataset, count=None):
@@ -54,7 +60,7 @@ def test_synthetic_classes_are_balanced_real_words_and_splits_disjoint():
     assert not {image.tobytes() for image in train} & {image.tobytes() for image in validation}
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_a_linear_classifier_does_poorly_on_the_synthetic_task():
     train_images, train_labels = arrays(synthetic.dataset("train", image_size=32, examples=3000))
     test_images, test_labels = arrays(synthetic.dataset("validation", image_size=32, examples=1000))
@@ -152,15 +158,10 @@ def test_fashion_mnist_reads_its_original_files_offline(fashion_mnist_copy):
         sources.open_dataset("fashion_mnist", image_size=28, data_dir=str(fashion_mnist_copy / "no-tfds"))
 
 
-DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
-
-
-@pytest.mark.skipif(
-    not os.path.isdir(DEBIAN_FASHION_MNIST) and os.environ.get("KERAS_RESNET_DATASETS_REQUIRED") != "1",
-    reason="Debian's dataset-fashion-mnist is not installed",
-)
+@pytest.mark.integration
 def test_debians_fashion_mnist_equals_what_keras_datasets_reads(fashion_mnist_copy):
     """The real 70,000 images, read by us and by keras.datasets (an independent reader) from the same files."""
+    require_fashion_mnist()
     for name in os.listdir(DEBIAN_FASHION_MNIST):
         os.symlink(os.path.join(DEBIAN_FASHION_MNIST, name), fashion_mnist_copy / name)
     # Keras read $KERAS_HOME once, at import: point its cache at the same folder.
@@ -184,21 +185,21 @@ def test_debians_fashion_mnist_equals_what_keras_datasets_reads(fashion_mnist_co
 # -- folders ------------------------------------------------------------------------------------
 
 
-def write_folder(root, classes=("cats", "dogs", "owls"), per_class=12, size=40, rng=None, splits=None):
-    """Class folders of images (in root/<split>/ for each of `splits`: per_class, then half as many)."""
-    rng = rng or np.random.default_rng(0)
-    for split_index, split in enumerate(splits or [None]):
-        base = root / split if split else root
-        count = per_class if split_index == 0 else max(1, per_class // 2)
-        for index, name in enumerate(classes):
-            folder = base / name
-            folder.mkdir(parents=True)
-            for number in range(count):
-                pixels = rng.integers(0, 255, (size, size + 8 * index, 3), dtype=np.uint8)
-                pixels[..., index % 3] = 255  # the class shows in one colour channel
-                extension = ".png" if number % 2 else ".jpg"
-                Image.fromarray(pixels).save(folder / f"{number}{extension}")
-    return root
+@pytest.mark.integration
+def test_an_unreadable_class_folder_is_one_line_naming_it(tmp_path):
+    # Before: a traceback from os.scandir. Root reads any folder: here it runs without the two
+    # capabilities that let it (as a user would run it).
+    root = write_folder(tmp_path / "photos")
+    (root / "dogs").chmod(0)
+    as_a_user = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-dac_override,-dac_read_search"]
+    result = subprocess.run(
+        [*(as_a_user if os.geteuid() == 0 else []), sys.executable, os.path.join(REPOSITORY, "train.py"), "--depth", "8",
+         "--dataset", f"folder:{root}", "--epochs", "1", "--output", str(tmp_path / "run")],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": REPOSITORY}, timeout=300,
+    )
+    line = one_line_error(result)
+    assert f"Cannot read folder {str(root / 'dogs')!r} (Permission denied): check that it is readable." in line
+    assert not (tmp_path / "run").exists()
 
 
 def test_folder_dataset_reads_classes_and_holds_out_validation_reproducibly(tmp_path):

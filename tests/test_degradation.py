@@ -3,28 +3,20 @@ path into its own run directory, the table and both figures written, a rerun tra
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
-from conftest import load_script, one_line_error, one_line_error_in_process
 from keras_resnet.training.run_dir import read_history
+from support.assertions import one_line_error, one_line_error_in_process
+from support.programs import REPOSITORY, load_script, run_script
 
-REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(REPOSITORY, "experiments", "degradation.py")
 TINY = ["--depths", "14", "8", "--image-size", "16", "--batch-size", "16", "--train-examples", "64",
         "--validation-examples", "32", "--epochs", "2", "--gradient-batch", "8"]
 
 
 def run_experiment(*args, timeout=600):
-    return subprocess.run(
-        [sys.executable, SCRIPT, *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": REPOSITORY},
-        timeout=timeout,
-    )
+    return run_script(SCRIPT, *args, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +27,7 @@ def experiment(tmp_path_factory):
     return output, result
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_each_network_has_a_run_directory_trained_alike(experiment):
     output, _ = experiment
     names = ["plain8", "plain14", "resnet8", "resnet14"]
@@ -50,7 +42,7 @@ def test_each_network_has_a_run_directory_trained_alike(experiment):
         assert config["training"]["epochs"] == 2 and config["training"]["warmup_epochs"] == 0.2
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_table_holds_the_final_errors_of_each_run(experiment):
     output, result = experiment
     rows = json.loads((output / "results.json").read_text())
@@ -66,7 +58,7 @@ def test_table_holds_the_final_errors_of_each_run(experiment):
         assert line in table and line in result.stdout
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_figures_and_gradient_norms(experiment):
     output, _ = experiment
     for figure in ("degradation.png", "gradients.png"):
@@ -82,7 +74,7 @@ def test_figures_and_gradient_norms(experiment):
         assert result["initialisation"] != result["trained"]
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_rerun_trains_nothing_again(experiment):
     output, _ = experiment
     models = {name: os.path.getmtime(output / name / "last.keras") for name in ("plain8", "resnet14")}
@@ -108,7 +100,7 @@ def test_bad_input_is_one_line_and_exit_code_2(args, message, tmp_path, capsys):
     assert not os.path.exists(tmp_path / "out")
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_bad_input_in_a_real_process_is_one_line_without_traceback(tmp_path):
     result = run_experiment("--depths", "20", "21", "--output", str(tmp_path / "out"))
     assert one_line_error(result).startswith("error: --depths must be CIFAR-style depths 6n+2 of at least 8")

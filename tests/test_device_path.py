@@ -15,7 +15,6 @@ import pytest
 from PIL import Image
 
 import train
-from conftest import require_gpu
 from keras_resnet.cli import classify, convert
 from keras_resnet.data import synthetic
 
@@ -68,7 +67,7 @@ def story(tmp_path_factory):
     return photos, run, report
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_evaluate_report_and_classify_give_the_same_top1(story, capsys):
     photos, run, report = story
     config = json.loads((run / "config.json").read_text())
@@ -96,9 +95,9 @@ def test_evaluate_report_and_classify_give_the_same_top1(story, capsys):
         assert abs(preparation) <= 1.0, finding
 
 
-@pytest.mark.slow
+@pytest.mark.gpu
+@pytest.mark.e2e
 def test_the_gpu_answers_as_the_cpu_does_or_says_it_fell_back(story, capsys):
-    require_gpu()
     photos, run, report = story
     for target in ("gpu", "int8-ptq"):
         measured = report["targets"][target]["gpu"]
@@ -118,7 +117,7 @@ def test_the_gpu_answers_as_the_cpu_does_or_says_it_fell_back(story, capsys):
     assert len(gpu_rows) == len(cpu_rows) == 3 * VALIDATION_PER_CLASS and same / len(cpu_rows) >= 0.99
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_the_conversion_writes_the_runs_own_pictures_for_the_page(story):
     photos, run, _ = story
     samples = sorted(os.listdir(run / "tflite" / "samples"))

@@ -14,14 +14,15 @@ import keras
 import numpy as np
 import pytest
 
+import keras_resnet
 import train
-from conftest import one_line_error, one_line_error_in_process
+from support.assertions import one_line_error, one_line_error_in_process
+from support.checkpoints import write_preset
+from support.pictures import write_folder
+from support.programs import REPOSITORY, run_train, TINY, wait_for_backup_step
 from keras_resnet import config as config_lib
 from keras_resnet.training import pretrained, recipe, schedules, trainer
 from keras_resnet.training.run_dir import RunDirectory
-from test_data import write_folder
-from test_torch_checkpoints import write_preset
-from test_train import REPOSITORY, TINY, run_train, wait_for_backup_step
 
 
 def test_weights_switch_to_the_fine_tuning_recipe_and_leave_the_layout_to_them():
@@ -90,12 +91,10 @@ def test_frozen_backbone_trains_only_the_classifier_with_batch_norm_in_inference
     assert any(not np.array_equal(after[path], changed[path]) for path in moving)
 
 
-@pytest.fixture(scope="module")
-def source_run(tmp_path_factory):
+@pytest.fixture
+def source_run(tiny_run):
     """A finished ResNet-8 run on the synthetic dataset: the weights to continue from."""
-    output = tmp_path_factory.mktemp("source") / "run"
-    assert train.main([*TINY, "--epochs", "2", "--output", str(output)]) == 0
-    return output
+    return tiny_run
 
 
 def history(run_dir):
@@ -103,6 +102,7 @@ def history(run_dir):
         return list(csv.DictReader(file))
 
 
+@pytest.mark.integration
 def test_continued_training_loads_the_run_keeps_its_classifier_and_records_the_source(source_run, tmp_path, capsys):
     # Learning rate 0: a frozen first epoch then changes nothing, so it scores exactly the source model.
     output = tmp_path / "continued"
@@ -123,22 +123,25 @@ def test_continued_training_loads_the_run_keeps_its_classifier_and_records_the_s
     assert "nothing to do" in capsys.readouterr().out
 
 
+@pytest.mark.integration
 def test_timm_file_fine_tunes_on_folders_with_their_own_splits(tmp_path, capsys):
     weights = write_preset(str(tmp_path / "timm"), 18)
     photos = write_folder(tmp_path / "photos", per_class=6, splits=("train", "val"))
     output = tmp_path / "tuned"
-    assert train.main(["--model", "resnet18", "--weights", weights, "--dataset", f"folder:{photos}", "--image-size", "32",
+    # No --model: the file's keys say it holds a ResNet-18 (before: "Name a network").
+    assert train.main(["--weights", weights, "--dataset", f"folder:{photos}", "--image-size", "32",
                        "--batch-size", "6", "--epochs", "2", "--freeze-epochs", "1", "--output", str(output)]) == 0
     out = capsys.readouterr().out
     assert f"Starting from {weights} (classifier new (3 classes))." in out
     assert "(18 training, 9 validation images, 3 classes)" in out  # train/ and val/ as they are
     config = RunDirectory(output).read_config()
     assert (config.model.version, config.model.input_normalization, config.training.weights) == ("v1.5", "torch", weights)
+    assert config.model.name == "resnet18"
     model = keras.saving.load_model(output / "last.keras")
     assert model.output_shape == (None, 3)
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_fine_tuning_killed_in_its_second_phase_resumes_at_the_step(source_run, tmp_path):
     args = [*TINY, "--weights", str(source_run), "--epochs", "6", "--freeze-epochs", "2", "--save-every-steps", "3",
             "--output", str(tmp_path / "run")]
@@ -162,6 +165,10 @@ def test_fine_tuning_killed_in_its_second_phase_resumes_at_the_step(source_run, 
     "args, message",
     [
         (["--weights", "timm/resnet18.fb_ssl"], r"Unknown pretrained weights 'timm/resnet18.fb_ssl'. Valid: timm/resnet18.tv_in1k"),
+        # Without --model: the network comes from the name, and a name that is no checkpoint says so
+        # (before: "Unknown model name. Received: 'resnetNone'", and a long name echoed whole).
+        (["--weights", "timm/../../x"], r"^error: --weights: Unknown pretrained weights 'timm/\.\./\.\./x'. Valid: timm/resnet18.tv_in1k"),
+        (["--weights", "timm/" + "a" * 5000], r"Unknown pretrained weights 'timm/a{74}…'. Valid: "),
         (["--weights", "timm/resnet18.a1_in1k", "--depth", "34"], r"are for resnet18 \(ImageNet-style\). Received: an ImageNet-style resnet34"),
         (["--weights", "timm/resnet18.a1_in1k", "--model", "resnet18", "--version", "v1"], r"were trained with --version v1.5. Received: --version v1"),
         (["--weights", "no/such/file.safetensors", "--depth", "18"], r"no such file or directory"),
@@ -175,14 +182,38 @@ def test_bad_weights_are_one_line_exit_2_and_nothing_written(args, message, tmp_
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.integration
 def test_own_weights_file_loads_whole_and_its_classifier_is_kept(source_run, tmp_path, capsys):
+    # Saved from a compiled, trained model: its optimizer (8 steps) is in the file, and must not be
+    # loaded (before: "Finished 16 steps" for a run of 8, history.csv and metrics.json at 16).
     model = keras.saving.load_model(source_run / "best.keras")
+    assert int(model.optimizer.iterations.numpy()) == 8
     model.save_weights(str(tmp_path / "own.weights.h5"))
     assert train.main([*TINY, "--weights", str(tmp_path / "own.weights.h5"), "--epochs", "2", "--freeze-epochs", "1",
                        "--output", str(tmp_path / "run")]) == 0
-    assert "(classifier kept)." in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "(classifier kept)." in out and "Finished 8 steps." in out
+    assert json.load(open(tmp_path / "run" / "metrics.json"))["steps"] == 8
+    assert [row["step"] for row in csv.DictReader(open(tmp_path / "run" / "history.csv"))] == ["4", "8"]
 
 
+@pytest.mark.integration
+def test_weights_saved_as_the_readme_shows_load_into_a_training_run(tmp_path, capsys):
+    # `keras_resnet.build(...).save_weights(...)`: a model never compiled, so no optimizer in the file
+    # (before: refused, "Skipping variable loading for optimizer 'sgd', because it has 24 variables
+    # whereas the saved optimizer has 0").
+    built = keras_resnet.build("resnet8", input_shape=(16, 16, 3), classes=10)
+    built.save_weights(tmp_path / "built.weights.h5")
+    assert train.main([*TINY, "--weights", str(tmp_path / "built.weights.h5"), "--epochs", "1", "--freeze-epochs", "0",
+                       "--lr", "0", "--output", str(tmp_path / "run")]) == 0
+    assert "Finished 4 steps." in capsys.readouterr().out
+    loaded = keras.saving.load_model(tmp_path / "run" / "last.keras")
+    for mine, theirs in zip(built.weights, loaded.weights):  # learning rate 0: the file's weights, unchanged
+        if "moving" not in mine.path:  # the batch-norm statistics follow the batches even at rate 0
+            np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
+
+
+@pytest.mark.integration
 def test_resume_takes_the_weights_layout_from_the_run_not_from_the_weights(source_run, tmp_path, capsys):
     """A source that moved after the run started: resuming needs only the run directory."""
     moved = tmp_path / "source"
@@ -200,6 +231,22 @@ def test_own_model_of_another_network_is_refused(source_run, tmp_path, capsys):
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.integration
+@pytest.mark.parametrize("existing", [False, True], ids=["new-directory", "empty-directory"])
+def test_weights_refused_at_start_up_leave_nothing_and_the_corrected_command_runs(existing, tmp_path, capsys):
+    # Before: .lock, config.json and labels.txt stayed, and the corrected command was refused
+    # ("holds a run with another configuration").
+    keras_resnet.build("resnet20", input_shape=(16, 16, 3), classes=10).save_weights(tmp_path / "resnet20.weights.h5")
+    output = tmp_path / "run"
+    if existing:
+        output.mkdir()
+    refused = [*TINY, "--epochs", "1", "--weights", str(tmp_path / "resnet20.weights.h5"), "--output", str(output)]
+    assert "does not fit resnet8" in one_line_error_in_process(train.main, refused, capsys)
+    assert (os.listdir(output) == []) if existing else not output.exists()
+    assert train.main([*TINY, "--epochs", "1", "--output", str(output)]) == 0
+
+
+@pytest.mark.integration
 @pytest.mark.parametrize("offline", [False, True], ids=["hub-unreachable", "HF_HUB_OFFLINE=1"])
 def test_offline_download_in_a_real_process_says_where_to_put_the_file(offline, tmp_path):
     # No network here: one look at the hub (not huggingface_hub's half-minute of retries), one line,

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 import keras_resnet
-from conftest import require_gpu
 from keras_resnet.cli import classify
 from keras_resnet.runtime import metadata, selftest
 from keras_resnet.runtime.classifier import Classifier
@@ -45,15 +44,16 @@ def files(tmp_path_factory):
     }
 
 
+@pytest.mark.gpu
 def test_int8_strided_pointwise_convolutions_are_wrong_on_the_gpu_and_subsampling_first_is_right(files):
     """If a LiteRT upgrade fixes its kernel, the first assertion fails: then the conversion's
     subsampled_pointwise can go (keras_resnet.litert.trained)."""
-    require_gpu()
     assert not gpu_against_cpu(files["strided"][1]).passed
     right = gpu_against_cpu(files["subsampled"][1])
     assert right.passed and right.worst_difference < 0.02, right
 
 
+@pytest.mark.integration
 def test_subsampled_pointwise_is_the_same_network_with_the_same_weights(rng):
     for version, depth in (("v1", 50), ("v1.5", 18), ("v2", 18)):
         model = keras_resnet.ResNet(depth=depth, version=version, input_shape=(32, 32, 3), classes=4)
@@ -65,8 +65,8 @@ def test_subsampled_pointwise_is_the_same_network_with_the_same_weights(rng):
         np.testing.assert_allclose(twin(pixels), model(pixels), atol=1e-6)
 
 
+@pytest.mark.gpu
 def test_classify_falls_back_to_the_cpu_with_one_line_when_the_gpu_is_wrong(files, capsys):
-    require_gpu()
     path, _ = files["strided"]
     picture = path.parent / "picture.png"
     from PIL import Image

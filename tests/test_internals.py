@@ -128,6 +128,28 @@ def test_litert_operators_of_a_converted_model():
     assert "Op#0" in report and "looks compatible with GPU delegate" in report, report[:500]
 
 
+def test_network_weights_load_without_the_optimizer(tmp_path):
+    def small(compiled):
+        keras.utils.set_random_seed(int(compiled))
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+        if compiled:
+            model.compile(optimizer="sgd", loss="mse")
+        return model
+
+    trained = small(compiled=True)
+    trained.fit(np.ones((8, 4)), np.ones((8, 3)), epochs=1, batch_size=4, verbose=0)
+    trained.save_weights(tmp_path / "trained.weights.h5")
+    target = small(compiled=True)
+    target.fit(np.ones((4, 4)), np.ones((4, 3)), epochs=1, batch_size=4, verbose=0)  # its optimizer at step 1
+    internals.keras_load_network_weights(target, tmp_path / "trained.weights.h5")
+    np.testing.assert_array_equal(target.layers[0].kernel.numpy(), trained.layers[0].kernel.numpy())
+    assert int(target.optimizer.iterations.numpy()) == 1  # not the file's 2
+    # A file without an optimizer into a compiled model (Keras' own load_weights refuses it).
+    small(compiled=False).save_weights(tmp_path / "bare.weights.h5")
+    internals.keras_load_network_weights(target, tmp_path / "bare.weights.h5")
+    np.testing.assert_array_equal(target.layers[0].kernel.numpy(), small(compiled=False).layers[0].kernel.numpy())
+
+
 @pytest.mark.parametrize("name", ["_maybe_symbolic_build", "_symbolic_build"])
 def test_keras_model_still_has(name):
     assert callable(getattr(keras.Model, name, None)), f"keras {keras.__version__}: Model.{name} is gone"

@@ -10,7 +10,8 @@ import pytest
 import tensorflow as tf
 
 import keras_resnet
-from conftest import layer_names, layers_of_type, load_models_in_fresh_processes
+from support.assertions import layer_names, layers_of_type
+from support.programs import load_models_in_fresh_processes
 
 # Trainable parameters from the issue (torchvision's and the paper's counts).
 IMAGENET_COUNTS = {
@@ -49,11 +50,16 @@ def deepest():
 # -- counts and shapes ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", list(IMAGENET_COUNTS) + list(CIFAR_COUNTS))
-def test_exact_parameter_counts_and_output_shape(name, deepest, rng):
+DEEPEST = ("resnet200", "resnet1202")  # built once (the `deepest` fixture), in the integration tier
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param(name, marks=pytest.mark.integration) if name in DEEPEST else name for name in {**IMAGENET_COUNTS, **CIFAR_COUNTS}]
+)
+def test_exact_parameter_counts_and_output_shape(name, request, rng):
     expected = {**IMAGENET_COUNTS, **CIFAR_COUNTS}[name]
     size = 32  # small inputs: counts do not depend on the size
-    model = deepest.get(name) or keras_resnet.build(name, input_shape=(size, size, 3))
+    model = request.getfixturevalue("deepest")[name] if name in DEEPEST else keras_resnet.build(name, input_shape=(size, size, 3))
     assert trainable(model) == expected
     classes = 10 if name in CIFAR_COUNTS else 1000
     images = rng.uniform(0, 255, (2, size, size, 3)).astype("float32")
@@ -374,6 +380,7 @@ def test_config_round_trips_through_json(rng):
     np.testing.assert_allclose(rebuilt(images).numpy(), model(images).numpy(), atol=1e-6)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     "name, arguments",
     [
@@ -399,6 +406,7 @@ def test_a_saved_model_is_rebuilt_from_its_own_build_arguments(name, arguments, 
     np.testing.assert_allclose(loaded(images).numpy(), model(images).numpy(), atol=1e-6)
 
 
+@pytest.mark.integration
 def test_saved_models_load_after_import_keras_resnet_in_either_order(tmp_path):
     model = keras_resnet.build("resnet8", classes=3, input_shape=(16, 16, 3))
     model.save(tmp_path / "model.keras")
@@ -424,7 +432,7 @@ def test_import_keras_resnet_loads_no_tensorflow_until_a_model_is_built():
     assert "oneDNN" not in result.stderr and "absl::InitializeLog" not in result.stderr, result.stderr
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_deepest_network_saves_and_loads(deepest, tmp_path, rng):
     model = deepest["resnet1202"]
     path = tmp_path / "resnet1202.keras"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import one_line_error_in_process
+from support.assertions import one_line_error_in_process
 from support.pictures import CLASS_COLOURS, write_class_folders
 
 from keras_resnet.training.run_dir import dataset_slug
@@ -44,6 +44,7 @@ def photo_run(photos, tmp_path_factory):
     return output, console.getvalue()
 
 
+@pytest.mark.integration
 def test_a_small_folder_gets_a_batch_and_image_size_that_fit_it_and_says_so(photo_run):
     run, console = photo_run
     config = json.loads((run / "config.json").read_text())
@@ -82,6 +83,7 @@ def test_training_writes_its_per_class_results_and_confusion_picture(photo_run, 
     assert f"confusion-{slug}.png" in console
 
 
+@pytest.mark.integration
 def test_fine_tuning_from_a_run_takes_its_network_and_image_size(photo_run, photos, tmp_path, capsys):
     import train
 
@@ -201,6 +203,7 @@ def test_weights_errors_list_every_valid_form(photo_run, tmp_path, capsys):
     assert "Name a network" in line and "run directory" in line
 
 
+@pytest.mark.integration
 def test_a_run_keeps_the_defaults_it_started_with(photo_run, photos, tmp_path, capsys):
     """Continuing never refits: a run trained longer keeps its capped batch; a run whose batch was
     chosen otherwise (as runs written before the defaults were fitted) continues with the same

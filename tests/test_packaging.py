@@ -10,7 +10,7 @@ import tomllib
 
 import pytest
 
-from conftest import REPOSITORY
+from support.programs import REPOSITORY
 
 SAMPLES = os.path.join(REPOSITORY, "edge_demo", "samples")
 
@@ -66,7 +66,7 @@ def test_every_extra_is_pinned_in_requirements_txt():
     assert declared <= pinned, declared - pinned
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_demo_extra_in_a_fresh_venv_classifies_without_tensorflow(converted_run, tmp_path):
     venv = tmp_path / "board"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import REPOSITORY
+from support.programs import REPOSITORY
 from keras_resnet.data import pipeline, sources
 from keras_resnet.runtime.classifier import load_image
 from keras_resnet.runtime.preprocessing import Preprocessing, for_augmentation

@@ -13,11 +13,16 @@ import keras
 import pytest
 
 import train
-from conftest import load_models_in_fresh_processes, one_line_error, one_line_error_in_process, small_filesystem
+from support.assertions import one_line_error_in_process
+from support.programs import backup_step, load_models_in_fresh_processes, REPOSITORY, TINY
+from support.requirements import small_filesystem
 from keras_resnet import files
 from keras_resnet.training import trainer
 from keras_resnet.training.run_dir import RunDirectory, read_history
-from test_train import REPOSITORY, TINY, backup_step, run_train
+
+
+# Real processes killed inside their writes, real disks filled: all of it trains.
+pytestmark = pytest.mark.integration
 
 
 def start_paused(args, file_name, *, cwd, deadline=300):
@@ -61,7 +66,7 @@ def history_epochs(run):
 
 
 @pytest.mark.parametrize("epoch", [3, 2])
-def test_killed_while_saving_an_epochs_model_after_its_backup_the_same_command_ends_that_epoch(epoch, tmp_path):
+def test_killed_while_saving_an_epochs_model_after_its_backup_the_same_command_ends_that_epoch(epoch, tmp_path, capsys):
     # 3 epochs of 4 steps, a backup every 4 steps: the backup already holds the epoch's last step
     # when its last.keras is written. Before, for the last epoch: last.keras truncated, "nothing to
     # do", exit 0, no metrics.json and a backup left for ever.
@@ -73,9 +78,8 @@ def test_killed_while_saving_an_epochs_model_after_its_backup_the_same_command_e
     assert len(partials(run.path)) == 1  # the half-written new one, under its temporary name
     assert history_epochs(run) == list(range(1, epoch))
 
-    result = run_train(*args, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert f"trained epoch {epoch} to its last step but stopped before the epoch ended: evaluating it now." in result.stdout
+    assert train.main(args) == 0  # the killed run is the only subprocess
+    assert f"trained epoch {epoch} to its last step but stopped before the epoch ended: evaluating it now." in capsys.readouterr().out
     assert json.loads(open(run.metrics).read())["steps"] == 12
     assert iterations(run.last_model) == 12 and not os.path.exists(run.backup) and partials(run.path) == []
     rows = read_history(run.history)
@@ -83,16 +87,15 @@ def test_killed_while_saving_an_epochs_model_after_its_backup_the_same_command_e
     assert "loss" not in rows[epoch - 1] and "val_accuracy" in rows[epoch - 1]  # its training figures died with the process
 
 
-def test_killed_while_writing_a_backup_resumes_from_the_previous_one(tmp_path):
+def test_killed_while_writing_a_backup_resumes_from_the_previous_one(tmp_path, capsys):
     run = RunDirectory(tmp_path / "run")
     args = [*TINY, "--epochs", "3", "--save-every-steps", "3", "--output", run.path]
     kill(start_paused(args, "latest.weights.h5#2", cwd=tmp_path))  # the backup of step 6
     assert backup_step(os.path.join(run.backup, "latest.weights.h5")) == 3
     assert len(partials(run.backup)) == 1
 
-    result = run_train(*args, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert f"Resuming {run.path} at step 3 of 12." in result.stdout
+    assert train.main(args) == 0
+    assert f"Resuming {run.path} at step 3 of 12." in capsys.readouterr().out
     assert json.loads(open(run.metrics).read())["steps"] == 12 and history_epochs(run) == [1, 2, 3]
     assert partials(run.path) == [] and not os.path.exists(run.backup)
 
@@ -108,8 +111,7 @@ def test_killed_before_anything_worth_keeping_the_same_command_starts_afresh(kil
     kill(start_paused(args, killed_in, cwd=tmp_path))
     assert os.path.exists(run.config) and not run.has_state()
 
-    result = run_train(*args, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
+    assert train.main(args) == 0
     assert json.loads(open(run.metrics).read())["steps"] == 8 and history_epochs(run) == [1, 2]
     assert partials(run.path) == [] and run.read_labels()
 
@@ -117,21 +119,20 @@ def test_killed_before_anything_worth_keeping_the_same_command_starts_afresh(kil
 # -- one process per run directory ----------------------------------------------------------------
 
 
-def test_a_second_process_on_a_run_directory_gets_the_holders_pid_and_changes_nothing(tmp_path):
+def test_a_second_process_on_a_run_directory_gets_the_holders_pid_and_changes_nothing(tmp_path, capsys):
     run = RunDirectory(tmp_path / "run")
     args = [*TINY, "--epochs", "2", "--output", run.path]
     holder = start_paused(args, "last.keras", cwd=tmp_path)
     try:
         before = {name: os.path.getmtime(os.path.join(run.path, name)) for name in os.listdir(run.path)}
-        line = one_line_error(run_train(*args, cwd=tmp_path))
+        line = one_line_error_in_process(train.main, args, capsys)
         assert line.startswith(f"error: {run.path} is in use: process {holder.pid} is training in it.")
-        assert one_line_error(run_train(*args, "--resume", cwd=tmp_path)) == line
+        assert one_line_error_in_process(train.main, [*args, "--resume"], capsys) == line
         assert {name: os.path.getmtime(os.path.join(run.path, name)) for name in os.listdir(run.path)} == before
     finally:
         kill(holder)
     # kill -9 released the lock: the same command takes the run over (and continues its last.keras-less epoch 1 afresh).
-    result = run_train(*args, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
+    assert train.main(args) == 0
 
 
 # -- a full disk ----------------------------------------------------------------------------------
@@ -149,22 +150,23 @@ def assert_every_file_whole(run):
             assert "optimizer" in file
 
 
-def test_a_full_disk_is_one_line_and_the_same_command_continues_once_space_is_freed(tmp_path):
+@pytest.mark.root
+def test_a_full_disk_is_one_line_and_the_same_command_continues_once_space_is_freed(tmp_path, capsys):
     with small_filesystem(tmp_path / "disk", "1m") as disk:
         run = RunDirectory(disk / "run")
         args = [*TINY, "--epochs", "3", "--save-every-steps", "2", "--output", run.path]
-        line = one_line_error(run_train(*args, cwd=tmp_path), code=1)
+        line = one_line_error_in_process(train.main, args, capsys, code=1)
         assert line.startswith(f"error: No space left on the disk holding {run.path} while writing: free some space;")
         assert partials(run.path) == [] and not run.is_finished()
         assert_every_file_whole(run)
 
         subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], check=True)
-        result = run_train(*args, cwd=tmp_path)
-        assert result.returncode == 0, result.stderr
+        assert train.main(args) == 0
         assert json.loads(open(run.metrics).read())["steps"] == 12 and history_epochs(run) == [1, 2, 3]
         assert_every_file_whole(run)
 
 
+@pytest.mark.root
 def test_a_read_only_output_is_one_line_and_nothing_is_written(tmp_path, capsys):
     with small_filesystem(tmp_path / "disk", "1m", read_only=True) as disk:
         line = one_line_error_in_process(train.main, [*TINY, "--epochs", "1", "--output", str(disk / "run")], capsys)

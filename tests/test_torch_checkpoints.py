@@ -2,91 +2,19 @@
 independent implementation, loading the same file offline from a local preset directory)."""
 
 import hashlib
-import json
 import os
+import shutil
 
 import keras
 import numpy as np
 import pytest
 
 import keras_resnet
-from keras_resnet import specs, torch_checkpoints
+from keras_resnet import torch_checkpoints
 from keras_resnet.layers import FUSED_MIN_EPSILON
 from keras_resnet.weights import WeightsDownloadError, WeightsError
-
-keras_hub = pytest.importorskip("keras_hub")
-from safetensors.numpy import save_file  # noqa: E402  (installed with keras-hub's requirements)
-
-IMAGE_SIZE = 96  # any size: small keeps ResNet-152 quick
-
-
-def timm_state_dict(depth, *, classes=1000, seed=0, prefix=""):
-    """A stand-in for timm's resnet{depth} checkpoint: timm's exact keys and shapes, random values,
-    randomized batch-norm statistics (PyTorch layout: conv OIHW, linear (out, in))."""
-    rng = np.random.default_rng(seed)
-    block, blocks_per_stage = specs.IMAGENET_BLOCKS_PER_STAGE[depth]
-    tensors = {}
-
-    def conv(key, out_channels, in_channels, size):
-        scale = np.sqrt(2.0 / (in_channels * size * size))
-        tensors[f"{key}.weight"] = (rng.standard_normal((out_channels, in_channels, size, size)) * scale).astype(np.float32)
-
-    def bn(key, channels, gamma=(0.5, 1.5)):
-        tensors[f"{key}.weight"] = rng.uniform(*gamma, channels).astype(np.float32)
-        tensors[f"{key}.bias"] = rng.normal(0, 0.1, channels).astype(np.float32)
-        tensors[f"{key}.running_mean"] = rng.normal(0, 0.2, channels).astype(np.float32)
-        tensors[f"{key}.running_var"] = rng.uniform(0.3, 3.0, channels).astype(np.float32)
-        tensors[f"{key}.num_batches_tracked"] = np.array(1000, np.int64)
-
-    conv("conv1", 64, 3, 7)
-    bn("bn1", 64)
-    in_channels, expansion = 64, specs.BLOCK_EXPANSION[block]
-    for stage, (width, count) in enumerate(zip((64, 128, 256, 512), blocks_per_stage), start=1):
-        out_channels = width * expansion
-        for index in range(count):
-            key = f"layer{stage}.{index}"
-            if block == "basic":
-                conv(f"{key}.conv1", width, in_channels, 3)
-                bn(f"{key}.bn1", width)
-                conv(f"{key}.conv2", width, width, 3)
-                bn(f"{key}.bn2", width, gamma=(0.1, 0.5))  # residual branches smaller than the identity
-            else:
-                conv(f"{key}.conv1", width, in_channels, 1)
-                bn(f"{key}.bn1", width)
-                conv(f"{key}.conv2", width, width, 3)
-                bn(f"{key}.bn2", width)
-                conv(f"{key}.conv3", out_channels, width, 1)
-                bn(f"{key}.bn3", out_channels, gamma=(0.1, 0.5))
-            if index == 0 and in_channels != out_channels:
-                conv(f"{key}.downsample.0", out_channels, in_channels, 1)
-                bn(f"{key}.downsample.1", out_channels)
-            in_channels = out_channels
-    tensors["fc.weight"] = (rng.standard_normal((classes, in_channels)) / np.sqrt(in_channels)).astype(np.float32)
-    tensors["fc.bias"] = rng.normal(0, 0.1, classes).astype(np.float32)
-    return {prefix + key: value for key, value in tensors.items()}
-
-
-def write_preset(folder, depth, **kwargs):
-    """A timm model folder as the hub has it: model.safetensors and timm's config.json."""
-    os.makedirs(folder, exist_ok=True)
-    tensors = timm_state_dict(depth, **kwargs)
-    save_file(tensors, os.path.join(folder, "model.safetensors"))
-    classifier = tensors[kwargs.get("prefix", "") + "fc.weight"]
-    config = {
-        "architecture": f"resnet{depth}",
-        "num_classes": classifier.shape[0],
-        "num_features": classifier.shape[1],
-        "pretrained_cfg": {
-            "input_size": [3, IMAGE_SIZE, IMAGE_SIZE],
-            "mean": [0.485, 0.456, 0.406],
-            "std": [0.229, 0.224, 0.225],
-            "interpolation": "bilinear",
-            "crop_pct": 1.0,
-        },
-    }
-    with open(os.path.join(folder, "config.json"), "w") as file:
-        json.dump(config, file)
-    return os.path.join(folder, "model.safetensors")
+from safetensors.numpy import save_file
+from support.checkpoints import IMAGE_SIZE, timm_state_dict, write_preset
 
 
 @pytest.fixture(scope="module")
@@ -103,6 +31,7 @@ def images():
 def keras_hub_outputs(preset_file, images):
     """keras-hub's logits for `images` from its own loader of the same local preset (its
     preprocessing is the same ImageNet mean/std, applied here outside the functional model)."""
+    keras_hub = pytest.importorskip("keras_hub")
     classifier = keras_hub.models.ImageClassifier.from_preset(os.path.dirname(preset_file))
     normalized = keras_resnet.normalize(images, "torch")
     features = classifier.backbone(normalized)
@@ -115,6 +44,7 @@ def assert_close(ours, theirs, what):
     assert difference <= 1e-4 * scale, f"{what}: max |difference| {difference:.3g} at output scale {scale:.3g}"
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("depth", [18, 34, 50, 101, 152])
 def test_timm_files_give_keras_hubs_outputs(depth, presets, images):
     theirs_logits, theirs_features = keras_hub_outputs(presets[depth], images)
@@ -151,6 +81,29 @@ def test_torchvision_state_dict_with_prefix_and_own_classes_loads(tmp_path, imag
         model.get_layer("stage2_block1_shortcut_bn").moving_variance.numpy(),
         tensors["layer2.0.downsample.1.running_var"] + 1e-5 - FUSED_MIN_EPSILON, rtol=1e-6,
     )
+
+
+@pytest.mark.parametrize(
+    "tensor, value, message",
+    [
+        ("layer3.0.conv2.weight", np.nan, r"stage3_block1_conv2/kernel holds NaN or infinite values: the file is damaged"),
+        ("fc.bias", np.inf, r"predictions/bias holds NaN or infinite values"),
+        ("layer1.1.bn2.running_var", -0.5, r"stage1_block2_bn2/moving_variance holds a negative variance \(-0.5\)"),
+        ("layer2.0.conv1.weight", np.int64, r"tensor 'layer2.0.conv1.weight' holds int64 values, layer 'stage2_block1_conv1' needs floating-point ones"),
+        ("bn1.weight", np.bool_, r"tensor 'bn1.weight' holds bool values"),
+    ],
+)
+def test_values_no_trained_network_has_are_refused_naming_the_tensor(tensor, value, message, tmp_path):
+    # Before: loaded unchecked; training then stopped with a NaN advice that could not help.
+    tensors = timm_state_dict(18)
+    if isinstance(value, type):  # before: cast to float32 silently
+        tensors[tensor] = tensors[tensor].astype(value)
+    else:
+        tensors[tensor] = tensors[tensor].copy()
+        tensors[tensor].flat[3] = value
+    save_file(tensors, str(tmp_path / "bad.safetensors"))
+    with pytest.raises(WeightsError, match=message):
+        keras_resnet.build("resnet18", weights=str(tmp_path / "bad.safetensors"), input_shape=(IMAGE_SIZE, IMAGE_SIZE, 3))
 
 
 def test_a_file_that_does_not_fit_names_the_first_tensor(tmp_path):
@@ -230,6 +183,22 @@ def test_published_weights_load_from_the_hub_cache_offline_and_are_checked(prese
         file.write(bytes([byte[0] ^ 0xFF]))
     with pytest.raises(WeightsError, match=r"is damaged: its SHA-256 is [0-9a-f]{64}, the hub published [0-9a-f]{64}\. Delete "):
         keras_resnet.build("resnet18", weights="timm/resnet18.a1_in1k")
+
+
+def test_a_cache_without_symlinks_is_checked_too(presets, tmp_path, monkeypatch):
+    # A snapshot holding a copy instead of a symlink (`cp -rL` of a cache, a file system without
+    # symlinks). Before: not checked at all.
+    monkeypatch.setattr(torch_checkpoints, "CACHE_DIR", str(tmp_path))
+    blob = seed_hub_cache(str(tmp_path), "timm/resnet18.a1_in1k", presets[18])
+    snapshot = next((tmp_path / "models--timm--resnet18.a1_in1k" / "snapshots").glob("*/model.safetensors"))
+    snapshot.unlink()
+    shutil.copy(blob, snapshot)
+    keras_resnet.build("resnet18", weights="timm/resnet18.a1_in1k", input_shape=(IMAGE_SIZE, IMAGE_SIZE, 3))  # whole: loads
+    data = bytearray(snapshot.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    snapshot.write_bytes(bytes(data))
+    with pytest.raises(WeightsError, match=r"is damaged: its SHA-256 is [0-9a-f]{64}, none of the files the hub's cache recorded in "):
+        keras_resnet.build("resnet18", weights="timm/resnet18.a1_in1k", input_shape=(IMAGE_SIZE, IMAGE_SIZE, 3))
 
 
 def test_download_without_the_hub_is_one_clear_error(tmp_path, monkeypatch):

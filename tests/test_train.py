@@ -9,9 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
-import h5py
 import keras
 import numpy as np
 import pytest
@@ -19,28 +17,13 @@ import tensorflow_datasets as tfds
 
 import keras_resnet
 import train
-from conftest import load_models_in_fresh_processes, one_line_error, one_line_error_in_process
+from support.assertions import one_line_error, one_line_error_in_process
+from support.programs import REPOSITORY, TINY, backup_step, load_models_in_fresh_processes, run_train, wait_for_backup_step
 from keras_resnet import config as config_lib
 from keras_resnet.runtime.preprocessing import Preprocessing
 from keras_resnet.data import synthetic
 from keras_resnet.training import distribute, schedules, trainer
 from keras_resnet.training.run_dir import LOCK_FILE, RunDirectory
-
-REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# A tiny, fast configuration: ResNet-8 on 16x16 synthetic images, 4 steps per epoch.
-TINY = ["--depth", "8", "--image-size", "16", "--batch-size", "16", "--train-examples", "64", "--validation-examples", "32"]
-
-
-def run_train(*args, cwd=None, env=None, timeout=300):
-    return subprocess.run(
-        [sys.executable, os.path.join(REPOSITORY, "train.py"), *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env={**os.environ, "PYTHONPATH": REPOSITORY, **(env or {})},
-        timeout=timeout,
-    )
-
 
 # -- recipes ------------------------------------------------------------------------------------
 
@@ -152,6 +135,32 @@ def test_plan_fits_continues_exactly_where_training_stopped(done, total, per_epo
     assert sum((last - first) * steps for first, last, steps in calls) == total - done
 
 
+def fits_step_by_step(done, total, per_epoch, breaks):
+    """The fit() calls found by walking the steps one epoch at a time (the reference)."""
+    calls, step = [], done
+    while step < total:
+        epoch, offset = divmod(step, per_epoch)
+        steps = min(per_epoch - offset, total - step)
+        if calls and calls[-1][2] == steps == per_epoch and calls[-1][1] == epoch and step not in breaks:
+            calls[-1] = (calls[-1][0], epoch + 1, steps)
+        else:
+            calls.append((epoch, epoch + 1, steps))
+        step += steps
+    return calls
+
+
+def test_plan_fits_is_arithmetic_and_agrees_with_walking_the_steps(rng):
+    for _ in range(2000):
+        per_epoch = int(rng.integers(1, 9))
+        total = int(rng.integers(0, 60))
+        done = int(rng.integers(0, total + 1))
+        breaks = (per_epoch * int(rng.integers(0, 8)),)
+        assert trainer.plan_fits(done, total, per_epoch, breaks=breaks) == fits_step_by_step(done, total, per_epoch, breaks), (done, total, per_epoch, breaks)
+    # An absurd but valid length is planned at once (before: one loop turn per epoch, a hang).
+    epochs = 10**15
+    assert trainer.plan_fits(3, epochs * 8, 8, breaks=(16,)) == [(0, 1, 5), (1, 2, 8), (2, epochs, 8)]
+
+
 def test_precision_auto_follows_the_cpu():
     expected = "mixed_bfloat16" if distribute.cpu_has_bfloat16() else "float32"
     assert distribute.resolve_precision("auto", strategy_name="default") == expected
@@ -162,11 +171,9 @@ def test_precision_auto_follows_the_cpu():
 # -- a run directory ----------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    output = tmp_path_factory.mktemp("runs") / "tiny"
-    assert train.main([*TINY, "--epochs", "2", "--output", str(output)]) == 0
-    return RunDirectory(output)
+@pytest.fixture
+def finished_run(tiny_run):
+    return RunDirectory(tiny_run)
 
 
 def test_run_directory_holds_everything_conversion_needs(finished_run):
@@ -197,6 +204,7 @@ def test_config_json_rebuilds_the_trained_model(finished_run, rng):
     assert list(config.class_names) == finished_run.read_labels()
 
 
+@pytest.mark.integration
 def test_saved_models_load_compiled_in_a_fresh_process_as_the_readme_says(finished_run):
     # The README: `import keras, keras_resnet; keras.saving.load_model("RUN/best.keras")`, safe mode,
     # compiled (its optimizer holds the paper's StepDecay schedule), in either import order.
@@ -221,6 +229,7 @@ def test_the_same_command_on_a_finished_run_changes_nothing_and_another_length_a
     assert modification_times(finished_run) == before
 
 
+@pytest.mark.integration
 def test_resume_continues_a_finished_run_with_more_epochs(finished_run, tmp_path):
     copy = tmp_path / "copy"
     subprocess.run(["cp", "-r", finished_run.path, str(copy)], check=True)
@@ -265,7 +274,7 @@ def test_bad_input_is_one_line_and_exit_code_2(args, message, tmp_path, capsys, 
     assert not os.path.exists(tmp_path / "runs") or not os.listdir(tmp_path / "runs")
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_bad_input_in_a_real_process_is_one_line_without_traceback(tmp_path):
     # In its own process: logical CPUs can only be configured before TensorFlow starts.
     result = run_train(*TINY, "--cpu-replicas", "2", "--batch-size", "15", cwd=tmp_path)
@@ -299,13 +308,14 @@ def test_evaluate_a_run_directory_of_version_0_1(tmp_path, capsys):
     assert (run / "evaluation-synthetic.json").exists() and (run / "confusion-synthetic.png").exists()
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_tfds_offline_is_one_line_and_exit_code_2(tmp_path, capsys):
     args = ["--depth", "20", "--dataset", "cifar10", "--data-dir", str(tmp_path)]
     line = one_line_error_in_process(train.main, args, capsys)
     assert "Could not download or prepare TFDS dataset 'cifar10'" in line and "--dataset synthetic" in line
 
 
+@pytest.mark.integration
 def test_non_finite_loss_stops_with_a_clear_message_and_the_same_command_is_no_dead_end(tmp_path, capsys):
     output = tmp_path / "exploding"
     # 10 steps per epoch: the loss diverges at step 5, before anything is saved.
@@ -328,6 +338,7 @@ def test_trains_on_a_tfds_dataset(tmp_path):
     assert json.load(open(tmp_path / "c" / "metrics.json"))["steps"] == 3
 
 
+@pytest.mark.integration
 def test_trains_on_a_folder_of_images(tmp_path):
     from test_data import write_folder
 
@@ -340,29 +351,7 @@ def test_trains_on_a_folder_of_images(tmp_path):
 # -- crash and resume ---------------------------------------------------------------------------
 
 
-def backup_step(weights_path):
-    """The global step a backup holds: the optimizer's iteration count, saved with the weights
-    (what the resume itself reads)."""
-    # Without HDF5's file lock: a reader holding it makes the trainer's next backup write fail.
-    with h5py.File(weights_path, "r", locking=False) as file:
-        return int(file["optimizer/vars/0"][()])
-
-
-def wait_for_backup_step(run_root, minimum, process, timeout=240):
-    deadline = time.time() + timeout
-    while time.time() < deadline and process.poll() is None:
-        for weights in run_root.glob("*/backup/latest.weights.h5"):
-            try:
-                step = backup_step(weights)
-            except (OSError, KeyError):  # replaced by the next backup while being read
-                continue
-            if step >= minimum:
-                return step
-        time.sleep(0.02)
-    raise AssertionError(f"no backup at step >= {minimum} before the run ended: {process.communicate()}")
-
-
-@pytest.mark.slow
+@pytest.mark.integration
 @pytest.mark.parametrize("stop", ["kill -9", "ctrl-c"])
 def test_interrupted_run_resumes_with_the_same_command_and_the_same_step_count(stop, tmp_path):
     # 6 epochs of 8 steps, a backup every 3 steps; the run directory is the default one under runs/.
@@ -397,7 +386,7 @@ def test_interrupted_run_resumes_with_the_same_command_and_the_same_step_count(s
 # -- distribution -------------------------------------------------------------------------------
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_mirrored_strategy_over_two_logical_cpus(tmp_path):
     result = run_train(*TINY, "--epochs", "1", "--cpu-replicas", "2", "--output", str(tmp_path / "m"))
     assert result.returncode == 0, result.stderr
@@ -415,7 +404,7 @@ def free_ports(count):
     return ports
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_multi_worker_training_on_two_local_processes_ends_with_identical_models(tmp_path):
     cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
     output = tmp_path / "mw"

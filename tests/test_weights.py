@@ -2,6 +2,7 @@
 files that do not fit, are missing, corrupt or cannot be downloaded fail with one clear message."""
 
 import hashlib
+import os
 
 import numpy as np
 import pytest
@@ -62,6 +63,7 @@ def reference_outputs(reference, mode, images):
     return reference(preprocess(images.copy(), mode=mode), training=False).numpy()
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("name", ["resnet50", "resnet50v2"])
 def test_keras_applications_weights_reproduce_keras_applications_outputs(name, applications_files, rng):
     path, reference, mode = applications_files[name, True]
@@ -142,6 +144,7 @@ def cached_imagenet_files(applications_files, tmp_path, monkeypatch):
     return tmp_path
 
 
+@pytest.mark.integration
 def test_imagenet_weights_load_from_keras_cache(cached_imagenet_files, applications_files, rng):
     _, reference, mode = applications_files["resnet50", True]
     images = varied_images(rng, 2)
@@ -149,6 +152,7 @@ def test_imagenet_weights_load_from_keras_cache(cached_imagenet_files, applicati
     np.testing.assert_allclose(model.predict(images, verbose=0), reference_outputs(reference, mode, images), atol=1e-4)
 
 
+@pytest.mark.integration
 def test_imagenet_weights_with_other_classes_keep_the_network_and_get_a_new_classifier(cached_imagenet_files, applications_files, rng):
     _, features_reference, mode = applications_files["resnet50", False]
     model = keras_resnet.build("resnet50", weights="imagenet", classes=5)
@@ -224,8 +228,15 @@ def test_own_file_of_another_network_names_the_first_layer_that_does_not_match(t
 
 
 def test_missing_and_corrupt_files(tmp_path):
-    with pytest.raises(keras_resnet.WeightsError, match=r"Weights file not found: .*nowhere.h5"):
+    with pytest.raises(keras_resnet.WeightsError, match=r"Weights file .*nowhere.h5 not found"):
         keras_resnet.build("resnet20", weights=tmp_path / "nowhere.h5")
+    # A pipe or a device under a weights file's name is said to be one (before: "not found").
+    os.mkfifo(tmp_path / "pipe.safetensors")
+    with pytest.raises(keras_resnet.WeightsError, match=r"Weights file .*pipe.safetensors is not a regular file \(a pipe or a device\)"):
+        keras_resnet.build("resnet18", weights=tmp_path / "pipe.safetensors")
+    os.symlink("/dev/zero", tmp_path / "zero.h5")
+    with pytest.raises(keras_resnet.WeightsError, match=r"Weights file .*zero.h5 is not a regular file"):
+        keras_resnet.build("resnet20", weights=tmp_path / "zero.h5")
     corrupt = tmp_path / "corrupt.h5"
     corrupt.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(range(256)) * 4)
     with pytest.raises(keras_resnet.WeightsError, match=r"Cannot read weights file .*corrupt.h5: it is neither"):

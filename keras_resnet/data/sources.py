@@ -20,6 +20,7 @@ import numpy as np
 
 import tensorflow as tf
 
+from keras_resnet import files
 from keras_resnet.data import synthetic
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
@@ -497,8 +498,16 @@ def _orientations(headers, count):
 _MAX_FILES_TO_MEASURE = 20_000
 
 
+def _listed(folder):
+    """The names in `folder`; DatasetError naming it when it cannot be read (permissions, a disk error)."""
+    try:
+        return os.listdir(folder)
+    except OSError as error:
+        raise DatasetError(f"Cannot read folder {folder!r} ({files.describe_os_error(error)}): check that it is readable.") from None
+
+
 def _class_folders(path, *, need_images=True):
-    classes = sorted(entry.name for entry in os.scandir(path) if entry.is_dir() and not entry.name.startswith("."))
+    classes = sorted(name for name in _listed(path) if not name.startswith(".") and os.path.isdir(os.path.join(path, name)))
     if need_images and len(classes) < 2:
         raise DatasetError(
             f"Folder {path!r} has {len(classes)} class subfolder(s): --dataset folder:PATH needs one "
@@ -506,6 +515,6 @@ def _class_folders(path, *, need_images=True):
         )
     for class_name in classes if need_images else ():
         folder = os.path.join(path, class_name)
-        if not any(name.lower().endswith(IMAGE_EXTENSIONS) for name in os.listdir(folder)):
+        if not any(name.lower().endswith(IMAGE_EXTENSIONS) for name in _listed(folder)):
             raise DatasetError(f"Class folder {folder!r} holds no images ({', '.join(IMAGE_EXTENSIONS)}).")
     return classes

@@ -86,6 +86,12 @@ def convert(trained, settings, *, log=print):
     ConversionError when the output directory cannot be written (before anything is converted), and
     OSError when a write fails later (a full disk: the files written so far are complete)."""
     _check_output(settings.output)
+    training_pid = trained.run.holder() if trained.run is not None else None
+    if training_pid:
+        log(
+            f"Note: {trained.run} is still training (process {training_pid}): converting {os.path.basename(trained.path)} "
+            "as it is now; convert again when the run has finished."
+        )
     data = _Data(trained, settings, log=log) if trained.config else None
     images, truth = data.validation() if data else (None, None)
     keras_probabilities = trained.model.predict(images, batch_size=64, verbose=0) if images is not None else None
@@ -400,7 +406,6 @@ def _device_inputs(pictures, preprocessing, image_size):
 def _write_samples(pictures, class_names, folder):
     """A few validation pictures per class, as stored (the original files of a folder dataset), for
     the page's sample strip (serve.py shows them by default)."""
-    from PIL import Image
 
     os.makedirs(folder, exist_ok=True)
     for name in os.listdir(folder):  # the samples of an earlier conversion

@@ -19,6 +19,7 @@ from keras_resnet.runtime.model import LiteRTModel
 
 EDGETPU_CUSTOM_OP = b"edgetpu-custom-op"  # what edgetpu_compiler puts in the graph
 DEFAULT_TOP_K = 5  # classes shown per picture (classify.py --top-k, the page)
+INPUT_TYPES = ("uint8", "int8", "float32")  # what our conversions take: raw pixels, quantized or float
 
 
 class ClassifierError(LiteRTError):
@@ -158,10 +159,18 @@ class Classifier:
         if len(inputs) != 1 or len(outputs) != 1:
             raise ClassifierError(f"{self.model_path} has {len(inputs)} inputs and {len(outputs)} outputs: an image classifier has one of each")
         shape = tuple(int(d) for d in self.model.input["shape"])
-        if len(shape) != 4 or shape[0] != 1 or shape[3] != 3:
-            raise ClassifierError(f"{self.model_path} takes input of shape {list(shape)}: an image classifier here takes [1, height, width, 3]")
+        signature = tuple(int(d) for d in self.model.input.get("shape_signature", shape))
+        if len(shape) != 4 or shape[0] != 1 or shape[3] != 3 or min(shape) < 1 or signature[1:] != shape[1:]:
+            shown = ", ".join(str(d) if d >= 0 else "?" for d in signature)
+            raise ClassifierError(f"{self.model_path} takes input of shape [{shown}]: an image classifier here takes [1, height, width, 3] of a fixed size")
+        kind = np.dtype(self.model.input["dtype"]).name
+        if kind not in INPUT_TYPES:
+            raise ClassifierError(f"{self.model_path} takes {kind} input: an image classifier here takes {', '.join(INPUT_TYPES)} pixels")
+        output = tuple(int(d) for d in self.model.output["shape"])
+        if len(output) != 2 or output[0] != 1 or output[1] < 1:
+            raise ClassifierError(f"{self.model_path} answers a tensor of shape {list(output)}: an image classifier answers [1, classes] scores, one class at least")
         self.input_size = (shape[2], shape[1])  # (width, height), as Pillow counts
-        self.classes = int(np.prod(self.model.output["shape"]))
+        self.classes = output[1]
 
     def _labels(self, labels_path):
         names = labels_lib.read_labels(labels_path or self.model_path)

@@ -8,11 +8,15 @@ archive appended to the flatbuffer. LiteRT ignores the bytes after the flatbuffe
 """
 
 import io
+import unicodedata
 import zipfile
 
 from keras_resnet.runtime import LiteRTError, reason
 
 LABELS_FILE = "labels.txt"
+# ImageNet's 1,000 class names take 21 kB: a labels.txt that inflates past this is not labels, and
+# reading no further keeps a small file that inflates to gigabytes from costing them in memory.
+MAX_LABELS_BYTES = 4 * 1024 * 1024
 
 
 def with_labels(content, class_names):
@@ -32,15 +36,48 @@ def read_labels(path):
     if not str(path).endswith(".tflite"):
         try:
             with open(path, encoding="utf-8") as file:
-                return [line.strip() for line in file if line.strip()]
+                return _names(file)
         except (OSError, UnicodeDecodeError) as error:
             raise LiteRTError(f"cannot read labels file {path}: {reason(error)}") from None
     try:
         with zipfile.ZipFile(path) as archive:
-            text = archive.read(LABELS_FILE).decode("utf-8")
-    except (zipfile.BadZipFile, KeyError, UnicodeDecodeError):
+            data = read_packed(archive, LABELS_FILE, limit=MAX_LABELS_BYTES)
+    except (zipfile.BadZipFile, KeyError):
         return None
-    return [line.strip() for line in text.splitlines() if line.strip()]
+    except (PackedFileTooLarge, OSError, NotImplementedError, RuntimeError, EOFError) as error:
+        raise LiteRTError(f"{path}: its packed {LABELS_FILE} cannot be read ({reason(error)}): pass --labels FILE") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise LiteRTError(f"{path}: its packed {LABELS_FILE} is not UTF-8 text: pass --labels FILE") from None
+    return _names(text.splitlines())
+
+
+class PackedFileTooLarge(ValueError):
+    pass
+
+
+def read_packed(archive, name, *, limit):
+    """The bytes of file `name` in a .tflite's appended zip `archive`, inflating no more than `limit`
+    bytes: a few kilobytes that inflate to gigabytes are refused, not held in memory."""
+    with archive.open(name) as member:
+        data = member.read(limit + 1)
+    if len(data) > limit:
+        raise PackedFileTooLarge(f"it inflates past {limit:,} bytes, far more than ours hold: a tampered file")
+    return data
+
+
+def _names(lines):
+    """The class names of a labels file's lines, blank lines left out and control characters
+    (escape sequences, bells) written as escapes, so that a name cannot drive the terminal."""
+    return [_printable(line.strip()) for line in lines if line.strip()]
+
+
+def _printable(name):
+    return "".join(
+        character.encode("unicode_escape").decode("ascii") if unicodedata.category(character) == "Cc" else character
+        for character in name
+    )
 
 
 def labels_text(class_names):

@@ -25,6 +25,11 @@ from keras_resnet.runtime.preprocessing import LEGACY_CROP_FRACTION, Preprocessi
 
 METADATA_FILE = "keras_resnet.json"
 SELFTEST_FOLDER = "selftest/"
+# Ours hold a few hundred bytes of JSON and a few pictures of at most the input's size: a file past
+# these bounds is refused before it is inflated (labels.read_packed).
+MAX_DESCRIPTION_BYTES = 1024 * 1024
+MAX_SELFTEST_PICTURES = 64
+MAX_SELFTEST_PICTURE_BYTES = 16 * 1024 * 1024
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,7 +79,7 @@ def read(path):
         if METADATA_FILE not in names:
             return Metadata(preprocessing=Preprocessing(LEGACY_CROP_FRACTION), recorded=False)
         try:
-            description = json.loads(archive.read(METADATA_FILE).decode("utf-8"))
+            description = json.loads(labels_lib.read_packed(archive, METADATA_FILE, limit=MAX_DESCRIPTION_BYTES).decode("utf-8"))
             preprocessing = Preprocessing.from_json(description.get("preprocessing", {}))
             gpu = description.get("gpu")
             verdict = None if gpu is None else GpuVerdict(usable=bool(gpu["usable"]), reason=str(gpu["reason"]))
@@ -82,7 +87,9 @@ def read(path):
                 (name for name in names if name.startswith(SELFTEST_FOLDER) and name.endswith(".png")),
                 key=lambda name: int(name[len(SELFTEST_FOLDER) : -len(".png")]),
             )
-            selftest = tuple(_picture(archive.read(name)) for name in pictures)
+            if len(pictures) > MAX_SELFTEST_PICTURES:
+                raise ValueError(f"{len(pictures)} self-test pictures, more than the {MAX_SELFTEST_PICTURES} a conversion writes")
+            selftest = tuple(_picture(labels_lib.read_packed(archive, name, limit=MAX_SELFTEST_PICTURE_BYTES)) for name in pictures)
         except (ValueError, KeyError, TypeError, AttributeError, OSError, zipfile.BadZipFile) as error:
             raise LiteRTError(f"{path}: its packed {METADATA_FILE} or self-test pictures are damaged ({error}): convert the model again") from None
     return Metadata(preprocessing=preprocessing, gpu=verdict, selftest=selftest)

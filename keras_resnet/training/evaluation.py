@@ -28,6 +28,25 @@ def top_k_reported(classes):
     return TOP_K if classes > TOP_K else None
 
 
+def in_float32(model):
+    """`model` computing in float32. A model trained in mixed precision keeps float32 weights but
+    computes in bfloat16 or float16; what is evaluated here is the model as it is deployed (the
+    conversion's Keras column and its float models compute in float32), so the figures agree with
+    the report's and the device's instead of differing by a picture or two."""
+    from keras_resnet.model import ResNetModel, from_build_arguments
+
+    if not isinstance(model, ResNetModel) or all(layer.dtype_policy.compute_dtype == "float32" for layer in model.layers):
+        return model
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float32")
+    try:
+        twin = from_build_arguments(model.build_arguments)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    twin.set_weights(model.get_weights())
+    return twin
+
+
 def predict(model, dataset, *, steps=None, verbose=1):
     """(probabilities, true labels, per-picture losses) of `model` on `dataset` (batches of pixels
     and one-hot labels), with a Keras progress bar. The losses are Keras' cross-entropy on the

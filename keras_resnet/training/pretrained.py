@@ -10,7 +10,7 @@ import dataclasses
 import os
 
 from keras_resnet import specs, torch_checkpoints
-from keras_resnet.config import RunConfig, UsageError
+from keras_resnet.config import UsageError
 from keras_resnet.training import run_dir
 
 # Every form --weights takes, for the errors that name them.
@@ -68,7 +68,8 @@ def resolve_source(weights, *, model):
     if os.path.isdir(path):
         raise UsageError(f"--weights {weights}: a directory, but not a run directory (no config.json). Valid: {VALID_WEIGHTS}.")
     if not os.path.isfile(path):
-        raise UsageError(f"--weights {weights}: no such file or directory. Valid: {VALID_WEIGHTS}.")
+        what = "not a regular file (a pipe or a device)" if os.path.exists(path) else "no such file or directory"
+        raise UsageError(f"--weights {weights}: {what}. Valid: {VALID_WEIGHTS}.")
     try:
         layout = weights_lib.required_layout(path, spec=spec, version=model.version)
         # keras.applications' and timm's files get a new classifier; ours are loaded whole.
@@ -129,6 +130,7 @@ def load(model, source, config):
         arrays = {layer.name: layer.get_weights() for layer in previous.layers if layer.weights}
         skip = () if keep else ("predictions",)
         weights_lib.assign_by_name(model, arrays, describe=f"model {source.weights}", skip=skip)
+        weights_lib.check_values(model, f"model {source.weights}")
     else:
         spec = specs.spec_for_depth(specs.parse_name(config.model.name)[0], family=config.model.family)
         classes = config.model.classes if keep else -1  # -1: never the file's width, always a new classifier

@@ -25,7 +25,7 @@ import shutil
 import time
 import zipfile
 
-from keras_resnet import files
+from keras_resnet import files, specs
 from keras_resnet.config import ConfigFileError, RunConfig, UsageError
 
 LOCK_FILE = ".lock"
@@ -158,6 +158,15 @@ class RunDirectory:
                 os.remove(path)
         shutil.rmtree(self.tensorboard, ignore_errors=True)
 
+    def remove_started(self):
+        """Removes what a new run wrote before it was refused (its configuration, labels and derived
+        files), leaving the directory as it was before: the lock's release removes it if it made it."""
+        self.clear_derived()
+        for path in (self.config, self.labels):
+            if os.path.exists(path):
+                os.remove(path)
+        files.remove_partials(self.path)
+
 
 class _Lock:
     def __init__(self, run, descriptor, *, created):
@@ -169,7 +178,8 @@ class _Lock:
         """Unlocks; the directories this lock created are removed again if nothing else was written."""
         if self.descriptor is None:
             return
-        if self.created and os.listdir(self.run.path) == [LOCK_FILE]:
+        # Nothing but the lock: the directory is as it was (it may have been made here, or been empty).
+        if os.listdir(self.run.path) == [LOCK_FILE]:
             os.remove(self.run.lock_file)
             for directory in self.created:  # deepest first; os.rmdir leaves any that is not empty
                 try:
@@ -261,6 +271,9 @@ def own_model(path):
             raise TypeError(arguments)
     except (zipfile.BadZipFile, KeyError, ValueError, TypeError, OSError):
         raise UsageError(f"{path} is not a model built by keras_resnet (a .keras file with its build arguments).") from None
+    problem = specs.build_arguments_problem(arguments)
+    if problem:
+        raise UsageError(f"{path} is not a model keras_resnet can rebuild: its build arguments were changed ({problem}).")
     beside = RunDirectory(os.path.dirname(path))
     config = beside.read_config() if os.path.exists(beside.config) else None
     return OwnModel(path, arguments, config)

@@ -120,6 +120,9 @@ def train(config, *, output=None, resume=False, log=print):
             _check_not_shorter(run, plan, data_source.train_examples)
         if weights_source is not None and not run.has_state():
             pretrained.fetch(weights_source, config)  # a failed download leaves nothing behind
+        # A new run refused at start-up (weights that do not fit after all) takes back what it
+        # wrote, so that the corrected command finds the directory as it was.
+        new_run = run.is_empty()
         _prepare_directory(run, config)
 
         previous_policy = keras.mixed_precision.global_policy()
@@ -129,6 +132,10 @@ def train(config, *, output=None, resume=False, log=print):
                 config, run, strategy=strategy, strategy_name=strategy_name, precision=precision, source=data_source,
                 plan=plan, weights_source=weights_source, defaults_chosen=defaults_chosen, log=log,
             )
+        except UsageError:
+            if new_run and not run.has_state():
+                run.remove_started()
+            raise
         finally:
             keras.mixed_precision.set_global_policy(previous_policy)
 
@@ -340,7 +347,7 @@ def _finish(run, model, plan, *, config, source, validation, precision, replicas
     # the demo take) on the validation split, before metrics.json (written last: a run with
     # metrics.json is finished, its files complete).
     best_model = run.best_model if os.path.exists(run.best_model) else run.last_model
-    best = keras.saving.load_model(best_model, compile=False)
+    best = evaluation.in_float32(keras.saving.load_model(best_model, compile=False))
     probabilities, truth, losses = evaluation.predict(best, validation, verbose=0)
     figures = evaluation.results(probabilities, truth, list(source.class_names), losses=losses, penalty=evaluation.weight_penalty(best))
     written = _write_evaluation(run.path, figures, model_path=best_model, data=config.data, class_names=source.class_names, split=source.validation_split_name)
@@ -559,7 +566,7 @@ def evaluate(path, *, dataset=None, batch_size=None, data_dir=None, log=print):
         data = dataclasses.replace(data, dataset=dataset, data_dir=data_dir, train_examples=None, validation_examples=None)
     source = sources.open_configured(data, seed=config.training.seed, data_dir=data_dir, evaluation=other_data)
     try:
-        model = keras.saving.load_model(model_path, compile=False)
+        model = evaluation.in_float32(keras.saving.load_model(model_path, compile=False))
     except Exception as error:  # a damaged or foreign file: Keras raises many kinds
         raise UsageError(f"Cannot load {model_path} as a Keras model ({type(error).__name__}: {str(error)[:200]}).") from None
     classes = model.output_shape[-1]

@@ -59,3 +59,20 @@ def write_class_folders(root, *, classes=4, per_class=10, size=(40, 30), seed=0,
             pixels = np.clip(np.array(colour) + rng.normal(0, 25, (size[1], size[0], 3)), 0, 255).astype(np.uint8)
             Image.fromarray(pixels).save(folder / f"{number}.png")
     return names
+
+
+def write_folder(root, classes=("cats", "dogs", "owls"), per_class=12, size=40, rng=None, splits=None):
+    """Class folders of images (in root/<split>/ for each of `splits`: per_class, then half as many)."""
+    rng = rng or np.random.default_rng(0)
+    for split_index, split in enumerate(splits or [None]):
+        base = root / split if split else root
+        count = per_class if split_index == 0 else max(1, per_class // 2)
+        for index, name in enumerate(classes):
+            folder = base / name
+            folder.mkdir(parents=True)
+            for number in range(count):
+                pixels = rng.integers(0, 255, (size, size + 8 * index, 3), dtype=np.uint8)
+                pixels[..., index % 3] = 255  # the class shows in one colour channel
+                extension = ".png" if number % 2 else ".jpg"
+                Image.fromarray(pixels).save(folder / f"{number}{extension}")
+    return root
