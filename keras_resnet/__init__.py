@@ -115,7 +115,9 @@ class _RegisterWhenKerasIsImported(importlib.abc.MetaPathFinder):
         return spec
 
 
-if "keras" in sys.modules:
+if sys.modules.get("keras") is not None:
     register_keras_objects()
+elif "keras" in sys.modules:
+    pass  # sys.modules["keras"] = None: the host program forbids Keras (the TensorFlow-free parts still work)
 elif not any(isinstance(finder, _RegisterWhenKerasIsImported) for finder in sys.meta_path):
     sys.meta_path.insert(0, _RegisterWhenKerasIsImported())

@@ -432,6 +432,20 @@ def test_import_keras_resnet_loads_no_tensorflow_until_a_model_is_built():
     assert "oneDNN" not in result.stderr and "absl::InitializeLog" not in result.stderr, result.stderr
 
 
+def test_a_host_program_that_forbids_keras_can_still_import_keras_resnet():
+    # sys.modules["keras"] = None is the standard way to forbid an import. Before: `import
+    # keras_resnet` saw "keras" in sys.modules and tried to register its classes with it.
+    code = (
+        "import sys\n"
+        "sys.modules['keras'] = None\n"
+        "import keras_resnet, keras_resnet.runtime.classifier\n"
+        "print(keras_resnet.parse_name('resnet50'), 'tensorflow' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["(50,", "False,", "None)", "False"]
+
+
 @pytest.mark.integration
 def test_deepest_network_saves_and_loads(deepest, tmp_path, rng):
     model = deepest["resnet1202"]
