@@ -1,8 +1,6 @@
 """The builder: counts, shapes, plain vs residual, shortcut options, versions, padding, arguments."""
 
 import json
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -11,7 +9,7 @@ import tensorflow as tf
 
 import keras_resnet
 from support.assertions import layer_names, layers_of_type
-from support.programs import load_models_in_fresh_processes
+from support.programs import load_models_in_fresh_processes, run_python
 
 # Trainable parameters from the issue (torchvision's and the paper's counts).
 IMAGENET_COUNTS = {
@@ -424,8 +422,7 @@ def test_import_keras_resnet_loads_no_tensorflow_until_a_model_is_built():
         "keras_resnet.build('resnet8')\n"
         "print(sorted(name for name in ('tensorflow', 'keras') if name in sys.modules))\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
+    result = run_python(code)
     assert result.stdout.splitlines() == ["[]", "[]", "['keras', 'tensorflow']"]
     # TensorFlow's start-up notices stay quiet when it is loaded (the first device search's cuInit
     # error is another matter: quiet.list_devices_quietly, which the programs call).
@@ -441,9 +438,7 @@ def test_a_host_program_that_forbids_keras_can_still_import_keras_resnet():
         "import keras_resnet, keras_resnet.runtime.classifier\n"
         "print(keras_resnet.parse_name('resnet50'), 'tensorflow' in sys.modules)\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["(50,", "False,", "None)", "False"]
+    assert run_python(code).stdout.split() == ["(50,", "False,", "None)", "False"]
 
 
 @pytest.mark.integration

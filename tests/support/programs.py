@@ -32,6 +32,14 @@ def run_train(*args, cwd=None, env=None, timeout=300):
     return run_script("train.py", *args, cwd=cwd, env=env, timeout=timeout)
 
 
+def run_python(code, *, timeout=300):
+    """`python -c CODE` in a fresh interpreter (nothing imported yet); asserts that it exited 0 and
+    returns the finished process."""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
 def start_script(script, *args, cwd=None, env=None):
     """`python SCRIPT ARGS` started in the background (to interrupt it), its output piped."""
     return subprocess.Popen(
