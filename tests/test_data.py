@@ -282,6 +282,34 @@ def test_folder_errors(tmp_path):
         sources.open_dataset(f"folder:{broken}", image_size=32)
 
 
+def test_training_pictures_that_will_not_open_or_decode_are_left_out_and_named_once(tmp_path, capfd):
+    root = write_folder(tmp_path / "pictures", splits=("train", "val"), per_class=6)
+    (root / "train" / "cats" / "garbage.png").write_bytes(b"not a picture")  # Pillow cannot open it
+    whole = (root / "train" / "owls" / "0.jpg").read_bytes()
+    # Its header is whole (Pillow opens it), its data cut short: only decoding finds it. Named "zz" to
+    # be last in the list, where no later picture shows the gap it leaves.
+    (root / "train" / "owls" / "zz.jpg").write_bytes(whole[: len(whole) // 2])
+    (root / "train" / "dogs" / "half.jpg").write_bytes(whole[: len(whole) // 2])
+    source = sources.open_dataset(f"folder:{root}", image_size=32)
+    assert source.train_examples == 20 and [os.path.basename(path) for path in source.unreadable_train_files] == ["garbage.png"]
+    labels = [int(label) for _, label in source.train.repeat(2)]
+    assert len(labels) == 2 * 18 and set(labels) == {0, 1, 2}
+    warnings = [line for line in capfd.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert sorted(warnings) == [
+        f"warning: training picture {root / 'train' / name} cannot be decoded (damaged, or not an image): skipped."
+        for name in ("dogs/half.jpg", "owls/zz.jpg")
+    ]
+
+
+def test_a_file_name_that_is_not_utf8_is_named_in_one_line(tmp_path):
+    root = write_folder(tmp_path / "pictures")
+    name = os.fsencode(str(root / "owls")) + b"/caf\xe9.png"
+    shutil.copy(root / "owls" / "1.png", name)
+    with pytest.raises(sources.DatasetError) as raised:
+        sources.open_dataset(f"folder:{root}", image_size=32)
+    assert str(raised.value) == f"{root / 'owls'}/caf\\xe9.png has a file name that is not UTF-8, which TensorFlow cannot read: rename it."
+
+
 # -- pipeline -----------------------------------------------------------------------------------
 
 

@@ -11,7 +11,7 @@ import tensorflow as tf
 
 import keras_resnet
 from keras_resnet import internals
-from keras_resnet.training.callbacks import AtomicModelCheckpoint, StepBackup
+from keras_resnet.training.callbacks import AtomicModelCheckpoint, StepBackup, StepCounter, saved_model_step
 
 
 def test_keras_symbolic_build_hooks():
@@ -51,7 +51,7 @@ def test_backup_internals_save_and_restore_the_step(tmp_path):
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
     model.compile(keras.optimizers.SGD(0.1), "mse")
     model.fit(np.ones((12, 3)), np.ones((12, 2)), epochs=1, batch_size=4, verbose=0)
-    backup = StepBackup(str(tmp_path / "backup"), save_every_steps=1)
+    backup = StepBackup(str(tmp_path / "backup"), save_every_steps=1, counter=StepCounter(3))
     backup.set_model(model)
     backup.save_now()
     weights, previous = internals.backup_weights_paths(backup)
@@ -60,7 +60,8 @@ def test_backup_internals_save_and_restore_the_step(tmp_path):
     assert os.listdir(tmp_path / "backup") == ["latest.weights.h5"]
     expected = [weight.numpy() for weight in model.weights]
     model.fit(np.ones((12, 3)), np.ones((12, 2)), epochs=1, batch_size=4, verbose=0)
-    assert backup.restore() == 3
+    backup.counter.step = 6
+    assert backup.restore() == 3 and backup.counter.step == 3
     for weight, value in zip(model.weights, expected):
         np.testing.assert_array_equal(weight.numpy(), value)
     assert model._initial_epoch is None
@@ -69,11 +70,15 @@ def test_backup_internals_save_and_restore_the_step(tmp_path):
 def test_fit_still_saves_through_the_hooks_the_atomic_callbacks_override(tmp_path):
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
     model.compile(keras.optimizers.SGD(0.1), "mse")
-    backup = StepBackup(str(tmp_path / "backup"), save_every_steps=1)
-    last = AtomicModelCheckpoint(str(tmp_path / "last.keras"))
-    model.fit(np.ones((4, 3)), np.ones((4, 2)), epochs=1, batch_size=2, verbose=0, callbacks=[backup, last])
+    counter = StepCounter()
+    backup = StepBackup(str(tmp_path / "backup"), save_every_steps=1, counter=counter)
+    last = AtomicModelCheckpoint(str(tmp_path / "last.keras"), counter=counter)
+    model.fit(np.ones((4, 3)), np.ones((4, 2)), epochs=1, batch_size=2, verbose=0, callbacks=[counter, backup, last])
     assert backup.saved_step == 2 and sorted(os.listdir(tmp_path)) == ["backup", "last.keras"]
     assert os.listdir(tmp_path / "backup") == ["latest.weights.h5"]
+    # The step rides in the .keras zip, which Keras still loads as it wrote it.
+    assert saved_model_step(tmp_path / "last.keras") == 2
+    assert keras.saving.load_model(tmp_path / "last.keras").optimizer.iterations.numpy() == 2
 
 
 def test_checkpoint_internals_name_the_file_and_keep_the_best(tmp_path):

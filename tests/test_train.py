@@ -240,6 +240,30 @@ def test_resume_continues_a_finished_run_with_more_epochs(finished_run, tmp_path
         assert [line.split(",")[0] for line in file.read().split()[1:]] == ["1", "2", "3"]
 
 
+@pytest.mark.integration
+def test_steps_skipped_by_the_loss_scale_still_count_for_the_plan_the_files_and_the_resume(tmp_path, monkeypatch, capsys):
+    # A loss scale so high that the float16 gradients overflow: Keras' LossScaleOptimizer skips those
+    # steps (halving the scale each time) and does not count them in `iterations`.
+    original = keras.optimizers.LossScaleOptimizer.__init__
+
+    def overflowing(self, inner_optimizer, initial_scale=2.0**15, **options):
+        original(self, inner_optimizer, initial_scale=3e7, **options)
+
+    monkeypatch.setattr(keras.optimizers.LossScaleOptimizer, "__init__", overflowing)
+    output = tmp_path / "float16"
+    args = [*TINY, "--precision", "mixed_float16", "--output", str(output)]
+    assert train.main([*args, "--epochs", "2"]) == 0
+    assert "Finished 8 steps." in capsys.readouterr().out
+    applied = keras.saving.load_model(output / "last.keras").optimizer.iterations.numpy()
+    assert applied < 8  # steps were skipped
+    assert json.load(open(output / "metrics.json"))["steps"] == 8
+    # Continued from last.keras (a finished run has no backup): one more epoch of 4 steps, not 4 + the skipped.
+    assert train.main([*args, "--epochs", "3", "--resume"]) == 0
+    assert "Resuming" in capsys.readouterr().out and json.load(open(output / "metrics.json"))["steps"] == 12
+    with open(output / "history.csv") as file:
+        assert [line.split(",")[:2] for line in file.read().split()[1:]] == [["1", "4"], ["2", "8"], ["3", "12"]]
+
+
 def test_evaluate_a_run_and_a_model_file(finished_run, capsys):
     assert train.main(["--evaluate", finished_run.path]) == 0
     out = capsys.readouterr().out

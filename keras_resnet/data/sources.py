@@ -57,6 +57,8 @@ class DataSource:
     picture_side: int | None = None
     # What the validation split is, in words (train.py --evaluate reports it).
     validation_split_name: str = "validation split"
+    # A folder's training files that are no readable picture, left out of train_examples.
+    unreadable_train_files: list = dataclasses.field(default_factory=list)
 
     def train_bytes(self):
         """What the decoded training split takes in memory, when known (None: not known)."""
@@ -362,6 +364,11 @@ def _open_folder(path, *, seed, evaluation=False):
             )
             roots = (path, path)
     except ValueError as error:
+        undecodable_name = _first_non_utf8_name(path) if "unicode" in str(error).lower() else None
+        if undecodable_name:
+            raise DatasetError(
+                f"{_shown(undecodable_name)} has a file name that is not UTF-8, which TensorFlow cannot read: rename it."
+            ) from None
         raise DatasetError(f"Cannot read images from folder {path!r}: {error}") from None
     if len(validation.file_paths) == 0:
         where = validation_folder if own_splits else path
@@ -379,17 +386,26 @@ def _open_folder(path, *, seed, evaluation=False):
     train_files = _labelled(train.file_paths, roots[0], classes)
     validation_files = _labelled(validation.file_paths, roots[1], classes)
     # Training pictures' headers are read where that is quick: their decoded size (to cache them)
-    # and which way up they are. Beyond, they are taken as stored.
+    # and which way up they are; one Pillow cannot open is left out (and named). Beyond, they are
+    # taken as stored, and one that will not decode is skipped when training meets it (and named then).
     train_headers = [_header(file) for file, _ in train_files] if len(train_files) <= _MAX_FILES_TO_MEASURE else None
+    left_out = []
+    if train_headers is not None:
+        left_out = [file for (file, _), header in zip(train_files, train_headers) if header is None]
+        train_files = [entry for entry, header in zip(train_files, train_headers) if header is not None]
+        train_headers = [header for header in train_headers if header is not None]
+        if left_out and not train_files:
+            raise DatasetError(f"None of the {len(left_out)} training pictures in {roots[0]!r} is a readable image (e.g. {left_out[0]}).")
     return DataSource(
         name=f"{FOLDER_PREFIX}{path}",
         # A training image that will not decode is skipped with a warning, not fatal to a long run.
-        train=_pictures(train_files, _orientations(train_headers, len(train_files))).ignore_errors(log_warning=True),
+        train=_pictures(train_files, _orientations(train_headers, len(train_files)), skip_undecodable=True),
         validation=_pictures(validation_files, _orientations(validation_headers, len(validation_files))),
         class_names=classes,
         train_examples=len(train_files),
         validation_examples=len(validation_files),
-        decoded_train_bytes=None if train_headers is None else sum(header.decoded_bytes for header in train_headers if header),
+        decoded_train_bytes=None if train_headers is None else sum(header.decoded_bytes for header in train_headers),
+        unreadable_train_files=left_out,
         validation_files=validation_files,
         validation_split_name=(
             f"{os.path.basename(validation_folder)}/" if own_splits else "every picture" if evaluation else "validation split"
@@ -398,20 +414,67 @@ def _open_folder(path, *, seed, evaluation=False):
     )
 
 
+def _first_non_utf8_name(root):
+    """The first path under `root` whose name is not UTF-8 (Python holds such bytes as surrogates), or None."""
+    for folder, subfolders, names in os.walk(root):
+        for name in subfolders + names:
+            try:
+                name.encode("utf-8")
+            except UnicodeEncodeError:
+                return os.path.join(folder, name)
+    return None
+
+
 def _labelled(paths, root, classes):
     """(path, label) for files under root/<class>/…, the label being the class folder's index."""
     index = {name: label for label, name in enumerate(classes)}
     return [(path, index[os.path.relpath(path, root).split(os.sep)[0]]) for path in paths]
 
 
-def _pictures(files, orientations):
-    """(uint8 RGB picture at its own size, upright, int64 label) per (path, label)."""
-    paths = tf.constant([path for path, _ in files], tf.string)
+def _pictures(files, orientations, *, skip_undecodable=False):
+    """(uint8 RGB picture at its own size, upright, int64 label) per (path, label). With
+    `skip_undecodable`, a file that fails to decode is left out, and named once on stderr."""
+    paths = tf.constant([os.fsencode(path) for path, _ in files], tf.string)
     labels = tf.constant([label for _, label in files], tf.int64)
     turns = tf.constant(orientations, tf.int32)
-    return tf.data.Dataset.from_tensor_slices((paths, labels, turns)).map(
-        lambda path, label, turn: (decode_picture(tf.io.read_file(path), turn), label), num_parallel_calls=tf.data.AUTOTUNE
+    listed = tf.data.Dataset.from_tensor_slices((paths, labels, turns))
+    if not skip_undecodable:
+        return listed.map(
+            lambda path, label, turn: (decode_picture(tf.io.read_file(path), turn), label), num_parallel_calls=tf.data.AUTOTUNE
+        )
+    # tf.data's ignore_errors drops a failing element silently (its warning is a C++ log line that
+    # TF_CPP_MIN_LOG_LEVEL hides). The survivors keep their place in the list, so a gap in their
+    # indices names the files dropped; a last element past the end finds a gap at the end. Python
+    # runs only when there is a gap.
+    decoded = (
+        listed.enumerate()
+        .map(lambda index, entry: (index, decode_picture(tf.io.read_file(entry[0]), entry[2]), entry[1]), num_parallel_calls=tf.data.AUTOTUNE)
+        .ignore_errors()
+        .concatenate(tf.data.Dataset.from_tensors((tf.constant(len(files), tf.int64), tf.zeros((1, 1, 3), tf.uint8), tf.constant(-1, tf.int64))))
     )
+    reported = set()
+
+    def report(first, end):
+        names = [files[index][0] for index in range(int(first), int(end)) if index not in reported]
+        reported.update(range(int(first), int(end)))
+        for name in names:
+            print(f"warning: training picture {_shown(name)} cannot be decoded (damaged, or not an image): skipped.", file=sys.stderr, flush=True)
+        return np.int64(len(names))
+
+    def check_gap(expected, element):
+        index, image, label = element
+        gap = tf.cond(
+            index > expected, lambda: tf.py_function(report, [expected, index], tf.int64), lambda: tf.constant(0, tf.int64)
+        )
+        with tf.control_dependencies([gap]):
+            return index + 1, (image, label)
+
+    return decoded.scan(tf.constant(0, tf.int64), check_gap).filter(lambda image, label: label >= 0)
+
+
+def _shown(path):
+    """A file name as it can be printed: bytes that are not UTF-8 as \\x escapes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def decode_picture(encoded, orientation=1):

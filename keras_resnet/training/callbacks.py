@@ -1,13 +1,16 @@
-"""Callbacks Keras does not have: a step-accurate atomic backup, atomic checkpoints, throughput,
-the history file and the curves plot."""
+"""Callbacks Keras does not have: the step count, a step-accurate atomic backup, atomic checkpoints,
+throughput, the history file and the curves plot."""
 
 import contextlib
+import json
 import math
 import os
 import signal
 import threading
 import time
+import zipfile
 
+import h5py
 import keras
 import numpy as np
 
@@ -15,28 +18,58 @@ from keras_resnet import files, internals
 from keras_resnet.training.run_dir import read_history, write_history
 
 
+# Where the step count is saved: an attribute of the backup's HDF5 file, an entry of a .keras zip.
+# Files written before it existed have neither: their optimizer's step count stands in.
+STEP_ATTRIBUTE = "keras_resnet_step"
+STEP_ENTRY = "keras_resnet_step.json"
+
+
+class StepCounter(keras.callbacks.Callback):
+    """The global step: the training steps run so far, counted here rather than read from the
+    optimizer. Under mixed_float16, Keras' LossScaleOptimizer skips a step whose gradients
+    overflowed without counting it in `iterations`, which then falls behind the steps fit() ran —
+    and the resume point, the plan and metrics.json with it. First among the callbacks: a step is
+    counted before another callback can stop training after it."""
+
+    def __init__(self, step=0):
+        super().__init__()
+        self.step = step
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.step += 1
+
+
+def saved_model_step(path):
+    """The step count saved in a .keras file by AtomicModelCheckpoint, or None (a file without it)."""
+    with zipfile.ZipFile(path) as archive:
+        if STEP_ENTRY not in archive.namelist():
+            return None
+        return int(json.loads(archive.read(STEP_ENTRY))["step"])
+
+
 class StepBackup(keras.callbacks.BackupAndRestore):
     """keras.callbacks.BackupAndRestore that resumes at the exact step and writes atomically.
 
     Keras' callback saves every `save_freq` steps but restores only the epoch, so a run killed in the
-    middle of an epoch would repeat that epoch's steps. The optimizer's iteration count is saved
-    with the weights, so this one lets the trainer restore before fit() and continue the
-    interrupted epoch where it stopped. Keras writes the weights file in place (after copying the
+    middle of an epoch would repeat that epoch's steps. Here the step count (StepCounter's) is saved
+    with the weights, so the trainer restores before fit() and continues the interrupted epoch
+    where it stopped. Keras writes the weights file in place (after copying the
     previous one aside), so a kill inside the write leaves a truncated file and a reader holding
     HDF5's lock on it makes the write fail; here each backup is a new file renamed over the last
     one (keras_resnet.files).
     """
 
-    def __init__(self, backup_dir, *, save_every_steps):
+    def __init__(self, backup_dir, *, save_every_steps, counter):
         super().__init__(backup_dir, save_freq=save_every_steps, delete_checkpoint=False)
+        self.counter = counter
         self.saved_step = None
 
     def on_train_begin(self, logs=None):
         pass  # restore() runs before fit(), which needs the step to plan the remaining epochs
 
     def restore(self):
-        """Loads the backup into the model (weights and optimizer state); the global step reached.
-        Raises whatever reading it raises (a damaged file)."""
+        """Loads the backup into the model (weights and optimizer state) and its step count into the
+        counter; returns that step. Raises whatever reading it raises (a damaged file)."""
         weights, previous = internals.backup_weights_paths(self)
         if not os.path.exists(weights):
             return 0
@@ -49,7 +82,9 @@ class StepBackup(keras.callbacks.BackupAndRestore):
                 raise
             os.replace(previous, weights)
             internals.backup_load(self)
-        self.saved_step = int(self.model.optimizer.iterations.numpy())
+        with h5py.File(weights, "r") as file:
+            step = file.attrs.get(STEP_ATTRIBUTE)
+        self.saved_step = self.counter.step = int(self.model.optimizer.iterations.numpy() if step is None else step)
         return self.saved_step
 
     def _save_model(self):
@@ -62,7 +97,9 @@ class StepBackup(keras.callbacks.BackupAndRestore):
         files.ensure_free_space(self.backup_dir, os.path.getsize(weights) if os.path.exists(weights) else estimate)
         with files.replacing(weights) as temporary:
             self.model.save_weights(temporary)
-        self.saved_step = int(self.model.optimizer.iterations.numpy())
+            with h5py.File(temporary, "a") as file:
+                file.attrs[STEP_ATTRIBUTE] = self.counter.step
+        self.saved_step = self.counter.step
 
     def save_now(self):
         self._save_model()
@@ -71,13 +108,20 @@ class StepBackup(keras.callbacks.BackupAndRestore):
 class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
     """keras.callbacks.ModelCheckpoint (which model to keep, when) whose file appears whole or not
     at all: Keras writes it in place, and a kill or a full disk inside the write left a truncated
-    best.keras or last.keras."""
+    best.keras or last.keras. The counter's step goes into the file with the model (an entry of its
+    zip that Keras does not read), for a run continued from it."""
+
+    def __init__(self, filepath, *, counter, **options):
+        super().__init__(filepath, **options)
+        self.counter = counter
 
     def _save_model(self, epoch, batch, logs):
         path = internals.checkpoint_file_path(self, epoch, batch, logs)
         if internals.checkpoint_should_save(self, epoch, batch, logs, path):
             with files.replacing(path) as temporary:
                 self.model.save(temporary)
+                with zipfile.ZipFile(temporary, "a") as archive:
+                    archive.writestr(STEP_ENTRY, json.dumps({"step": self.counter.step}))
 
 
 class InterruptAtStepEnd(keras.callbacks.Callback):
@@ -149,13 +193,14 @@ class EpochHistory(keras.callbacks.Callback):
     and the header is the union of all rows' columns.
     """
 
-    def __init__(self, run):
+    def __init__(self, run, *, counter):
         super().__init__()
         self.run = run
+        self.counter = counter
 
     def on_epoch_end(self, epoch, logs=None):
         rows = [row for row in self.run.read_history() if row["epoch"] <= epoch]  # Keras counts from 0, the file from 1
-        row = {"epoch": epoch + 1, "step": int(self.model.optimizer.iterations.numpy())}
+        row = {"epoch": epoch + 1, "step": self.counter.step}
         row.update((key, float(value)) for key, value in (logs or {}).items())
         write_history(self.run.history, rows + [row])
 

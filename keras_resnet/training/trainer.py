@@ -27,7 +27,9 @@ from keras_resnet.training.callbacks import (
     EpochHistory,
     InterruptAtStepEnd,
     StepBackup,
+    StepCounter,
     Throughput,
+    saved_model_step,
 )
 from keras_resnet.training.recipe import HEAD_RATE_FACTOR
 from keras_resnet.training.run_dir import RunDirectory, default_path, find_interrupted
@@ -148,9 +150,10 @@ def _train(config, run, *, strategy, strategy_name, precision, source, plan, wei
     with strategy.scope():
         model = build_and_compile(config, plan, replicas=replicas)
 
-    backup = StepBackup(run.backup, save_every_steps=config.runtime.save_every_steps)
+    counter = StepCounter()
+    backup = StepBackup(run.backup, save_every_steps=config.runtime.save_every_steps, counter=counter)
     backup.set_model(model)
-    done = _restore(model, run, backup, log=log)
+    done = counter.step = _restore(model, run, backup, log=log)
     if done == 0:
         if not run.is_empty() and (os.path.exists(run.history) or os.path.exists(run.tensorboard)):
             log(f"{run} holds no saved state to continue from (stopped before its first backup): starting it afresh.")
@@ -175,14 +178,16 @@ def _train(config, run, *, strategy, strategy_name, precision, source, plan, wei
     interrupt = InterruptAtStepEnd()
     epoch_end = [  # in this order: an epoch's row in history.csv means its models are saved
         AtomicModelCheckpoint(
-            run.best_model, monitor="val_accuracy", mode="max", save_best_only=True, initial_value_threshold=best_so_far
+            run.best_model, counter=counter, monitor="val_accuracy", mode="max", save_best_only=True,
+            initial_value_threshold=best_so_far,
         ),
-        AtomicModelCheckpoint(run.last_model),
-        EpochHistory(run),
+        AtomicModelCheckpoint(run.last_model, counter=counter),
+        EpochHistory(run, counter=counter),
         Curves(run.history, run.curves, title=f"{config.model.name} on {data.dataset}", freeze_epochs=training.freeze_epochs),
         DivergenceStop(run, classes=len(source.class_names)),  # after the epoch's files: they stay resumable
     ]
     callbacks = [
+        counter,  # first: a step is counted before anything can stop training after it
         interrupt,
         keras.callbacks.TerminateOnNaN(raise_error=True),  # before anything that saves
         backup,
@@ -203,6 +208,13 @@ def _train(config, run, *, strategy, strategy_name, precision, source, plan, wei
         if done < plan.total_steps:
             if defaults_chosen:
                 log(f"Defaults chosen for this data: {'; '.join(defaults_chosen)}.")
+            if source.unreadable_train_files:
+                unreadable = source.unreadable_train_files
+                log(
+                    f"warning: {config_lib.counted(len(unreadable), 'training file')} cannot be opened as a picture and "
+                    f"{'is' if len(unreadable) == 1 else 'are'} left out: {', '.join(unreadable[:3])}{', …' if len(unreadable) > 3 else ''}. "
+                    f"Repair or remove {'it' if len(unreadable) == 1 else 'them'}."
+                )
             log(
                 f"Training {config.model.name} on {data.dataset} ({source.train_examples} training, "
                 f"{source.validation_examples} validation images, {len(source.class_names)} classes) at {data.image_size} px: "
@@ -217,7 +229,7 @@ def _train(config, run, *, strategy, strategy_name, precision, source, plan, wei
                 )
             _fit(model, config, plan, strategy=strategy, done=done, source=source, validation=validation, callbacks=callbacks, interrupt=interrupt, log=log)
         return _finish(
-            run, model, plan, config=config, source=source, validation=validation, precision=precision, replicas=replicas,
+            run, plan, steps=counter.step, config=config, source=source, validation=validation, precision=precision, replicas=replicas,
             started=started, log=log,
         )
     except KeyboardInterrupt:
@@ -226,7 +238,7 @@ def _train(config, run, *, strategy, strategy_name, precision, source, plan, wei
         except OSError as error:
             raise _storage_error(error, run, _continuation(run, backup)) from None
         raise Interrupted(
-            f"Interrupted at step {int(model.optimizer.iterations.numpy())} of {plan.total_steps}; the state is backed up "
+            f"Interrupted at step {counter.step} of {plan.total_steps}; the state is backed up "
             f"in {run.backup}. Run the same command again to resume."
         ) from None
     except RuntimeError as error:
@@ -238,7 +250,7 @@ def _train(config, run, *, strategy, strategy_name, precision, source, plan, wei
         else:
             kept = "Nothing was saved yet: the same command starts the run afresh."
         raise TrainingError(
-            f"The loss became NaN or infinite at step {int(model.optimizer.iterations.numpy())}: training stopped. {kept} "
+            f"The loss became NaN or infinite at step {counter.step}: training stopped. {kept} "
             f"Try a lower --lr, a warm-up (--warmup-epochs) or --precision float32, with a new --output."
         ) from None
     except Diverged as divergence:
@@ -325,7 +337,7 @@ def _end_epoch_by_hand(model, epoch, validation, callbacks):
         callback.on_epoch_end(epoch, logs)
 
 
-def _finish(run, model, plan, *, config, source, validation, precision, replicas, started, log):
+def _finish(run, plan, *, steps, config, source, validation, precision, replicas, started, log):
     history = run.read_history()
     final = history[-1]
     best = max(history, key=lambda row: row.get("val_accuracy", -1.0))
@@ -338,7 +350,7 @@ def _finish(run, model, plan, *, config, source, validation, precision, replicas
         "best_epoch": int(best["epoch"]),
         "images_per_second": statistics.median(rates) if rates else None,
         "epochs": plan.epochs,
-        "steps": int(model.optimizer.iterations.numpy()),
+        "steps": steps,
         "training_seconds": round(time.time() - started, 1),
         "precision": precision,
         "replicas": replicas,
@@ -533,12 +545,13 @@ def _restore(model, run, backup, *, log):
 
 
 def _restore_from_last(model, run):
-    """A finished (or stopped) run's last model, with the optimizer's state."""
+    """A finished (or stopped) run's last model, with the optimizer's state; the step it was saved at."""
     previous = keras.saving.load_model(run.last_model)
     model.set_weights(previous.get_weights())
     for variable, saved in zip(model.optimizer.variables, previous.optimizer.variables):
         variable.assign(saved)
-    return int(model.optimizer.iterations.numpy())
+    step = saved_model_step(run.last_model)
+    return int(model.optimizer.iterations.numpy()) if step is None else step
 
 
 

@@ -61,13 +61,13 @@ def load_script(path):
 
 
 def backup_step(weights_path):
-    """The global step a backup holds: the optimizer's iteration count, saved with the weights
-    (what the resume itself reads)."""
+    """The global step a backup holds (the step count saved with the weights, which the resume
+    itself reads)."""
     import h5py
 
     # Without HDF5's file lock: a reader holding it makes the trainer's next backup write fail.
     with h5py.File(weights_path, "r", locking=False) as file:
-        return int(file["optimizer/vars/0"][()])
+        return int(file.attrs["keras_resnet_step"])
 
 
 def wait_for_backup_step(run_root, minimum, process, timeout=240):
