@@ -1,6 +1,7 @@
 """Data: the embedded dataset, TFDS (mocked and really offline), image folders, the tf.data pipeline."""
 
 import dataclasses
+import io
 import os
 import shutil
 import subprocess
@@ -14,7 +15,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from keras_resnet.data import pipeline, sources, synthetic
+from keras_resnet.data import pictures, pipeline, sources, synthetic
 from keras_resnet.runtime.preprocessing import Preprocessing
 from support.assertions import one_line_error
 from support.pictures import write_folder
@@ -311,6 +312,73 @@ def test_a_file_name_that_is_not_utf8_is_named_in_one_line(tmp_path):
 
 
 # -- pipeline -----------------------------------------------------------------------------------
+
+
+def test_the_random_resized_crop_reaches_every_part_of_a_non_square_picture():
+    height, width = 60, 200  # a centred square would never show the 70 columns either side
+    sample = tf.autograph.experimental.do_not_convert(
+        lambda index: pictures.random_crop_box(tf.constant([height, width, 3]), tf.stack([tf.constant(7, tf.int64), index]), 0.08)
+    )
+    covered = np.zeros((height, width), int)
+    areas, aspects = [], []
+    for begin, size in tf.data.Dataset.range(4000).map(sample).as_numpy_iterator():
+        (top, left), (rows, columns) = begin[:2], size[:2]
+        covered[top : top + rows, left : left + columns] += 1
+        areas.append(rows * columns / (height * width))
+        aspects.append(columns / rows)
+    # Every pixel, the corners included (tf.image.sample_distorted_bounding_box never reaches the
+    # last column of this picture).
+    assert covered.min() > 0
+    assert 0.07 < min(areas) < 0.1 and max(areas) > 0.39  # 8 % up to the largest crop of aspect 4/3 that fits
+    assert min(aspects) > 0.73 and max(aspects) < 1.36  # 3/4-4/3, within a pixel's rounding
+
+
+@pytest.mark.parametrize("subsampling, tolerance", [(0, 0), (2, 3)])
+def test_a_crop_decoded_from_jpeg_bytes_is_that_box_of_the_whole_picture(subsampling, tolerance):
+    y, x = np.mgrid[0:60, 0:200]
+    pixels = np.stack([x % 256, (y * 4) % 256, (x + y) % 256], -1).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "JPEG", quality=90, subsampling=subsampling)
+    encoded = tf.constant(buffer.getvalue())
+    whole = pictures.decode_picture(encoded).numpy()
+    for index in range(20):
+        seed = tf.constant([3, index], tf.int64)
+        (top, left, _), (rows, columns, _) = (value.numpy() for value in pictures.random_crop_box(tf.shape(whole), seed, 0.08))
+        crop = pictures.decode_random_crop(encoded, 1, seed, 0.08).numpy()
+        box = whole[top : top + rows, left : left + columns]
+        assert crop.shape == box.shape
+        # 4:2:0 chroma is upsampled from the blocks decoded: at the crop's edges it may differ a little.
+        assert np.abs(crop.astype(int) - box).max() <= tolerance
+
+
+def id_pictures(root, count=30, classes=3):
+    """Training pictures each one solid grey of its own value (8 × its number), in class folders."""
+    for number in range(count):
+        folder = root / "train" / f"class{number % classes}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((24, 32 + number % 5, 3), 8 * number, np.uint8)).save(folder / f"{number}.jpg", quality=100)
+    for name in range(classes):
+        (root / "val" / f"class{name}").mkdir(parents=True)
+        Image.fromarray(np.zeros((24, 24, 3), np.uint8)).save(root / "val" / f"class{name}" / "0.png")
+    return root
+
+
+@pytest.mark.parametrize("from_bytes", [False, True], ids=["decoded-and-cached", "crops-from-bytes"])
+def test_each_input_pipeline_decodes_only_its_share_of_the_files(tmp_path, monkeypatch, from_bytes):
+    if from_bytes:
+        monkeypatch.setattr(pipeline, "CACHE_LIMIT_BYTES", 0)  # as for a folder too large to keep
+    source = sources.open_dataset(f"folder:{id_pictures(tmp_path / 'ids')}", image_size=16)
+    assert pipeline.reads_encoded(source, "imagenet") is from_bytes
+    shares = []
+    for pipeline_id in (0, 1):
+        context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=pipeline_id, num_replicas_in_sync=2)
+        batches = pipeline.training_dataset(source, image_size=16, augmentation="imagenet", batch_size=10, seed=0, input_context=context)
+        images = np.concatenate([images.numpy() for images, _ in batches.take(3)])  # 3 batches of 5: one pass over 15 files
+        shares.append({int(round(value / 8)) for value in images[:, 8, 8, 0]})
+    assert len(shares[0]) == len(shares[1]) == 15 and not shares[0] & shares[1] and shares[0] | shares[1] == set(range(30))
+    assert "split by file over 2 workers" in pipeline.describe_training_input(source, "imagenet", workers=2)
+
+
 
 
 def synthetic_source(size=32, examples=64):

@@ -866,6 +866,7 @@ def test_the_page_gives_the_model_the_pixels_keras_and_classify_py_give_it(chrom
     import tensorflow as tf
 
     from keras_resnet.data import pipeline, sources
+    from keras_resnet.data.pictures import decode_picture
     from keras_resnet.runtime.preprocessing import Preprocessing
     from support.pictures import write_parity_pictures
 
@@ -878,7 +879,7 @@ def test_the_page_gives_the_model_the_pixels_keras_and_classify_py_give_it(chrom
                 preprocessing = Preprocessing(crop)
                 in_page = np.array(page.evaluate(PAGE_INPUT, [f"/samples/{path.name}", size, crop]), np.float32).reshape(size, size, 3)
                 pillow = preprocessing.apply(classifier.load_image(path), (size, size)).astype(np.float32)
-                in_keras = pipeline.evaluation_transform(sources.decode_picture(tf.io.read_file(str(path)), sources.picture_orientation(path)), size, preprocessing).numpy()
+                in_keras = pipeline.evaluation_transform(decode_picture(tf.io.read_file(str(path)), sources.picture_orientation(path)), size, preprocessing).numpy()
                 for name, other in (("classify.py", pillow), ("Keras", in_keras)):
                     difference = np.abs(in_page - other).max()
                     assert difference <= 1, (path.name, crop, size, name, difference)
@@ -888,7 +889,7 @@ def test_the_page_gives_the_model_the_pixels_keras_and_classify_py_give_it(chrom
     expected = parse_results(run_classify(board, "--model", models["fp32"], *pictures, "--top-k", "1").stdout)
     for path in pictures:
         top = classify_in_page(page, str(path))
-        keras_input = pipeline.evaluation_transform(sources.decode_picture(tf.io.read_file(str(path)), sources.picture_orientation(path)), 32, Preprocessing(1.0))
+        keras_input = pipeline.evaluation_transform(decode_picture(tf.io.read_file(str(path)), sources.picture_orientation(path)), 32, Preprocessing(1.0))
         keras_top1 = CLASS_NAMES[int(np.argmax(model.predict(keras_input[None], verbose=0)))]
         assert top[0][0] == expected[str(path)][0][0] == keras_top1, (path.name, top[0], expected[str(path)], keras_top1)
     assert problems == []

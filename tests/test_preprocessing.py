@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from support.programs import REPOSITORY
 from keras_resnet.data import pipeline, sources
+from keras_resnet.data.pictures import decode_picture
 from keras_resnet.runtime.classifier import load_image
 from keras_resnet.runtime.preprocessing import Preprocessing, for_augmentation
 from support.pictures import write_parity_pictures
@@ -30,7 +31,7 @@ def pictures(tmp_path_factory):
 
 def keras_input(path, size, preprocessing):
     """What Keras' evaluation feeds the model for the picture file at `path`."""
-    picture = sources.decode_picture(tf.io.read_file(str(path)), sources.picture_orientation(path))
+    picture = decode_picture(tf.io.read_file(str(path)), sources.picture_orientation(path))
     return pipeline.evaluation_transform(picture, size, preprocessing).numpy()
 
 

@@ -9,9 +9,17 @@ square of a fraction of the shorter side, Pillow's bilinear filter, rounded to 8
 classify.py and the page apply on the device.
 Random choices come from stateless ops seeded per example from one seeded stream: the same seed
 gives the same augmented epochs.
+
+Training input: decoded pictures kept in memory when they fit (is_cached: the stated rule); else a
+folder's pictures are read by file and, for the "imagenet" augmentation, only each random crop is
+decoded from a JPEG's bytes (the Model Garden's and the TPU reference's decode-and-crop). Under
+tf.distribute (distribute_datasets_from_function) each input pipeline reads its own share of the
+files; a source without files (generated, TFDS decoded) is split by example.
 """
 
 import tensorflow as tf
+
+from keras_resnet.data.pictures import decode_picture, decode_random_crop, random_crop_box
 
 AUGMENTATIONS = ("cifar", "imagenet")
 # Cache decoded images in memory when they take less than this.
@@ -24,15 +32,69 @@ def estimated_bytes(examples, image_size):
 
 
 def training_dataset(
-    source, *, image_size, augmentation, batch_size, seed, min_crop_area=0.08, shuffle_buffer=10_000
+    source, *, image_size, augmentation, batch_size, seed, min_crop_area=0.08, shuffle_buffer=10_000, input_context=None
 ):
-    """Infinite stream of augmented (float32 image in [0, 255], one-hot label) batches."""
+    """Infinite stream of augmented (float32 image in [0, 255], one-hot label) batches of `batch_size`;
+    with `input_context` (tf.distribute's, from distribute_datasets_from_function) this input
+    pipeline's share of the data, in batches of one replica's share of `batch_size`."""
     classes = len(source.class_names)
-    dataset = source.train
+    shards, shard = (input_context.num_input_pipelines, input_context.input_pipeline_id) if input_context else (1, 0)
+    if input_context:
+        batch_size = input_context.get_per_replica_batch_size(batch_size)
+    if reads_encoded(source, augmentation):
+        images = _crops_from_files(source.train_files, image_size=image_size, seed=seed, min_crop_area=min_crop_area, shards=shards, shard=shard)
+    else:
+        images = _augmented(
+            _decoded_share(source, shards=shards, shard=shard), image_size=image_size, augmentation=augmentation, seed=seed,
+            min_crop_area=min_crop_area, shuffle_buffer=min(shuffle_buffer, source.train_examples), cached=is_cached(source),
+        )
+    dataset = images.map(lambda image, label: (image, tf.one_hot(label, classes)), num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = dataset.batch(batch_size, drop_remainder=True)
+    return _with_options(dataset.prefetch(tf.data.AUTOTUNE), shard_policy=tf.data.experimental.AutoShardPolicy.OFF if input_context else None)
+
+
+def is_cached(source):
+    """The rule: decoded training pictures are kept in memory after the first epoch when they are
+    known to take less than CACHE_LIMIT_BYTES (a folder's size read from its headers, up to 20,000
+    files; stored datasets' from their shape)."""
     train_bytes = source.train_bytes()
-    if train_bytes is not None and train_bytes < CACHE_LIMIT_BYTES:
+    return train_bytes is not None and train_bytes < CACHE_LIMIT_BYTES
+
+
+def reads_encoded(source, augmentation):
+    """Whether training decodes each crop from its file's bytes every epoch (the paper's
+    random-resized crop of a folder too large to keep decoded in memory)."""
+    return source.train_files is not None and augmentation == "imagenet" and not is_cached(source)
+
+
+def describe_training_input(source, augmentation, *, workers):
+    """The training input in words, for the run's log: how pictures are decoded and shared out."""
+    if reads_encoded(source, augmentation):
+        how = "read by file, each crop decoded from its JPEG's bytes (decode_and_crop_jpeg; other formats whole), reshuffled each epoch"
+    elif is_cached(source):
+        how = f"decoded once and kept in memory ({source.train_bytes() / 2**20:,.0f} MB < {CACHE_LIMIT_BYTES >> 30} GiB)"
+    else:
+        how = "decoded whole each epoch"
+    if workers > 1:
+        how += f"; split by file over {workers} workers" if source.train_files is not None else f"; split by example over {workers} workers (each reads every example: the source has no files to split)"
+    return how
+
+
+def _decoded_share(source, *, shards, shard):
+    """The decoded training examples of input pipeline `shard` of `shards`: by file where the source
+    has files (each pipeline decodes only its own), else every `shards`-th example."""
+    if shards == 1:
+        return source.train
+    if source.train_files is not None:
+        order = tf.range(shard, len(source.train_files), shards, dtype=tf.int64)
+        return source.train_files.decoded(lambda encoded, orientation, position: decode_picture(encoded, orientation), order=order)
+    return source.train.shard(shards, shard)
+
+
+def _augmented(dataset, *, image_size, augmentation, seed, min_crop_area, shuffle_buffer, cached):
+    if cached:
         dataset = dataset.cache()
-    dataset = dataset.shuffle(min(shuffle_buffer, source.train_examples), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.repeat()
     # One seed pair per example for the stateless random ops.
     randomness = tf.data.Dataset.random(seed=seed).batch(2)
@@ -46,11 +108,29 @@ def training_dataset(
         else:
             image = _random_resized_crop(image, image_size, random_seed, min_crop_area)
         image = tf.image.stateless_random_flip_left_right(image, seed=random_seed[::-1])
-        return image, tf.one_hot(label, classes)
+        return image, label
 
-    dataset = dataset.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
-    dataset = dataset.batch(batch_size, drop_remainder=True)
-    return _with_options(dataset.prefetch(tf.data.AUTOTUNE))
+    return dataset.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _crops_from_files(files, *, image_size, seed, min_crop_area, shards, shard):
+    """Endless epochs over this pipeline's share of `files` (every `shards`-th file from `shard`),
+    each in a new order (a seeded permutation of the file list: no shuffle buffer of decoded
+    pictures), each picture read and only its random crop decoded, resized and flipped."""
+    share = tf.range(shard, len(files), shards, dtype=tf.int64)
+
+    def epoch(number):
+        order = tf.random.experimental.stateless_shuffle(share, seed=tf.stack([tf.constant(seed, tf.int64), number]))
+
+        def crop(encoded, orientation, position):
+            random_seed = tf.stack([number + (seed << 20), position])
+            picture = decode_random_crop(encoded, orientation, random_seed, min_crop_area)
+            image = tf.image.resize(tf.cast(picture, tf.float32), (image_size, image_size), antialias=True)
+            return tf.image.stateless_random_flip_left_right(image, seed=random_seed[::-1])
+
+        return files.decoded(crop, order=order)
+
+    return tf.data.Dataset.range(1 << 62).flat_map(epoch)
 
 
 def evaluation_dataset(source, *, image_size, preprocessing, batch_size):
@@ -67,10 +147,11 @@ def evaluation_dataset(source, *, image_size, preprocessing, batch_size):
     return _with_options(dataset.prefetch(tf.data.AUTOTUNE))
 
 
-def _with_options(dataset):
+def _with_options(dataset, *, shard_policy=None):
     options = tf.data.Options()
-    # Under multi-worker training each worker reads every n-th batch: works for any source.
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    # Unless the pipeline shares itself out (shard_policy OFF): under multi-worker training each
+    # worker reads every n-th batch, which works for any source.
+    options.experimental_distribute.auto_shard_policy = shard_policy or tf.data.experimental.AutoShardPolicy.DATA
     options.deterministic = True
     return dataset.with_options(options)
 
@@ -109,16 +190,7 @@ def _pad_and_crop(image, image_size, seed):
 
 
 def _random_resized_crop(image, image_size, seed, min_crop_area):
-    begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
-        tf.shape(image),
-        bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]),
-        seed=seed,
-        min_object_covered=0.0,
-        aspect_ratio_range=(3 / 4, 4 / 3),
-        area_range=(min_crop_area, 1.0),
-        max_attempts=10,
-        use_image_if_no_bounding_boxes=True,
-    )
+    begin, size = random_crop_box(tf.shape(image), seed, min_crop_area)
     crop = tf.slice(image, begin, size)
     # Antialiased, as the evaluation transform: a large crop is averaged down, not sampled.
     return tf.image.resize(crop, (image_size, image_size), antialias=True)

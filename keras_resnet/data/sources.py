@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from keras_resnet import files
 from keras_resnet.data import synthetic
+from keras_resnet.data.pictures import PictureFiles, decode_picture, shown
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 FOLDER_PREFIX = "folder:"
@@ -59,6 +60,8 @@ class DataSource:
     validation_split_name: str = "validation split"
     # A folder's training files that are no readable picture, left out of train_examples.
     unreadable_train_files: list = dataclasses.field(default_factory=list)
+    # A folder's training pictures as files (the pipeline can read them by file, not decoded).
+    train_files: PictureFiles | None = None
 
     def train_bytes(self):
         """What the decoded training split takes in memory, when known (None: not known)."""
@@ -367,7 +370,7 @@ def _open_folder(path, *, seed, evaluation=False):
         undecodable_name = _first_non_utf8_name(path) if "unicode" in str(error).lower() else None
         if undecodable_name:
             raise DatasetError(
-                f"{_shown(undecodable_name)} has a file name that is not UTF-8, which TensorFlow cannot read: rename it."
+                f"{shown(undecodable_name)} has a file name that is not UTF-8, which TensorFlow cannot read: rename it."
             ) from None
         raise DatasetError(f"Cannot read images from folder {path!r}: {error}") from None
     if len(validation.file_paths) == 0:
@@ -396,11 +399,15 @@ def _open_folder(path, *, seed, evaluation=False):
         train_headers = [header for header in train_headers if header is not None]
         if left_out and not train_files:
             raise DatasetError(f"None of the {len(left_out)} training pictures in {roots[0]!r} is a readable image (e.g. {left_out[0]}).")
+    training_pictures = _picture_files(train_files, _orientations(train_headers, len(train_files)))
     return DataSource(
         name=f"{FOLDER_PREFIX}{path}",
         # A training image that will not decode is skipped with a warning, not fatal to a long run.
-        train=_pictures(train_files, _orientations(train_headers, len(train_files)), skip_undecodable=True),
-        validation=_pictures(validation_files, _orientations(validation_headers, len(validation_files))),
+        train=_decoded_pictures(training_pictures),
+        validation=_decoded_pictures(
+            _picture_files(validation_files, _orientations(validation_headers, len(validation_files))), skip_undecodable=False
+        ),
+        train_files=training_pictures,
         class_names=classes,
         train_examples=len(train_files),
         validation_examples=len(validation_files),
@@ -431,93 +438,13 @@ def _labelled(paths, root, classes):
     return [(path, index[os.path.relpath(path, root).split(os.sep)[0]]) for path in paths]
 
 
-def _pictures(files, orientations, *, skip_undecodable=False):
-    """(uint8 RGB picture at its own size, upright, int64 label) per (path, label). With
-    `skip_undecodable`, a file that fails to decode is left out, and named once on stderr."""
-    paths = tf.constant([os.fsencode(path) for path, _ in files], tf.string)
-    labels = tf.constant([label for _, label in files], tf.int64)
-    turns = tf.constant(orientations, tf.int32)
-    listed = tf.data.Dataset.from_tensor_slices((paths, labels, turns))
-    if not skip_undecodable:
-        return listed.map(
-            lambda path, label, turn: (decode_picture(tf.io.read_file(path), turn), label), num_parallel_calls=tf.data.AUTOTUNE
-        )
-    # tf.data's ignore_errors drops a failing element silently (its warning is a C++ log line that
-    # TF_CPP_MIN_LOG_LEVEL hides). The survivors keep their place in the list, so a gap in their
-    # indices names the files dropped; a last element past the end finds a gap at the end. Python
-    # runs only when there is a gap.
-    decoded = (
-        listed.enumerate()
-        .map(lambda index, entry: (index, decode_picture(tf.io.read_file(entry[0]), entry[2]), entry[1]), num_parallel_calls=tf.data.AUTOTUNE)
-        .ignore_errors()
-        .concatenate(tf.data.Dataset.from_tensors((tf.constant(len(files), tf.int64), tf.zeros((1, 1, 3), tf.uint8), tf.constant(-1, tf.int64))))
-    )
-    reported = set()
-
-    def report(first, end):
-        names = [files[index][0] for index in range(int(first), int(end)) if index not in reported]
-        reported.update(range(int(first), int(end)))
-        for name in names:
-            print(f"warning: training picture {_shown(name)} cannot be decoded (damaged, or not an image): skipped.", file=sys.stderr, flush=True)
-        return np.int64(len(names))
-
-    def check_gap(expected, element):
-        index, image, label = element
-        gap = tf.cond(
-            index > expected, lambda: tf.py_function(report, [expected, index], tf.int64), lambda: tf.constant(0, tf.int64)
-        )
-        with tf.control_dependencies([gap]):
-            return index + 1, (image, label)
-
-    return decoded.scan(tf.constant(0, tf.int64), check_gap).filter(lambda image, label: label >= 0)
+def _picture_files(files, orientations):
+    return PictureFiles(paths=[path for path, _ in files], labels=[label for _, label in files], orientations=orientations)
 
 
-def _shown(path):
-    """A file name as it can be printed: bytes that are not UTF-8 as \\x escapes."""
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
-
-
-def decode_picture(encoded, orientation=1):
-    """Encoded bytes (JPEG, PNG, GIF's first frame, BMP) → uint8 RGB (H, W, 3), as classify.py reads a
-    file with Pillow: JPEG with the accurate integer IDCT (TensorFlow's default is the fast, less
-    exact one), grayscale as three equal channels, transparency laid over white, and turned upright
-    by its EXIF `orientation` (1-8: picture_orientation reads it; TensorFlow does not)."""
-
-    def jpeg():
-        return tf.io.decode_jpeg(encoded, channels=3, dct_method="INTEGER_ACCURATE")
-
-    def other():
-        image = tf.io.decode_image(encoded, expand_animations=False)  # its own channels: 1 to 4
-        gray = tf.shape(image)[-1] <= 2
-        image = tf.cond(gray, lambda: tf.concat([tf.repeat(image[..., :1], 3, axis=-1), image[..., 1:]], -1), lambda: image)
-
-        def over_white():
-            pixels = tf.cast(image, tf.float32)
-            alpha = pixels[..., 3:4]
-            return tf.cast(tf.round((pixels[..., :3] * alpha + 255.0 * (255.0 - alpha)) / 255.0), tf.uint8)
-
-        return tf.cond(tf.shape(image)[-1] == 4, over_white, lambda: image[..., :3])
-
-    decoded = tf.ensure_shape(tf.cond(tf.io.is_jpeg(encoded), jpeg, other), (None, None, 3))
-    return _upright(decoded, orientation)
-
-
-def _upright(image, orientation):
-    """What PIL.ImageOps.exif_transpose does for EXIF orientations 2-8 (1, or anything else: as stored)."""
-    transpose = tf.image.transpose
-    turns = [
-        lambda: image,
-        lambda: image,
-        lambda: tf.image.flip_left_right(image),  # 2
-        lambda: tf.image.rot90(image, 2),  # 3
-        lambda: tf.image.flip_up_down(image),  # 4
-        lambda: transpose(image),  # 5
-        lambda: tf.image.rot90(image, 3),  # 6: a quarter turn clockwise
-        lambda: tf.image.rot90(transpose(image), 2),  # 7
-        lambda: tf.image.rot90(image, 1),  # 8: a quarter turn anticlockwise
-    ]
-    index = tf.where((orientation >= 1) & (orientation <= 8), orientation, 0)
-    return tf.switch_case(tf.cast(index, tf.int32), turns)
+def _decoded_pictures(files, *, skip_undecodable=True):
+    """(uint8 RGB picture at its own size, upright, int64 label) per file of a PictureFiles, in order."""
+    return files.decoded(lambda encoded, orientation, position: decode_picture(encoded, orientation), skip_undecodable=skip_undecodable)
 
 
 @dataclasses.dataclass(frozen=True)

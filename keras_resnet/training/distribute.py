@@ -102,6 +102,15 @@ def worker_index(strategy):
     return resolver.task_id if resolver is not None and resolver.task_id is not None else 0
 
 
+def worker_count(strategy):
+    """How many worker processes train together (1 outside multi-worker training)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if not is_multi_worker(strategy) or resolver is None:
+        return 1
+    cluster = resolver.cluster_spec().as_dict()
+    return max(1, sum(len(cluster.get(task, [])) for task in ("chief", "worker")))
+
+
 def is_multi_worker(strategy):
     return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
 

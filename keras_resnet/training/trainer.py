@@ -221,6 +221,7 @@ def _train(config, run, *, strategy, strategy_name, precision, source, plan, wei
                 f"{config_lib.counted(plan.total_steps, 'step')} ({config_lib.counted(plan.epochs, 'epoch')} of {config_lib.counted(plan.steps_per_epoch, 'step')}), "
                 f"global batch {training.batch_size} over {config_lib.counted(replicas, 'replica')} [{strategy_name}], {precision}. Run directory: {run}"
             )
+            log(f"Training input: {pipeline.describe_training_input(source, data.augmentation, workers=distribute.worker_count(strategy))}.")
             log(f"Evaluation transform: {data.preprocessing().describe()}, at {data.image_size} px (--eval-crop); the converted models carry it to classify.py and the page.")
             if plan.freeze_steps:
                 log(
@@ -287,14 +288,7 @@ def _fit(model, config, plan, *, strategy, done, source, validation, callbacks, 
                 model.make_train_function(force=True)  # the trained variables changed
                 epochs = f"Epoch {final_epoch}" if final_epoch == initial_epoch + 1 else f"Epochs {initial_epoch + 1}-{final_epoch}"
                 log(f"{epochs}: " + ("the classifier only, backbone frozen." if frozen else "the whole network."))
-            train_data = pipeline.training_dataset(
-                source,
-                image_size=data.image_size,
-                augmentation=data.augmentation,
-                batch_size=training.batch_size,
-                seed=training.seed + start_step,  # a resumed run continues with fresh, reproducible shuffles
-                min_crop_area=data.min_crop_area,
-            )
+            train_data = _training_input(config, source, strategy=strategy, seed=training.seed + start_step)
             model.fit(
                 train_data,
                 validation_data=validation,
@@ -305,6 +299,28 @@ def _fit(model, config, plan, *, strategy, done, source, validation, callbacks, 
                 shuffle=False,  # the pipeline shuffles
                 verbose=1 if sys.stdout.isatty() else 2,
             )
+
+
+def _training_input(config, source, *, strategy, seed):
+    """The training batches as fit() takes them: under a strategy of several replicas, each input
+    pipeline (one per worker) builds its own share (keras_resnet.data.pipeline: by file where the
+    source has files) in per-replica batches; else one pipeline of global batches."""
+    training, data = config.training, config.data
+
+    def batches(input_context=None):
+        return pipeline.training_dataset(
+            source,
+            image_size=data.image_size,
+            augmentation=data.augmentation,
+            batch_size=training.batch_size,
+            seed=seed,  # a resumed run continues with fresh, reproducible shuffles
+            min_crop_area=data.min_crop_area,
+            input_context=input_context,
+        )
+
+    if strategy.num_replicas_in_sync == 1:
+        return batches()
+    return strategy.distribute_datasets_from_function(batches)
 
 
 def _epoch_ending_at(step, plan):
