@@ -18,6 +18,8 @@ import tensorflow_datasets as tfds
 import keras_resnet
 import train
 from support.assertions import one_line_error, one_line_error_in_process
+from support.pictures import write_folder
+from support.requirements import require_strace
 from support.programs import REPOSITORY, TINY, backup_step, load_models_in_fresh_processes, run_train, wait_for_backup_step
 from keras_resnet import config as config_lib
 from keras_resnet.runtime.preprocessing import Preprocessing
@@ -450,6 +452,42 @@ def test_multi_worker_training_on_two_local_processes_ends_with_identical_models
     for mine, theirs in zip(chief.weights, worker.weights):
         np.testing.assert_array_equal(mine.numpy(), theirs.numpy(), err_msg=mine.path)
     assert json.load(open(output / "metrics.json"))["steps"] == 8
+
+
+@pytest.mark.e2e
+def test_two_workers_each_read_only_their_share_of_a_folders_pictures(tmp_path):
+    require_strace()
+    # Watched from outside with strace: the training files each worker's input threads open. (Its
+    # main thread reads every picture's header while opening the folder; only the pipeline's threads
+    # decode.)
+    root = tmp_path / "pictures"
+    write_folder(root, classes=("cats", "dogs", "owls"), per_class=16, size=20, splits=("train", "val"))
+    training_files = {str(path) for path in (root / "train").rglob("*.*")}
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
+    output = tmp_path / "mw"
+    traces = [tmp_path / f"worker-{index}.trace" for index in (0, 1)]
+    processes = [
+        subprocess.Popen(
+            ["strace", "-f", "-qq", "--seccomp-bpf", "-e", "trace=open,openat", "-o", str(trace),
+             sys.executable, os.path.join(REPOSITORY, "train.py"), "--depth", "8", "--image-size", "16", "--batch-size", "8",
+             "--dataset", f"folder:{root}", "--epochs", "2", "--output", str(output)],
+            env={**os.environ, "PYTHONPATH": REPOSITORY, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})},
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for index, trace in zip((0, 1), traces)
+    ]
+    results = [process.communicate(timeout=300) for process in processes]
+    for process, (out, err) in zip(processes, results):
+        assert process.returncode == 0, err
+    assert "split by file over 2 workers" in results[0][0]
+    shares = []
+    for trace in traces:
+        lines = trace.read_text().splitlines()
+        main_thread = lines[0].split()[0]
+        opened = {match.group(1) for line in lines if not line.startswith(main_thread + " ") for match in [re.search(r'open(?:at)?\(.*?"([^"]+)"', line)] if match}
+        shares.append(opened & training_files)
+    assert len(shares[0]) == len(shares[1]) == 24
+    assert not shares[0] & shares[1] and shares[0] | shares[1] == training_files
 
 
 def test_help_documents_every_flag_and_its_default():

@@ -1,6 +1,7 @@
 """What some tests need from the machine (a Vulkan driver, Chromium, Debian's Fashion-MNIST, root
 to mount a small disk): missing, the test skips, or fails where the run was told it must be there
-(`pytest --require gpu,browser,datasets,root`, as .ci/run does; see conftest.py)."""
+(`pytest --require gpu,browser,datasets,root,strace`, or `--require all` as .ci/run does; see
+conftest.py)."""
 
 import contextlib
 import os
@@ -12,7 +13,7 @@ import pytest
 SWIFTSHADER_ICD = "/usr/lib/chromium/vk_swiftshader_icd.json"
 DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-NEEDS = ("gpu", "browser", "datasets", "root")
+NEEDS = ("gpu", "browser", "datasets", "root", "strace")
 # Filled by conftest.py from --require: the needs whose absence fails a test instead of skipping it.
 REQUIRED = set()
 
@@ -46,6 +47,12 @@ def require_browser():
 def require_fashion_mnist():
     if not os.path.isdir(DEBIAN_FASHION_MNIST):
         missing("datasets", f"Debian's Fashion-MNIST is not installed at {DEBIAN_FASHION_MNIST}: apt install dataset-fashion-mnist")
+
+
+def require_strace():
+    """For a test that watches another process's file reads from outside."""
+    if shutil.which("strace") is None:
+        missing("strace", "strace is not installed (it watches which files a process reads): apt install strace")
 
 
 @contextlib.contextmanager
