@@ -333,22 +333,41 @@ def test_the_random_resized_crop_reaches_every_part_of_a_non_square_picture():
     assert min(aspects) > 0.73 and max(aspects) < 1.36  # 3/4-4/3, within a pixel's rounding
 
 
-@pytest.mark.parametrize("subsampling, tolerance", [(0, 0), (2, 3)])
-def test_a_crop_decoded_from_jpeg_bytes_is_that_box_of_the_whole_picture(subsampling, tolerance):
-    y, x = np.mgrid[0:60, 0:200]
-    pixels = np.stack([x % 256, (y * 4) % 256, (x + y) % 256], -1).astype(np.uint8)
+def smooth_jpeg(height, width, *, subsampling=2, seed=0, detail=16):
+    """A JPEG of smooth colours (as photographs are, at the scale of a few pixels): random colours
+    every `detail` pixels, interpolated."""
+    coarse = np.random.default_rng(seed).integers(0, 256, (height // detail + 2, width // detail + 2, 3), dtype=np.uint8)
+    pixels = np.asarray(Image.fromarray(coarse).resize((width, height), Image.BICUBIC))
     buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, "JPEG", quality=90, subsampling=subsampling)
-    encoded = tf.constant(buffer.getvalue())
-    whole = pictures.decode_picture(encoded).numpy()
+    Image.fromarray(pixels).save(buffer, "JPEG", quality=95, subsampling=subsampling)
+    return tf.constant(buffer.getvalue())
+
+
+@pytest.mark.parametrize("subsampling", [0, 2])
+def test_a_crop_decoded_from_jpeg_bytes_is_that_box_of_the_whole_picture(subsampling):
+    encoded = smooth_jpeg(60, 200, subsampling=subsampling)
+    whole = tf.cast(pictures.decode_picture(encoded), tf.float32)
     for index in range(20):
         seed = tf.constant([3, index], tf.int64)
         (top, left, _), (rows, columns, _) = (value.numpy() for value in pictures.random_crop_box(tf.shape(whole), seed, 0.08))
-        crop = pictures.decode_random_crop(encoded, 1, seed, 0.08).numpy()
-        box = whole[top : top + rows, left : left + columns]
-        assert crop.shape == box.shape
-        # 4:2:0 chroma is upsampled from the blocks decoded: at the crop's edges it may differ a little.
-        assert np.abs(crop.astype(int) - box).max() <= tolerance
+        crop = pictures.decode_random_crop(encoded, 1, seed, 0.08, 64).numpy()
+        box = tf.image.resize(whole[top : top + rows, left : left + columns], (64, 64)).numpy()
+        # The fast IDCT, and 4:2:0 chroma upsampled from the blocks decoded: a few levels apart at most.
+        assert np.abs(crop - box).max() <= 16 and np.abs(crop - box).mean() < 2.0  # a box 4 pixels off: 17 on average
+
+
+def test_a_large_crop_is_decoded_at_a_fraction_of_its_size_and_still_matches_an_antialiased_resize():
+    # A 12-megapixel photograph's crops shrink 10x and more to 64 px: details finer than that blur away
+    # (DCT scaling averages them) rather than alias.
+    encoded = smooth_jpeg(900, 1200, detail=48)
+    whole = tf.cast(pictures.decode_picture(encoded), tf.float32)
+    for index in range(10):
+        seed = tf.constant([5, index], tf.int64)
+        (top, left, _), (rows, columns, _) = (value.numpy() for value in pictures.random_crop_box(tf.shape(whole), seed, 0.08))
+        assert min(rows, columns) >= 2 * 64  # decoded at 1/2 to 1/8 of its size
+        crop = pictures.decode_random_crop(encoded, 1, seed, 0.08, 64).numpy()
+        box = tf.image.resize(whole[top : top + rows, left : left + columns], (64, 64), antialias=True).numpy()
+        assert np.abs(crop - box).mean() < 2.0
 
 
 def id_pictures(root, count=30, classes=3):

@@ -19,7 +19,7 @@ files; a source without files (generated, TFDS decoded) is split by example.
 
 import tensorflow as tf
 
-from keras_resnet.data.pictures import decode_picture, decode_random_crop, random_crop_box
+from keras_resnet.data.pictures import decode_picture, decode_random_crop, plain, random_crop_box
 
 AUGMENTATIONS = ("cifar", "imagenet")
 # Cache decoded images in memory when they take less than this.
@@ -48,7 +48,7 @@ def training_dataset(
             _decoded_share(source, shards=shards, shard=shard), image_size=image_size, augmentation=augmentation, seed=seed,
             min_crop_area=min_crop_area, shuffle_buffer=min(shuffle_buffer, source.train_examples), cached=is_cached(source),
         )
-    dataset = images.map(lambda image, label: (image, tf.one_hot(label, classes)), num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = images.map(plain(lambda image, label: (image, tf.one_hot(label, classes))), num_parallel_calls=tf.data.AUTOTUNE)
     dataset = dataset.batch(batch_size, drop_remainder=True)
     return _with_options(dataset.prefetch(tf.data.AUTOTUNE), shard_policy=tf.data.experimental.AutoShardPolicy.OFF if input_context else None)
 
@@ -100,6 +100,7 @@ def _augmented(dataset, *, image_size, augmentation, seed, min_crop_area, shuffl
     randomness = tf.data.Dataset.random(seed=seed).batch(2)
     dataset = tf.data.Dataset.zip((dataset, randomness))
 
+    @plain
     def augment(example, random_seed):
         image, label = example
         image = tf.cast(image, tf.float32)
@@ -119,13 +120,14 @@ def _crops_from_files(files, *, image_size, seed, min_crop_area, shards, shard):
     pictures), each picture read and only its random crop decoded, resized and flipped."""
     share = tf.range(shard, len(files), shards, dtype=tf.int64)
 
+    @plain
     def epoch(number):
         order = tf.random.experimental.stateless_shuffle(share, seed=tf.stack([tf.constant(seed, tf.int64), number]))
 
+        @plain
         def crop(encoded, orientation, position):
             random_seed = tf.stack([number + (seed << 20), position])
-            picture = decode_random_crop(encoded, orientation, random_seed, min_crop_area)
-            image = tf.image.resize(tf.cast(picture, tf.float32), (image_size, image_size), antialias=True)
+            image = decode_random_crop(encoded, orientation, random_seed, min_crop_area, image_size)
             return tf.image.stateless_random_flip_left_right(image, seed=random_seed[::-1])
 
         return files.decoded(crop, order=order)
@@ -138,6 +140,7 @@ def evaluation_dataset(source, *, image_size, preprocessing, batch_size):
     (keras_resnet.runtime.preprocessing.Preprocessing), batched: (float32 pixels, one-hot labels)."""
     classes = len(source.class_names)
 
+    @plain
     def prepare(image, label):
         return evaluation_transform(image, image_size, preprocessing), tf.one_hot(label, classes)
 

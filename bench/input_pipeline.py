@@ -1,0 +1,211 @@
+"""Training input throughput: ours, as train.py builds it for a folder of JPEGs, against a
+decode-and-crop reference pipeline written here in the style of the TensorFlow Model Garden and the
+TPU reference (extract_jpeg_shape → sample_distorted_bounding_box → decode_and_crop_jpeg); then our
+start-up time and peak memory on a folder of 100,000 files.
+
+    python bench/input_pipeline.py                        # 2,000 generated JPEGs of ImageNet's sizes
+    python bench/input_pipeline.py --folder PATH          # a folder of class folders of JPEGs
+    python bench/input_pipeline.py --files 2000 --startup-files 10000 100000
+
+Each pipeline makes one pass over the training files (224x224 random-resized crops, flipped, batch
+64), timed from before it opens the folder (set-up included) to its last batch, in a fresh process;
+the files are read once beforehand so that both find them in the page cache. Ours is measured both
+ways train.py can read a folder: decoded whole and kept in memory (what it does for a folder whose
+decoded pictures take under 2 GiB) and each crop decoded from the bytes (beyond). The start-up
+figures time a fresh process from opening the folder to the first batch, and its peak RSS.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPOSITORY)
+
+# Common ImageNet picture sizes (width, height); its JPEGs average about 110 KB at these sizes.
+IMAGENET_SIZES = [(500, 375), (500, 333), (375, 500), (500, 500), (333, 500), (640, 480), (500, 400), (400, 300)]
+CLASSES = 10
+
+
+def generate(folder, count, *, seed=0):
+    """`count` JPEGs of ImageNet's typical sizes and file sizes in CLASSES class folders."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for number in range(count):
+        width, height = IMAGENET_SIZES[number % len(IMAGENET_SIZES)]
+        # Smooth shapes with some texture: compresses as photographs do (~100 KB at quality 90).
+        coarse = rng.integers(0, 256, (height // 16 + 1, width // 16 + 1, 3), dtype=np.uint8)
+        pixels = np.asarray(Image.fromarray(coarse).resize((width, height), Image.BICUBIC), np.int16)
+        pixels = np.clip(pixels + rng.normal(0, 12, pixels.shape), 0, 255).astype(np.uint8)
+        class_folder = os.path.join(folder, f"class{number % CLASSES}")
+        os.makedirs(class_folder, exist_ok=True)
+        Image.fromarray(pixels).save(os.path.join(class_folder, f"{number:07d}.jpg"), quality=90)
+    return folder
+
+
+def linked(source_folder, folder, count):
+    """A folder of `count` files, hard links to the JPEGs of `source_folder` (cheap to make)."""
+    originals = sorted(os.path.join(root, name) for root, _, names in os.walk(source_folder) for name in names)
+    for number in range(count):
+        class_folder = os.path.join(folder, f"class{number % CLASSES}")
+        os.makedirs(class_folder, exist_ok=True)
+        os.link(originals[number % len(originals)], os.path.join(class_folder, f"{number:07d}.jpg"))
+    return folder
+
+
+def read_once(folder):
+    for root, _, names in os.walk(folder):
+        for name in names:
+            with open(os.path.join(root, name), "rb") as file:
+                while file.read(1 << 20):
+                    pass
+
+
+# -- measured in a fresh process ------------------------------------------------------------------
+
+
+def run_ours(folder, *, from_bytes, image_size, batch_size, first_batch_only=False):
+    from keras_resnet.quiet import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
+    from keras_resnet.data import pipeline, sources
+
+    started = time.perf_counter()
+    if from_bytes is not None:
+        pipeline.CACHE_LIMIT_BYTES = 1 << 62 if not from_bytes else 0
+    source = sources.open_dataset(f"folder:{folder}", image_size=image_size)
+    batches = pipeline.training_dataset(source, image_size=image_size, augmentation="imagenet", batch_size=batch_size, seed=0)
+    how = pipeline.describe_training_input(source, "imagenet", workers=1)
+    return _consume(batches, 1 if first_batch_only else source.train_examples // batch_size, batch_size, started, how)
+
+
+def run_reference(folder, *, image_size, batch_size):
+    """Model Garden's and the TPU reference's ImageNet training input: the file list shuffled, each
+    JPEG's crop window sampled on its header's shape and only that window decoded."""
+    from keras_resnet.quiet import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
+    import tensorflow as tf
+
+    started = time.perf_counter()
+    classes = sorted(os.listdir(folder))
+    paths, labels = [], []
+    for label, name in enumerate(classes):
+        for file in sorted(os.listdir(os.path.join(folder, name))):
+            paths.append(os.path.join(folder, name, file))
+            labels.append(label)
+    # The 90 % that train.py trains on (it holds 10 % out for validation).
+    count = len(paths) - len(paths) // 10
+
+    def decode_and_crop(path, label):
+        encoded = tf.io.read_file(path)
+        shape = tf.io.extract_jpeg_shape(encoded)
+        begin, size, _ = tf.image.sample_distorted_bounding_box(
+            shape, tf.zeros([0, 0, 4]), min_object_covered=0.1, aspect_ratio_range=(3 / 4, 4 / 3),
+            area_range=(0.08, 1.0), max_attempts=10, use_image_if_no_bounding_boxes=True,
+        )
+        offset_y, offset_x, _ = tf.unstack(begin)
+        height, width, _ = tf.unstack(size)
+        crop = tf.io.decode_and_crop_jpeg(encoded, tf.stack([offset_y, offset_x, height, width]), channels=3)
+        image = tf.image.resize(crop, (image_size, image_size))
+        return tf.image.random_flip_left_right(image), tf.one_hot(label, len(classes))
+
+    dataset = (
+        tf.data.Dataset.from_tensor_slices((paths, labels))
+        .shuffle(len(paths), seed=0)
+        .take(count)
+        .map(decode_and_crop, num_parallel_calls=tf.data.AUTOTUNE)
+        .batch(batch_size, drop_remainder=True)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    return _consume(dataset, count // batch_size, batch_size, started, "decode_and_crop_jpeg of a shuffled file list")
+
+
+def _consume(batches, count, batch_size, started, how):
+    import resource
+
+    seen = 0
+    first = None
+    for images, _ in batches.take(count):
+        seen += int(images.shape[0])
+        if first is None:
+            first = time.perf_counter() - started
+    seconds = time.perf_counter() - started
+    return {
+        "images": seen,
+        "seconds": seconds,
+        "images_per_second": seen / seconds,
+        "first_batch_seconds": first,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "input": how,
+    }
+
+
+def in_fresh_process(task):
+    result = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), "--task", json.dumps(task)], capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"error: the measurement {task['kind']} failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def run_task(task):
+    kind = task.pop("kind")
+    if kind == "reference":
+        return run_reference(**task)
+    return run_ours(**task)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--folder", help="a folder of class folders of JPEGs (default: generated)")
+    parser.add_argument("--files", type=int, default=2000, help="JPEGs to generate when no --folder is given (default 2000)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--startup-files", type=int, nargs="*", default=[10_000, 100_000],
+                        help="folder sizes for the start-up and memory figures (default 10000 100000; none to skip)")
+    parser.add_argument("--task", help=argparse.SUPPRESS)  # one measurement, in this fresh process
+    args = parser.parse_args(argv)
+    if args.task:
+        print(json.dumps(run_task(json.loads(args.task))))
+        return 0
+
+    with tempfile.TemporaryDirectory(prefix="input-bench-") as scratch:
+        folder = args.folder
+        if folder is None:
+            print(f"Generating {args.files} JPEGs of ImageNet's typical sizes …", flush=True)
+            folder = generate(os.path.join(scratch, "jpegs"), args.files)
+        read_once(folder)
+        size = dict(image_size=args.image_size, batch_size=args.batch_size)
+        rows = [
+            ("reference: decode_and_crop_jpeg (Model Garden style)", in_fresh_process({"kind": "reference", "folder": folder, **size})),
+            ("ours, crops decoded from the bytes (folders over 2 GiB decoded)", in_fresh_process({"kind": "ours", "folder": folder, "from_bytes": True, **size})),
+            ("ours, decoded whole and cached (first pass; folders under 2 GiB)", in_fresh_process({"kind": "ours", "folder": folder, "from_bytes": False, **size})),
+        ]
+        files = sum(len(names) for _, _, names in os.walk(folder))
+        print(f"\nTraining input, one pass over {files - files // 10} of {files} JPEGs ({folder}), {args.image_size}x{args.image_size} "
+              f"crops, batch {args.batch_size}, set-up included, {os.cpu_count()} CPU cores")
+        print("| pipeline | images/s | first batch (s) | peak RSS (MB) |\n|---|---|---|---|")
+        for name, row in rows:
+            print(f"| {name} | {row['images_per_second']:.0f} | {row['first_batch_seconds']:.1f} | {row['peak_rss_mb']:.0f} |")
+        print(f"\nratio (ours from the bytes / reference): {rows[1][1]['images_per_second'] / rows[0][1]['images_per_second']:.2f}x")
+
+        if args.startup_files:
+            print("\nStart-up (opening the folder to the first batch) and peak memory, ours as train.py chooses:")
+            print("| files | start-up (s) | peak RSS (MB) | input |\n|---|---|---|---|")
+            for count in args.startup_files:
+                big = linked(folder, os.path.join(scratch, f"linked-{count}"), count)
+                row = in_fresh_process({"kind": "ours", "folder": big, "from_bytes": None, "first_batch_only": True, **size})
+                print(f"| {count:,} | {row['first_batch_seconds']:.1f} | {row['peak_rss_mb']:.0f} | {row['input']} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
