@@ -398,6 +398,16 @@ def test_each_input_pipeline_decodes_only_its_share_of_the_files(tmp_path, monke
     assert "split by file over 2 workers" in pipeline.describe_training_input(source, "imagenet", workers=2)
 
 
+def test_train_examples_limits_what_the_pipeline_reads_from_a_folder(tmp_path, monkeypatch):
+    monkeypatch.setattr(pipeline, "CACHE_LIMIT_BYTES", 0)  # the pipeline reads the files themselves
+    source = sources.open_dataset(f"folder:{id_pictures(tmp_path / 'ids')}", image_size=16, train_examples=10)
+    assert source.train_examples == 10 and len(source.train_files) == 10
+    batches = pipeline.training_dataset(source, image_size=16, augmentation="imagenet", batch_size=10, seed=0)
+    images = np.concatenate([images.numpy() for images, _ in batches.take(3)])
+    kept = {int(round(value / 8)) for value, in zip(images[:, 8, 8, 0])}
+    assert len(kept) == 10 and kept == {int(os.path.splitext(os.path.basename(path))[0]) for path in source.train_files.paths}
+
+
 
 
 def synthetic_source(size=32, examples=64):

@@ -32,6 +32,10 @@ class PictureFiles:
     def __len__(self):
         return len(self.paths)
 
+    def first(self, count):
+        """The first `count` files."""
+        return PictureFiles(paths=self.paths[:count], labels=self.labels[:count], orientations=self.orientations[:count])
+
     def decoded(self, decode, *, order=None, skip_undecodable=True):
         """(decode(encoded bytes, orientation, position), int64 label) for the files at the indices
         `order` (an int64 tensor; default: all, in order), in that order. With `skip_undecodable`, a

@@ -120,6 +120,8 @@ def _limited(source, train_examples, validation_examples):
     if train_examples:
         source.train = source.train.take(train_examples)
         source.train_examples = min(train_examples, source.train_examples)
+        if source.train_files is not None:  # the pipeline may read the files themselves
+            source.train_files = source.train_files.first(train_examples)
     if validation_examples:
         source.validation = source.validation.take(validation_examples)
         source.validation_examples = min(validation_examples, source.validation_examples)
