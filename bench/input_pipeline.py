@@ -51,11 +51,15 @@ def generate(folder, count, *, seed=0):
 
 def linked(source_folder, folder, count):
     """A folder of `count` files, hard links to the JPEGs of `source_folder` (cheap to make)."""
-    originals = sorted(os.path.join(root, name) for root, _, names in os.walk(source_folder) for name in names)
+    originals = sorted(os.path.join(root, name) for root, _, names in os.walk(source_folder) for name in names if name.lower().endswith((".jpg", ".jpeg")))
     for number in range(count):
         class_folder = os.path.join(folder, f"class{number % CLASSES}")
         os.makedirs(class_folder, exist_ok=True)
-        os.link(originals[number % len(originals)], os.path.join(class_folder, f"{number:07d}.jpg"))
+        original, link = originals[number % len(originals)], os.path.join(class_folder, f"{number:07d}.jpg")
+        try:
+            os.link(original, link)
+        except OSError:  # another file system
+            os.symlink(original, link)
     return folder
 
 
@@ -94,7 +98,9 @@ def run_reference(folder, *, image_size, batch_size):
     import tensorflow as tf
 
     started = time.perf_counter()
-    classes = sorted(os.listdir(folder))
+    if os.path.isdir(os.path.join(folder, "train")):  # a folder with its own splits: train/ is trained on
+        folder = os.path.join(folder, "train")
+    classes = sorted(name for name in os.listdir(folder) if os.path.isdir(os.path.join(folder, name)))
     paths, labels = [], []
     for label, name in enumerate(classes):
         for file in sorted(os.listdir(os.path.join(folder, name))):
@@ -192,9 +198,9 @@ def main(argv=None):
         files = sum(len(names) for _, _, names in os.walk(folder))
         print(f"\nTraining input, one pass over {files - files // 10} of {files} JPEGs ({folder}), {args.image_size}x{args.image_size} "
               f"crops, batch {args.batch_size}, set-up included, {os.cpu_count()} CPU cores")
-        print("| pipeline | images/s | first batch (s) | peak RSS (MB) |\n|---|---|---|---|")
+        print("| pipeline | images/s | first batch (s) | peak RSS (MB) | input, as its log line says |\n|---|---|---|---|---|")
         for name, row in rows:
-            print(f"| {name} | {row['images_per_second']:.0f} | {row['first_batch_seconds']:.1f} | {row['peak_rss_mb']:.0f} |")
+            print(f"| {name} | {row['images_per_second']:.0f} | {row['first_batch_seconds']:.1f} | {row['peak_rss_mb']:.0f} | {row['input']} |")
         print(f"\nratio (ours from the bytes / reference): {rows[1][1]['images_per_second'] / rows[0][1]['images_per_second']:.2f}x")
 
         if args.startup_files:

@@ -398,6 +398,21 @@ def test_each_input_pipeline_decodes_only_its_share_of_the_files(tmp_path, monke
     assert "split by file over 2 workers" in pipeline.describe_training_input(source, "imagenet", workers=2)
 
 
+@pytest.mark.parametrize("from_bytes", [False, True], ids=["decoded-and-cached", "crops-from-bytes"])
+def test_a_folder_whose_training_pictures_all_fail_to_decode_stops_instead_of_looping(tmp_path, monkeypatch, from_bytes):
+    if from_bytes:
+        monkeypatch.setattr(pipeline, "CACHE_LIMIT_BYTES", 0)
+    root = write_folder(tmp_path / "pictures", per_class=4, splits=("train", "val"))
+    for path in (root / "train").rglob("*.png"):
+        path.unlink()
+    for path in (root / "train").rglob("*.jpg"):
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # the header opens in Pillow; the data is cut short
+    source = sources.open_dataset(f"folder:{root}", image_size=16)
+    batches = pipeline.training_dataset(source, image_size=16, augmentation="imagenet", batch_size=2, seed=0)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=pictures.NOTHING_DECODED):
+        next(iter(batches))
+
+
 def test_train_examples_limits_what_the_pipeline_reads_from_a_folder(tmp_path, monkeypatch):
     monkeypatch.setattr(pipeline, "CACHE_LIMIT_BYTES", 0)  # the pipeline reads the files themselves
     source = sources.open_dataset(f"folder:{id_pictures(tmp_path / 'ids')}", image_size=16, train_examples=10)

@@ -3,6 +3,7 @@ package relies on still exists and still means what it meant. An upgrade that ch
 here, by name."""
 
 import os
+import zipfile
 
 import keras
 import numpy as np
@@ -76,8 +77,11 @@ def test_fit_still_saves_through_the_hooks_the_atomic_callbacks_override(tmp_pat
     model.fit(np.ones((4, 3)), np.ones((4, 2)), epochs=1, batch_size=2, verbose=0, callbacks=[counter, backup, last])
     assert backup.saved_step == 2 and sorted(os.listdir(tmp_path)) == ["backup", "last.keras"]
     assert os.listdir(tmp_path / "backup") == ["latest.weights.h5"]
-    # The step rides in the .keras zip, which Keras still loads as it wrote it.
+    # The step rides in the .keras file's metadata.json: still Keras' three entries (a fourth would
+    # make Keras unpack the whole model to a temporary folder on every load), and it loads as written.
     assert saved_model_step(tmp_path / "last.keras") == 2
+    with zipfile.ZipFile(tmp_path / "last.keras") as archive:
+        assert sorted(archive.namelist()) == ["config.json", "metadata.json", "model.weights.h5"]
     assert keras.saving.load_model(tmp_path / "last.keras").optimizer.iterations.numpy() == 2
 
 

@@ -17,6 +17,8 @@ import tensorflow as tf
 # Functions given to tf.data here are written with tf.cond and tf.switch_case, not Python control flow
 # on tensors: AutoGraph's conversion (seconds of start-up for these) is skipped.
 plain = tf.autograph.experimental.do_not_convert
+# The error a pass over training pictures raises when none of them decodes.
+NOTHING_DECODED = "None of the training pictures could be decoded"
 
 
 @dataclasses.dataclass(eq=False)
@@ -67,17 +69,26 @@ class PictureFiles:
         )
 
         @plain
-        def check_gap(expected, element):
+        def check_gap(state, element):
+            expected, kept = state[0], state[1]
             position, image, label = element
             gap = tf.cond(
                 position > expected,
                 lambda: tf.py_function(self._report, [tf.gather(order, tf.range(expected, position))], tf.int64),
                 lambda: tf.constant(0, tf.int64),
             )
-            with tf.control_dependencies([gap]):
-                return position + 1, (image, label)
+            # A pass that decoded nothing would repeat for ever: it stops training instead.
+            nothing = tf.debugging.assert_positive(
+                kept + tf.cast(label >= 0, tf.int64) + tf.cast(end == 0, tf.int64), message=NOTHING_DECODED
+            )
+            with tf.control_dependencies([gap, nothing]):
+                return tf.stack([position + 1, kept + tf.cast(label >= 0, tf.int64)]), (image, label)
 
-        return decoded.concatenate(past_end).scan(tf.constant(0, tf.int64), check_gap).filter(plain(lambda image, label: label >= 0))
+        return (
+            decoded.concatenate(past_end)
+            .scan(tf.constant([0, 0], tf.int64), check_gap)
+            .filter(plain(lambda image, label: label >= 0))
+        )
 
     def _report(self, indices):
         named = [int(index) for index in indices.numpy() if int(index) not in self.reported]
@@ -172,8 +183,9 @@ def decode_random_crop(encoded, orientation, seed, min_crop_area, image_size):
     For a JPEG only the crop's blocks are decoded (tf.io.decode_and_crop_jpeg, the box sampled on the
     size its header gives), at 1/2, 1/4 or 1/8 of its size (libjpeg's DCT scaling, an average over
     pixels) while the crop stays at least `image_size` on its shorter side: a 12-megapixel photo's
-    crop costs about what a small picture's does, and the last resize shrinks by under 2x, where
-    bilinear sampling needs no antialiasing filter. The fast integer IDCT: augmentation, not parity
+    crop costs about what a small picture's does, and the last, bilinear resize shrinks by under 2x
+    on the shorter side (2.7x on the longer), where it aliases little — a crop over 16 times the
+    image size still shrinks by more after 1/8. The fast integer IDCT: augmentation, not parity
     with classify.py. Other formats are decoded whole, cropped and resized with antialiasing. The box
     is sampled on the picture as stored and turned with it: its area and aspect ranges are the same
     either way up."""

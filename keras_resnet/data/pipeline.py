@@ -24,6 +24,7 @@ from keras_resnet.data.pictures import decode_picture, decode_random_crop, plain
 AUGMENTATIONS = ("cifar", "imagenet")
 # Cache decoded images in memory when they take less than this.
 CACHE_LIMIT_BYTES = 2 << 30
+_PIPELINE_SEED_STRIDE = 1_000_003
 
 
 def estimated_bytes(examples, image_size):
@@ -41,6 +42,8 @@ def training_dataset(
     shards, shard = (input_context.num_input_pipelines, input_context.input_pipeline_id) if input_context else (1, 0)
     if input_context:
         batch_size = input_context.get_per_replica_batch_size(batch_size)
+    # Each input pipeline draws its own crops and orders (pipeline 0's are a single pipeline's).
+    seed = seed + shard * _PIPELINE_SEED_STRIDE
     if reads_encoded(source, augmentation):
         images = _crops_from_files(source.train_files, image_size=image_size, seed=seed, min_crop_area=min_crop_area, shards=shards, shard=shard)
     else:

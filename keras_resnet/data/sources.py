@@ -121,6 +121,8 @@ def _limited(source, train_examples, validation_examples):
         source.train = source.train.take(train_examples)
         source.train_examples = min(train_examples, source.train_examples)
         if source.train_files is not None:  # the pipeline may read the files themselves
+            if source.decoded_train_bytes is not None:  # the pipeline's cache decision: the part's size
+                source.decoded_train_bytes = source.decoded_train_bytes * source.train_examples // max(len(source.train_files), 1)
             source.train_files = source.train_files.first(train_examples)
     if validation_examples:
         source.validation = source.validation.take(validation_examples)

@@ -18,10 +18,11 @@ from keras_resnet import files, internals
 from keras_resnet.training.run_dir import read_history, write_history
 
 
-# Where the step count is saved: an attribute of the backup's HDF5 file, an entry of a .keras zip.
-# Files written before it existed have neither: their optimizer's step count stands in.
-STEP_ATTRIBUTE = "keras_resnet_step"
-STEP_ENTRY = "keras_resnet_step.json"
+# Where the step count is saved: an attribute of the backup's HDF5 file, a key of a .keras file's
+# metadata.json (which Keras writes and does not read back: a file of its own in the zip would make
+# Keras unpack the whole model to a temporary folder on every load). Files written before either
+# existed lack it: their optimizer's step count stands in.
+STEP_KEY = "keras_resnet_step"
 
 
 class StepCounter(keras.callbacks.Callback):
@@ -34,17 +35,47 @@ class StepCounter(keras.callbacks.Callback):
     def __init__(self, step=0):
         super().__init__()
         self.step = step
+        self._applied = None  # the optimizer's count when the last step was counted
+
+    def on_train_begin(self, logs=None):
+        self._applied = self._optimizer_count()
 
     def on_train_batch_end(self, batch, logs=None):
         self.step += 1
+        self._applied = self._optimizer_count()
+
+    def catch_up(self):
+        """After an interrupt that landed between a step and its callbacks (a second Ctrl-C): counts
+        that step if the optimizer applied it."""
+        if self._applied is not None and self.model is not None and self._optimizer_count() > self._applied:
+            self.step += 1
+            self._applied = self._optimizer_count()
+
+    def _optimizer_count(self):
+        return int(self.model.optimizer.iterations.numpy())
 
 
 def saved_model_step(path):
     """The step count saved in a .keras file by AtomicModelCheckpoint, or None (a file without it)."""
     with zipfile.ZipFile(path) as archive:
-        if STEP_ENTRY not in archive.namelist():
+        try:
+            metadata = json.loads(archive.read("metadata.json"))
+        except KeyError:
             return None
-        return int(json.loads(archive.read(STEP_ENTRY))["step"])
+    step = metadata.get(STEP_KEY)
+    return None if step is None else int(step)
+
+
+def _write_model_step(path, step):
+    """Adds the step to metadata.json inside the .keras zip at `path` (rewritten in place: a temporary
+    file not yet renamed over the real one)."""
+    with zipfile.ZipFile(path) as archive:
+        entries = [(info, archive.read(info.filename)) for info in archive.infolist()]
+    with zipfile.ZipFile(path, "w") as archive:
+        for info, data in entries:
+            if info.filename == "metadata.json":
+                data = json.dumps({**json.loads(data), STEP_KEY: step}).encode()
+            archive.writestr(info, data)
 
 
 class StepBackup(keras.callbacks.BackupAndRestore):
@@ -83,7 +114,7 @@ class StepBackup(keras.callbacks.BackupAndRestore):
             os.replace(previous, weights)
             internals.backup_load(self)
         with h5py.File(weights, "r") as file:
-            step = file.attrs.get(STEP_ATTRIBUTE)
+            step = file.attrs.get(STEP_KEY)
         self.saved_step = self.counter.step = int(self.model.optimizer.iterations.numpy() if step is None else step)
         return self.saved_step
 
@@ -98,7 +129,7 @@ class StepBackup(keras.callbacks.BackupAndRestore):
         with files.replacing(weights) as temporary:
             self.model.save_weights(temporary)
             with h5py.File(temporary, "a") as file:
-                file.attrs[STEP_ATTRIBUTE] = self.counter.step
+                file.attrs[STEP_KEY] = self.counter.step
         self.saved_step = self.counter.step
 
     def save_now(self):
@@ -108,8 +139,8 @@ class StepBackup(keras.callbacks.BackupAndRestore):
 class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
     """keras.callbacks.ModelCheckpoint (which model to keep, when) whose file appears whole or not
     at all: Keras writes it in place, and a kill or a full disk inside the write left a truncated
-    best.keras or last.keras. The counter's step goes into the file with the model (an entry of its
-    zip that Keras does not read), for a run continued from it."""
+    best.keras or last.keras. The counter's step goes into the file with the model (its
+    metadata.json), for a run continued from it."""
 
     def __init__(self, filepath, *, counter, **options):
         super().__init__(filepath, **options)
@@ -120,8 +151,7 @@ class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
         if internals.checkpoint_should_save(self, epoch, batch, logs, path):
             with files.replacing(path) as temporary:
                 self.model.save(temporary)
-                with zipfile.ZipFile(temporary, "a") as archive:
-                    archive.writestr(STEP_ENTRY, json.dumps({"step": self.counter.step}))
+                _write_model_step(temporary, self.counter.step)
 
 
 class InterruptAtStepEnd(keras.callbacks.Callback):

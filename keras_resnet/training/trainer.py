@@ -13,11 +13,12 @@ import sys
 import time
 
 import keras
+import tensorflow as tf
 
 import keras_resnet
 from keras_resnet import config as config_lib, files
 from keras_resnet.config import UsageError
-from keras_resnet.data import pipeline, sources
+from keras_resnet.data import pictures, pipeline, sources
 from keras_resnet.training import distribute, evaluation, pretrained, run_dir as run_dir_lib, schedules
 from keras_resnet.training.callbacks import (
     AtomicModelCheckpoint,
@@ -234,6 +235,7 @@ def _train(config, run, *, strategy, strategy_name, precision, source, plan, wei
             started=started, log=log,
         )
     except KeyboardInterrupt:
+        counter.catch_up()
         try:
             backup.save_now()
         except OSError as error:
@@ -261,6 +263,13 @@ def _train(config, run, *, strategy, strategy_name, precision, source, plan, wei
         ) from None
     except OSError as error:
         raise _storage_error(error, run, _continuation(run, backup)) from None
+    except tf.errors.InvalidArgumentError as error:
+        if pictures.NOTHING_DECODED not in str(error):
+            raise
+        raise TrainingError(
+            f"{pictures.NOTHING_DECODED} in a whole pass over {data.dataset}'s {source.train_examples} training files "
+            f"(each named above): repair or replace them."
+        ) from None
 
 
 def _divergence_cause(config, source, plan):
@@ -278,7 +287,7 @@ def _divergence_cause(config, source, plan):
 
 
 def _fit(model, config, plan, *, strategy, done, source, validation, callbacks, interrupt, log):
-    training, data = config.training, config.data
+    training = config.training
     with interrupt.catching(), distribute.multi_worker_fit(model, strategy):
         for initial_epoch, final_epoch, steps in plan_fits(done, plan.total_steps, plan.steps_per_epoch, breaks=(plan.freeze_steps,)):
             start_step = max(done, initial_epoch * plan.steps_per_epoch)
