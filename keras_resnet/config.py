@@ -546,6 +546,7 @@ def resolve(
     _check(weight_decay is None or weight_decay <= MAX_WEIGHT_DECAY, f"--weight-decay must be at most {MAX_WEIGHT_DECAY:g}. Received: {weight_decay}.")
     _check(0 <= label_smoothing < 1, f"--label-smoothing must be in [0, 1). Received: {label_smoothing}.")
     _check(dataset != "folder:", "--dataset folder:PATH needs a path after 'folder:'.")
+    _check(dataset != "tfrecord:", "--dataset tfrecord:PATTERN needs a glob of the training shards after 'tfrecord:' (e.g. tfrecord:/data/imagenet/train-*).")
     _check(
         eval_crop is None or preprocessing_lib.MIN_CROP_FRACTION <= eval_crop <= 1,
         f"--eval-crop must be from {preprocessing_lib.MIN_CROP_FRACTION} to 1. Received: {eval_crop}.",

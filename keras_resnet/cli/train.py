@@ -46,7 +46,7 @@ def parser():
     network.add_argument("--zero-init-residual", action="store_true", help="start each residual branch's last BN at zero")
 
     data = p.add_argument_group("data")
-    data.add_argument("--dataset", help="'synthetic' (embedded, offline; the default), a TFDS image dataset (cifar10, imagenet2012, fashion_mnist, …) or folder:PATH (class folders, or train/ and val/ holding them). With --evaluate: the data to evaluate on (default: the run's validation split; a folder of class folders is evaluated whole)")
+    data.add_argument("--dataset", help="'synthetic' (embedded, offline; the default), a TFDS image dataset (cifar10, imagenet2012, fashion_mnist, …) folder:PATH (class folders, or train/ and val/ holding them) or tfrecord:PATTERN (the training shards of Model Garden-style TFRecords; validation-* beside them, labels.txt the class names). With --evaluate: the data to evaluate on (default: the run's validation split; a folder of class folders is evaluated whole)")
     data.add_argument(
         "--eval-crop", type=Number(float, minimum=preprocessing.MIN_CROP_FRACTION, maximum=1), metavar="FRACTION",
         help="evaluation transform: the centred square of this fraction of the shorter side, resized to --image-size "

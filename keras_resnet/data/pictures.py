@@ -30,6 +30,7 @@ class PictureFiles:
     orientations: list
     # Indices of the files already named as undecodable: each is named once per process.
     reported: set = dataclasses.field(default_factory=set)
+    _tensors_made: tuple = dataclasses.field(default=None, repr=False)
 
     def __len__(self):
         return len(self.paths)
@@ -45,50 +46,35 @@ class PictureFiles:
         stops the iteration). `position` is the element's place in `order`."""
         count = len(self.paths)
         order = tf.range(count, dtype=tf.int64) if order is None else order
-        paths = tf.constant([os.fsencode(path) for path in self.paths], tf.string)
-        labels = tf.constant(self.labels, tf.int64)
-        turns = tf.constant(self.orientations, tf.int32)
+        paths, labels, turns = self._tensors()
 
         @plain
         def read(position, index):
             encoded = tf.io.read_file(tf.gather(paths, index))
             return position, decode(encoded, tf.gather(turns, index), position), tf.gather(labels, index)
 
-        # tf.data's ignore_errors drops a failing element silently (its warning is a C++ log line
-        # that TF_CPP_MIN_LOG_LEVEL hides). The survivors keep their positions, so a gap names the
-        # files dropped; an element past the end (removed again) finds a gap at the end. Python runs
-        # only when there is a gap.
         decoded = tf.data.Dataset.from_tensor_slices(order).enumerate().map(read, num_parallel_calls=tf.data.AUTOTUNE)
         if not skip_undecodable:
             return decoded.map(plain(lambda position, image, label: (image, label)))
-        decoded = decoded.ignore_errors()
-        end = tf.cast(tf.size(order), tf.int64)
-        sample = decoded.element_spec[1]
-        past_end = tf.data.Dataset.from_tensors(
-            (end, tf.zeros([0 if size is None else size for size in sample.shape], sample.dtype), tf.constant(-1, tf.int64))
+        return skipping_undecodable(
+            decoded,
+            count=tf.size(order),
+            report=lambda first, last, whole_pass: tf.py_function(self._report, [tf.gather(order, tf.range(first, last))], tf.int64),
         )
 
-        @plain
-        def check_gap(state, element):
-            expected, kept = state[0], state[1]
-            position, image, label = element
-            gap = tf.cond(
-                position > expected,
-                lambda: tf.py_function(self._report, [tf.gather(order, tf.range(expected, position))], tf.int64),
-                lambda: tf.constant(0, tf.int64),
-            )
-            # A pass that decoded nothing would repeat for ever: it stops training instead.
-            nothing = tf.debugging.assert_positive(
-                kept + tf.cast(label >= 0, tf.int64) + tf.cast(end == 0, tf.int64), message=NOTHING_DECODED
-            )
-            with tf.control_dependencies([gap, nothing]):
-                return tf.stack([position + 1, kept + tf.cast(label >= 0, tf.int64)]), (image, label)
-
-        return (
-            decoded.concatenate(past_end)
-            .scan(tf.constant([0, 0], tf.int64), check_gap)
-            .filter(plain(lambda image, label: label >= 0))
-        )
+    def _tensors(self):
+        """The paths, labels and orientations as tensors, made once, outside any function being
+        traced: tf.data functions capture them by reference. Made inside one (an epoch of
+        pipeline._crops_from_files is), they would be constants in its graph, which graph
+        optimization copies and rewrites: over a second of start-up at 100,000 files."""
+        if self._tensors_made is None:
+            with tf.init_scope():
+                self._tensors_made = (
+                    tf.constant([os.fsencode(path) for path in self.paths], tf.string),
+                    tf.constant(self.labels, tf.int64),
+                    tf.constant(self.orientations, tf.int32),
+                )
+        return self._tensors_made
 
     def _report(self, indices):
         named = [int(index) for index in indices.numpy() if int(index) not in self.reported]
@@ -100,6 +86,42 @@ class PictureFiles:
                 flush=True,
             )
         return np.int64(len(named))
+
+
+def skipping_undecodable(numbered, *, count, report):
+    """`numbered`'s (image, label)s: (position, image, label) elements of one pass, positions 0 to
+    `count` - 1 in order, made by a map whose failures (a picture that will not decode) are to be
+    skipped. `report(first, last, whole_pass)` is called, as an op, for each run of positions
+    [first, last) that failed (`whole_pass`: a bool tensor, true when it is the whole pass); a pass
+    in which everything failed then raises NOTHING_DECODED instead of ending empty (training would
+    repeat it for ever).
+
+    tf.data's ignore_errors drops a failing element silently (its warning is a C++ log line that
+    TF_CPP_MIN_LOG_LEVEL hides). The survivors keep their positions, so a gap shows what was
+    dropped; an element past the end (removed again) finds a gap at the end. `report` runs only
+    when there is a gap."""
+    count = tf.cast(count, tf.int64)
+    sample = numbered.element_spec[1]
+    past_end = tf.data.Dataset.from_tensors(
+        (count, tf.zeros([0 if size is None else size for size in sample.shape], sample.dtype), tf.constant(-1, tf.int64))
+    )
+
+    @plain
+    def check_gap(state, element):
+        expected, kept = state[0], state[1]
+        position, image, label = element
+        kept_now = kept + tf.cast(label >= 0, tf.int64)
+        gap = tf.cond(position > expected, lambda: report(expected, position, kept_now == 0), lambda: tf.constant(0, tf.int64))
+        nothing = tf.debugging.assert_positive(kept_now + tf.cast(count == 0, tf.int64), message=NOTHING_DECODED)
+        with tf.control_dependencies([gap, nothing]):
+            return tf.stack([position + 1, kept_now]), (image, label)
+
+    return (
+        numbered.ignore_errors()
+        .concatenate(past_end)
+        .scan(tf.constant([0, 0], tf.int64), check_gap)
+        .filter(plain(lambda image, label: label >= 0))
+    )
 
 
 def shown(path):
@@ -198,6 +220,12 @@ def decode_random_crop(encoded, orientation, seed, min_crop_area, image_size):
         scale = tf.reduce_sum(tf.cast(tf.minimum(extent[0], extent[1]) >= image_size * tf.constant([2, 4, 8]), tf.int32))
 
         def at_ratio(ratio):
+            if ratio == 1:
+                # The box is whole pixels: what _resampled gives, by the faster route.
+                return lambda: tf.image.resize(
+                    tf.io.decode_and_crop_jpeg(encoded, tf.stack([begin[0], begin[1], extent[0], extent[1]]), channels=3), size
+                )
+
             def decode():
                 # The scaled picture's pixels that cover the box, then the box itself resampled
                 # from them (its edges fall between those pixels).
@@ -251,6 +279,6 @@ def upright(image, orientation):
     """What PIL.ImageOps.exif_transpose does for EXIF orientations 2-8 (1, or anything else: as stored)."""
     orientation = tf.cast(orientation, tf.int32)
     transpose, mirror, upside_down = tf.unstack(tf.gather(_ORIENTATIONS, tf.where((orientation >= 1) & (orientation <= 8), orientation, 0)))
-    image = tf.cond(transpose, lambda: tf.transpose(image, [1, 0, 2]), lambda: image)
-    image = tf.cond(mirror, lambda: tf.reverse(image, [1]), lambda: image)
-    return tf.cond(upside_down, lambda: tf.reverse(image, [0]), lambda: image)
+    # Two ops with computed arguments, no tf.cond: a conditional costs a function call per picture.
+    image = tf.transpose(image, tf.where(transpose, [1, 0, 2], [0, 1, 2]))
+    return tf.reverse(image, tf.boolean_mask([1, 0], tf.stack([mirror, upside_down])))

@@ -19,12 +19,20 @@ files; a source without files (generated, TFDS decoded) is split by example.
 
 import tensorflow as tf
 
-from keras_resnet.data.pictures import decode_picture, decode_random_crop, plain, random_crop_box
+from keras_resnet.data import records
+from keras_resnet.data.pictures import decode_picture, decode_random_crop, plain, random_crop_box, skipping_undecodable
 
 AUGMENTATIONS = ("cifar", "imagenet")
 # Cache decoded images in memory when they take less than this.
 CACHE_LIMIT_BYTES = 2 << 30
 _PIPELINE_SEED_STRIDE = 1_000_003
+# TFRecord shards read at once (the Model Garden's cycle length for ImageNet's 1,024 shards is 16
+# on a TPU host's many cores).
+_SHARDS_READ_AT_ONCE = 4
+# The error a training example whose label is not one of the dataset's classes raises (tf.one_hot
+# would make it an all-zero target and train on it in silence). No quotes in it: TensorFlow escapes
+# them in the error's text.
+LABEL_OUT_OF_RANGE = "A training example has a label outside the classes of the dataset"
 
 
 def estimated_bytes(examples, image_size):
@@ -44,15 +52,30 @@ def training_dataset(
         batch_size = input_context.get_per_replica_batch_size(batch_size)
     # Each input pipeline draws its own crops and orders (pipeline 0's are a single pipeline's).
     seed = seed + shard * _PIPELINE_SEED_STRIDE
-    if reads_encoded(source, augmentation):
+    if source.train_records is not None and augmentation == "imagenet":
+        images = _crops_from_records(
+            source.train_records, image_size=image_size, seed=seed, min_crop_area=min_crop_area, shards=shards, shard=shard,
+            shuffle_buffer=shuffle_buffer,
+        )
+    elif reads_encoded(source, augmentation):
         images = _crops_from_files(source.train_files, image_size=image_size, seed=seed, min_crop_area=min_crop_area, shards=shards, shard=shard)
     else:
         images = _augmented(
             _decoded_share(source, shards=shards, shard=shard), image_size=image_size, augmentation=augmentation, seed=seed,
             min_crop_area=min_crop_area, shuffle_buffer=min(shuffle_buffer, source.train_examples), cached=is_cached(source),
         )
-    dataset = images.map(plain(lambda image, label: (image, tf.one_hot(label, classes))), num_parallel_calls=tf.data.AUTOTUNE)
-    dataset = dataset.batch(batch_size, drop_remainder=True)
+
+    @plain
+    def one_hot(images, labels):
+        # Per batch: one op for the batch, not a stage that every picture passes through.
+        checks = [
+            tf.debugging.assert_less(labels, tf.cast(classes, labels.dtype), message=LABEL_OUT_OF_RANGE),
+            tf.debugging.assert_non_negative(labels, message=LABEL_OUT_OF_RANGE),
+        ]
+        with tf.control_dependencies(checks):
+            return images, tf.one_hot(labels, classes)
+
+    dataset = images.batch(batch_size, drop_remainder=True).map(one_hot)
     return _with_options(dataset.prefetch(tf.data.AUTOTUNE), shard_policy=tf.data.experimental.AutoShardPolicy.OFF if input_context else None)
 
 
@@ -72,10 +95,19 @@ def reads_encoded(source, augmentation):
 
 def describe_training_input(source, augmentation, *, workers):
     """The training input in words, for the run's log: how pictures are decoded and shared out."""
+    if source.train_records is not None and augmentation == "imagenet":
+        shards = len(source.train_records.paths)
+        how = (
+            f"{shards} TFRecord shard(s), {_SHARDS_READ_AT_ONCE} read at once in a new order each epoch, records shuffled, "
+            f"each crop decoded from its JPEG's bytes"
+        )
+        if workers > 1:
+            how += f"; split by shard over {workers} workers" if shards >= workers else f"; split by record over {workers} workers (fewer shards than workers)"
+        return how
     if reads_encoded(source, augmentation):
         how = "read by file, each crop decoded from its JPEG's bytes (decode_and_crop_jpeg; other formats whole), reshuffled each epoch"
     elif is_cached(source):
-        how = f"decoded once and kept in memory ({source.train_bytes() / 2**20:,.0f} MB < {CACHE_LIMIT_BYTES >> 30} GiB)"
+        how = f"decoded once and kept in memory ({source.train_bytes() / 2**20:,.0f} MB, under {CACHE_LIMIT_BYTES / 2**30:g} GiB)"
     else:
         how = "decoded whole each epoch"
     if workers > 1:
@@ -111,10 +143,55 @@ def _augmented(dataset, *, image_size, augmentation, seed, min_crop_area, shuffl
             image = _pad_and_crop(image, image_size, random_seed)
         else:
             image = _random_resized_crop(image, image_size, random_seed, min_crop_area)
-        image = tf.image.stateless_random_flip_left_right(image, seed=random_seed[::-1])
+        image = tf.image.stateless_random_flip_left_right(image, seed=tf.reverse(random_seed, [0]))
         return image, label
 
     return dataset.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _crops_from_records(shards_of_records, *, image_size, seed, min_crop_area, shards, shard, shuffle_buffer):
+    """Endless epochs over this pipeline's share of the TFRecord shards (every `shards`-th shard from
+    `shard` when there are enough of them, else every `shards`-th record), each epoch in a new order
+    of shards, some read at once, their records shuffled in a buffer, and only each picture's random
+    crop decoded; a record whose picture will not decode is skipped and counted."""
+    counts = shards_of_records.counts
+    by_file = len(counts) >= shards
+    if by_file:
+        share_indices = list(range(shard, len(counts), shards))
+        examples = sum(counts[index] for index in share_indices)
+    else:
+        share_indices = list(range(len(counts)))
+        examples = len(range(shard, sum(counts), shards))
+    share = tf.constant(share_indices, tf.int64)
+
+    @plain
+    def epoch(number):
+        epoch_seed = number + (seed << 20)
+        order = tf.random.experimental.stateless_shuffle(share, seed=tf.stack([tf.constant(seed, tf.int64), number]))
+        stream = shards_of_records.records(order=order, interleave=_SHARDS_READ_AT_ONCE)
+        if not by_file:
+            stream = stream.shard(shards, shard)
+
+        @plain
+        def crop(position, record):
+            encoded, label = record
+            random_seed = tf.stack([epoch_seed, position])
+            image = decode_random_crop(encoded, 1, random_seed, min_crop_area, image_size)
+            return position, tf.image.stateless_random_flip_left_right(image, seed=tf.reverse(random_seed, [0])), label
+
+        # The buffer's seed is a Python number, the same each epoch; the records reaching it differ,
+        # the shards coming in a new order.
+        numbered = stream.shuffle(shuffle_buffer, seed=seed).enumerate().map(crop, num_parallel_calls=tf.data.AUTOTUNE)
+        return skipping_undecodable(
+            numbered,
+            count=examples,
+            # A pass of which nothing decoded stops training in one line (the trainer's) instead.
+            report=lambda first, last, whole_pass: tf.cond(
+                whole_pass, lambda: tf.constant(0, tf.int64), lambda: tf.py_function(records.report_skipped, [last - first], tf.int64)
+            ),
+        )
+
+    return tf.data.Dataset.range(1 << 62).flat_map(epoch)
 
 
 def _crops_from_files(files, *, image_size, seed, min_crop_area, shards, shard):
@@ -131,7 +208,7 @@ def _crops_from_files(files, *, image_size, seed, min_crop_area, shards, shard):
         def crop(encoded, orientation, position):
             random_seed = tf.stack([number + (seed << 20), position])
             image = decode_random_crop(encoded, orientation, random_seed, min_crop_area, image_size)
-            return tf.image.stateless_random_flip_left_right(image, seed=random_seed[::-1])
+            return tf.image.stateless_random_flip_left_right(image, seed=tf.reverse(random_seed, [0]))
 
         return files.decoded(crop, order=order)
 
@@ -159,6 +236,9 @@ def _with_options(dataset, *, shard_policy=None):
     # worker reads every n-th batch, which works for any source.
     options.experimental_distribute.auto_shard_policy = shard_policy or tf.data.experimental.AutoShardPolicy.DATA
     options.deterministic = True
+    # Parallelism comes from tf.data running many elements at once; an op that also splits its own
+    # work over threads (resize) only contends for the same cores (the Model Garden's setting too).
+    options.threading.max_intra_op_parallelism = 1
     return dataset.with_options(options)
 
 

@@ -10,18 +10,20 @@ conversion step need.
 """
 
 import dataclasses
+import functools
 import gzip
 import logging
 import os
 import statistics
 import sys
+from collections.abc import Callable
 
 import numpy as np
 
 import tensorflow as tf
 
 from keras_resnet import files
-from keras_resnet.data import synthetic
+from keras_resnet.data import records, synthetic
 from keras_resnet.data.pictures import PictureFiles, decode_picture, shown
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
@@ -40,9 +42,13 @@ class DatasetError(ValueError):
 
 @dataclasses.dataclass
 class DataSource:
+    """A dataset's splits and what is known about them. The splits, unbatched (uint8 image, int64
+    label) examples, are made on first use (`train`, `validation`): a folder's decoding graph takes
+    a fraction of a second to trace, which training by file (pipeline.reads_encoded) never needs."""
+
     name: str
-    train: tf.data.Dataset
-    validation: tf.data.Dataset
+    make_train: Callable[[], tf.data.Dataset]
+    make_validation: Callable[[], tf.data.Dataset]
     class_names: list
     train_examples: int
     validation_examples: int
@@ -62,6 +68,16 @@ class DataSource:
     unreadable_train_files: list = dataclasses.field(default_factory=list)
     # A folder's training pictures as files (the pipeline can read them by file, not decoded).
     train_files: PictureFiles | None = None
+    # TFRecord shards of encoded training pictures (the pipeline reads them by shard, not decoded).
+    train_records: records.RecordShards | None = None
+
+    @functools.cached_property
+    def train(self):
+        return self.make_train()
+
+    @functools.cached_property
+    def validation(self):
+        return self.make_validation()
 
     def train_bytes(self):
         """What the decoded training split takes in memory, when known (None: not known)."""
@@ -99,8 +115,8 @@ def open_dataset(name, *, image_size, data_dir=None, seed=0, train_examples=None
         validation_examples = min(validation_examples or synthetic.VALIDATION_EXAMPLES, synthetic.VALIDATION_EXAMPLES)
         source = DataSource(
             name="synthetic",
-            train=synthetic.dataset("train", image_size=image_size, examples=train_examples),
-            validation=synthetic.dataset("validation", image_size=image_size, examples=validation_examples),
+            make_train=lambda: synthetic.dataset("train", image_size=image_size, examples=train_examples),
+            make_validation=lambda: synthetic.dataset("validation", image_size=image_size, examples=validation_examples),
             class_names=list(synthetic.CLASS_NAMES),
             train_examples=train_examples,
             validation_examples=validation_examples,
@@ -109,6 +125,8 @@ def open_dataset(name, *, image_size, data_dir=None, seed=0, train_examples=None
         return source
     if name.startswith(FOLDER_PREFIX):
         source = _open_folder(name[len(FOLDER_PREFIX) :], seed=seed, evaluation=evaluation)
+    elif name.startswith(records.PREFIX):
+        source = _open_records(name)
     elif name in LOCAL_COPIES and not _tfds_prepared(name, data_dir) and _local_copy_folder(name):
         source = _open_local_copy(name)
     else:
@@ -118,18 +136,44 @@ def open_dataset(name, *, image_size, data_dir=None, seed=0, train_examples=None
 
 def _limited(source, train_examples, validation_examples):
     if train_examples:
-        source.train = source.train.take(train_examples)
+        make_train = source.make_train
+        source.make_train = lambda: make_train().take(train_examples)
         source.train_examples = min(train_examples, source.train_examples)
         if source.train_files is not None:  # the pipeline may read the files themselves
             if source.decoded_train_bytes is not None:  # the pipeline's cache decision: the part's size
                 source.decoded_train_bytes = source.decoded_train_bytes * source.train_examples // max(len(source.train_files), 1)
             source.train_files = source.train_files.first(train_examples)
+        # The first records, decoded (the shards' own pipeline reads them whole).
+        source.train_records = None
     if validation_examples:
-        source.validation = source.validation.take(validation_examples)
+        make_validation = source.make_validation
+        source.make_validation = lambda: make_validation().take(validation_examples)
         source.validation_examples = min(validation_examples, source.validation_examples)
         if source.validation_files is not None:
             source.validation_files = source.validation_files[:validation_examples]
     return source
+
+
+# -- TFRecord shards -------------------------------------------------------------------------------
+
+
+def _open_records(name):
+    """--dataset tfrecord:PATTERN (keras_resnet.data.records)."""
+    try:
+        train, validation, class_names = records.open_shards(name[len(records.PREFIX) :])
+    except records.RecordsError as error:
+        raise DatasetError(str(error)) from None
+    return DataSource(
+        name=name,
+        make_train=train.decoded,
+        make_validation=validation.decoded,
+        class_names=class_names,
+        train_examples=train.examples,
+        validation_examples=validation.examples,
+        train_records=train,
+        validation_split_name=f"{len(validation.paths)} validation shard(s)",
+        picture_side=records.median_shorter_side(validation),
+    )
 
 
 # -- TFDS ------------------------------------------------------------------------------------------
@@ -196,8 +240,8 @@ def _open_tfds(name, *, data_dir):
     shape = features[image_key].shape
     return DataSource(
         name=name,
-        train=train,
-        validation=validation,
+        make_train=lambda: train,
+        make_validation=lambda: validation,
         class_names=list(features[label_key].names),
         train_examples=_count(builder, train_split, train),
         validation_examples=_count(builder, validation_split, validation),
@@ -295,8 +339,8 @@ def _open_local_copy(name):
     (train_images, train_labels), (test_images, test_labels) = splits["train"], splits["test"]
     return DataSource(
         name=name,
-        train=dataset(train_images, train_labels),
-        validation=dataset(test_images, test_labels),  # the official test split, as TFDS gives it
+        make_train=lambda: dataset(train_images, train_labels),
+        make_validation=lambda: dataset(test_images, test_labels),  # the official test split, as TFDS gives it
         class_names=list(copy.class_names),
         train_examples=len(train_labels),
         validation_examples=len(test_labels),
@@ -404,13 +448,12 @@ def _open_folder(path, *, seed, evaluation=False):
         if left_out and not train_files:
             raise DatasetError(f"None of the {len(left_out)} training pictures in {roots[0]!r} is a readable image (e.g. {left_out[0]}).")
     training_pictures = _picture_files(train_files, _orientations(train_headers, len(train_files)))
+    validation_pictures = _picture_files(validation_files, _orientations(validation_headers, len(validation_files)))
     return DataSource(
         name=f"{FOLDER_PREFIX}{path}",
         # A training image that will not decode is skipped with a warning, not fatal to a long run.
-        train=_decoded_pictures(training_pictures),
-        validation=_decoded_pictures(
-            _picture_files(validation_files, _orientations(validation_headers, len(validation_files))), skip_undecodable=False
-        ),
+        make_train=lambda: _decoded_pictures(training_pictures),
+        make_validation=lambda: _decoded_pictures(validation_pictures, skip_undecodable=False),
         train_files=training_pictures,
         class_names=classes,
         train_examples=len(train_files),

@@ -18,7 +18,7 @@ import tensorflow as tf
 import keras_resnet
 from keras_resnet import config as config_lib, files
 from keras_resnet.config import UsageError
-from keras_resnet.data import pictures, pipeline, sources
+from keras_resnet.data import pictures, pipeline, records, sources
 from keras_resnet.training import distribute, evaluation, pretrained, run_dir as run_dir_lib, schedules
 from keras_resnet.training.callbacks import (
     AtomicModelCheckpoint,
@@ -264,11 +264,19 @@ def _train(config, run, *, strategy, strategy_name, precision, source, plan, wei
     except OSError as error:
         raise _storage_error(error, run, _continuation(run, backup)) from None
     except tf.errors.InvalidArgumentError as error:
+        if pipeline.LABEL_OUT_OF_RANGE in str(error):
+            where = (
+                f"check that {records.LABELS_FILE} beside the shards names every class, in label order (a first line "
+                f"'background' when the shards number their classes from 1)" if source.train_records is not None
+                else "check the dataset's labels"
+            )
+            raise TrainingError(f"{pipeline.LABEL_OUT_OF_RANGE} (0 to {len(source.class_names) - 1}): {where}.") from None
         if pictures.NOTHING_DECODED not in str(error):
             raise
+        kind = "records" if source.train_records is not None else "files (each named above)"
         raise TrainingError(
-            f"{pictures.NOTHING_DECODED} in a whole pass over {data.dataset}'s {source.train_examples} training files "
-            f"(each named above): repair or replace them."
+            f"{pictures.NOTHING_DECODED} in a whole pass over {data.dataset}'s {source.train_examples} training {kind}: "
+            f"repair or replace them."
         ) from None
 
 

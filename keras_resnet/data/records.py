@@ -1,0 +1,159 @@
+"""TFRecord shards of encoded pictures in the layout of the TensorFlow Model Garden and the TPU
+reference's ImageNet (`image/encoded`: the JPEG's bytes, `image/class/label`: an int64), read as
+train.py's `--dataset tfrecord:PATTERN`.
+
+PATTERN is a glob of the training shards (`/data/imagenet/train-*`); the validation shards are the
+same pattern with `train` in the file name replaced by `validation` (else `val`, else `test`). The
+class names are a `labels.txt` beside the shards, one per line in label order (the TPU reference's
+shards number ImageNet's classes from 1: a first line `background` keeps their numbering, as its
+1001-way classifier does). The shards' records are counted from their framing, without reading the
+pictures.
+"""
+
+import dataclasses
+import glob
+import os
+import struct
+import sys
+
+import numpy as np
+import tensorflow as tf
+
+from keras_resnet.data.pictures import decode_picture, plain
+
+PREFIX = "tfrecord:"
+LABELS_FILE = "labels.txt"
+VALIDATION_NAMES = ("validation", "val", "test")
+_FEATURES = {
+    "image/encoded": tf.io.FixedLenFeature([], tf.string),
+    "image/class/label": tf.io.FixedLenFeature([], tf.int64),
+}
+
+
+_skipped = {"records": 0, "warnings": 0}
+_MAX_WARNINGS = 10
+
+
+def report_skipped(count):
+    """Called (through tf.py_function) when records were dropped for pictures that will not decode.
+    Records have no names, and after interleaving and shuffling not even their shard is known: they
+    are counted, the first ten times."""
+    _skipped["records"] += int(count)
+    if _skipped["warnings"] < _MAX_WARNINGS:
+        _skipped["warnings"] += 1
+        more = " (no more such warnings)" if _skipped["warnings"] == _MAX_WARNINGS else ""
+        print(
+            f"warning: {int(count)} training record(s) hold a picture that cannot be decoded: skipped "
+            f"({_skipped['records']} so far){more}.",
+            file=sys.stderr,
+            flush=True,
+        )
+    return np.int64(count)
+
+
+class RecordsError(ValueError):
+    """Shards that cannot be read as a dataset (none found, no labels, a damaged file)."""
+
+
+@dataclasses.dataclass(eq=False)
+class RecordShards:
+    """TFRecord files of (encoded picture, label) records, in a fixed order, and how many records
+    each holds."""
+
+    paths: list
+    counts: list
+
+    @property
+    def examples(self):
+        return sum(self.counts)
+
+    def records(self, *, order=None, interleave=1):
+        """(encoded bytes, int64 label) of the shards at the indices `order` (default: all, in
+        order), `interleave` of them read at once."""
+        with tf.init_scope():  # captured by reference, not a constant in the graph of an epoch's function
+            paths = tf.constant(self.paths)
+        files = tf.data.Dataset.from_tensor_slices(paths if order is None else tf.gather(paths, order))
+        read = plain(lambda path: tf.data.TFRecordDataset(path, buffer_size=1 << 20))
+        if interleave > 1:
+            dataset = files.interleave(read, cycle_length=interleave, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        else:
+            dataset = files.flat_map(read)
+        return dataset.map(plain(parse), num_parallel_calls=tf.data.AUTOTUNE)
+
+    def decoded(self):
+        """(uint8 RGB picture, int64 label), every record in order."""
+        decoded = self.records().map(plain(lambda encoded, label: (decode_picture(encoded), label)), num_parallel_calls=tf.data.AUTOTUNE)
+        # Counted from the framing: Keras then knows the length of an evaluation pass.
+        return decoded.apply(tf.data.experimental.assert_cardinality(self.examples))
+
+
+def median_shorter_side(shards, *, sample=200):
+    """The median shorter side of the first `sample` pictures of `shards` (from their headers)."""
+    sides = [
+        int(min(tf.io.extract_jpeg_shape(encoded)[:2])) if bool(tf.io.is_jpeg(encoded)) else int(min(tf.shape(decode_picture(encoded))[:2]))
+        for encoded, _ in shards.records().take(sample)
+    ]
+    return int(sorted(sides)[(len(sides) - 1) // 2]) if sides else None
+
+
+def parse(serialized):
+    example = tf.io.parse_single_example(serialized, _FEATURES)
+    return example["image/encoded"], example["image/class/label"]
+
+
+def count_records(path):
+    """The records in a TFRecord file, from its framing (length, its CRC, the data, its CRC):
+    seeks over the data instead of reading it."""
+    count, size = 0, os.path.getsize(path)
+    with open(path, "rb") as file:
+        while file.tell() < size:
+            header = file.read(8)
+            if len(header) < 8:
+                raise RecordsError(f"{path} ends inside a record: a damaged or partly copied shard.")
+            (length,) = struct.unpack("<Q", header)
+            file.seek(4 + length + 4, os.SEEK_CUR)
+            if file.tell() > size:
+                raise RecordsError(f"{path} ends inside a record: a damaged or partly copied shard.")
+            count += 1
+    return count
+
+
+def validation_pattern(pattern):
+    """The validation shards' glob for a training glob, and the word it replaced (None: no 'train')."""
+    folder, name = os.path.split(pattern)
+    if "train" not in name:
+        return None
+    for word in VALIDATION_NAMES:
+        candidate = os.path.join(folder, name.replace("train", word))
+        if glob.glob(candidate):
+            return candidate
+    return os.path.join(folder, name.replace("train", VALIDATION_NAMES[0]))
+
+
+def open_shards(pattern):
+    """(training RecordShards, validation RecordShards, class names). RecordsError says what is
+    missing and where it was looked for."""
+    pattern = os.path.expanduser(pattern)
+    train = sorted(glob.glob(pattern))
+    if not train:
+        raise RecordsError(f"No file matches {pattern!r}: --dataset {PREFIX}PATTERN takes a glob of the training shards, e.g. {PREFIX}/data/imagenet/train-*.")
+    validation_glob = validation_pattern(pattern)
+    validation = sorted(glob.glob(validation_glob)) if validation_glob else []
+    if not validation:
+        where = f"{validation_glob!r}" if validation_glob else "(the pattern's file name has no 'train' to replace)"
+        raise RecordsError(
+            f"No validation shards for {pattern!r}: looked for {where}. Name the shards train-* and validation-* (or val-*, test-*)."
+        )
+    folder = os.path.dirname(train[0])
+    labels_path = os.path.join(folder, LABELS_FILE)
+    try:
+        with open(labels_path, encoding="utf-8") as file:
+            class_names = [line.strip() for line in file if line.strip()]
+    except (OSError, UnicodeDecodeError) as error:
+        raise RecordsError(
+            f"Cannot read the class names {labels_path} ({type(error).__name__}): write one name per line, in label order "
+            f"(a first line 'background' when the shards number their classes from 1, as the TPU reference's ImageNet does)."
+        ) from None
+    if len(class_names) < 2:
+        raise RecordsError(f"{labels_path} names {len(class_names)} class(es): a classifier needs at least 2.")
+    return RecordShards(train, list(map(count_records, train))), RecordShards(validation, list(map(count_records, validation))), class_names

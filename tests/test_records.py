@@ -1,0 +1,136 @@
+"""--dataset tfrecord:PATTERN: shards in the Model Garden's and the TPU reference's layout, written here."""
+
+import io
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from keras_resnet.data import pipeline, records, sources
+
+
+def write_shards(folder, *, shards=4, per_shard=6, split="train", labels=("a", "b", "c", "d"), label_of_shard=None):
+    """Shards of JPEG records; shard i holds class label_of_shard(i) (default i % classes), its pictures
+    one solid grey of 8 × (10 × shard + number)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "labels.txt").write_text("".join(f"{name}\n" for name in labels))
+    for index in range(shards):
+        label = label_of_shard(index) if label_of_shard else index % len(labels)
+        with tf.io.TFRecordWriter(str(folder / f"{split}-{index:05d}-of-{shards:05d}")) as writer:
+            for number in range(per_shard):
+                buffer = io.BytesIO()
+                Image.fromarray(np.full((30, 40, 3), 8 * (number + 4 * index) % 256, np.uint8)).save(buffer, "JPEG", quality=100)
+                feature = {
+                    "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[buffer.getvalue()])),
+                    "image/class/label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
+                }
+                writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+    return folder
+
+
+@pytest.fixture
+def shards(tmp_path):
+    folder = write_shards(tmp_path / "data")
+    write_shards(folder, shards=2, per_shard=5, split="validation")
+    return folder
+
+
+def test_shards_open_with_their_counts_class_names_and_validation_split(shards):
+    source = sources.open_dataset(f"tfrecord:{shards}/train-*", image_size=32)
+    assert source.class_names == ["a", "b", "c", "d"]
+    assert (source.train_examples, source.validation_examples) == (24, 10)
+    assert records.count_records(str(shards / "train-00000-of-00004")) == 6
+    images, labels = zip(*[(image.numpy(), int(label)) for image, label in source.validation])
+    assert len(images) == 10 and images[0].shape == (30, 40, 3) and set(labels) == {0, 1}
+
+
+def test_training_crops_come_from_the_records_and_each_pipeline_reads_its_own_shards(shards):
+    source = sources.open_dataset(f"tfrecord:{shards}/train-*", image_size=32)
+    batches = pipeline.training_dataset(source, image_size=32, augmentation="imagenet", batch_size=8, seed=0)
+    images, labels = next(iter(batches))
+    assert images.shape == (8, 32, 32, 3) and labels.shape == (8, 4)
+    seen = []
+    for pipeline_id in (0, 1):
+        context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=pipeline_id, num_replicas_in_sync=2)
+        batches = pipeline.training_dataset(source, image_size=32, augmentation="imagenet", batch_size=8, seed=0, input_context=context)
+        seen.append({int(np.argmax(row)) for _, labels in batches.take(6) for row in labels.numpy()})
+    assert seen == [{0, 2}, {1, 3}]  # shard i holds class i: pipeline 0 reads shards 0 and 2
+    assert "split by shard over 2 workers" in pipeline.describe_training_input(source, "imagenet", workers=2)
+
+
+def test_a_damaged_shard_is_named(shards):
+    path = shards / "train-00001-of-00004"
+    path.write_bytes(path.read_bytes()[:-20])
+    with pytest.raises(sources.DatasetError, match=r"train-00001-of-00004 ends inside a record"):
+        sources.open_dataset(f"tfrecord:{shards}/train-*", image_size=32)
+
+
+def test_what_is_missing_is_said(tmp_path):
+    with pytest.raises(sources.DatasetError, match=r"No file matches .*takes a glob of the training shards"):
+        sources.open_dataset(f"tfrecord:{tmp_path}/train-*", image_size=32)
+    folder = write_shards(tmp_path / "only-train")
+    with pytest.raises(sources.DatasetError, match=r"No validation shards for .*looked for .*validation-\*"):
+        sources.open_dataset(f"tfrecord:{folder}/train-*", image_size=32)
+    write_shards(folder, shards=1, split="val")
+    (folder / "labels.txt").unlink()
+    with pytest.raises(sources.DatasetError, match=r"Cannot read the class names .*labels.txt .*background"):
+        sources.open_dataset(f"tfrecord:{folder}/train-*", image_size=32)
+
+
+@pytest.mark.integration
+def test_train_py_trains_evaluates_and_names_the_input_on_shards(shards, tmp_path, capsys):
+    import train
+
+    output = tmp_path / "run"
+    assert train.main(["--depth", "18", "--image-size", "32", "--dataset", f"tfrecord:{shards}/train-*", "--steps", "6", "--output", str(output)]) == 0
+    out = capsys.readouterr().out
+    assert "on tfrecord:" in out and "(24 training, 10 validation images, 4 classes)" in out
+    assert "Training input: 4 TFRecord shard(s), 4 read at once in a new order each epoch" in out
+    assert train.main(["--evaluate", str(output)]) == 0
+    assert "on 10 pictures of tfrecord:" in capsys.readouterr().out
+    assert train.main(["--depth", "18", "--dataset", "tfrecord:", "--output", str(tmp_path / "other")]) == 2
+    assert "needs a glob of the training shards" in capsys.readouterr().err
+
+
+def test_a_record_that_will_not_decode_is_skipped_with_a_warning(tmp_path, capfd):
+    folder = write_shards(tmp_path / "data", shards=2, per_shard=4)
+    write_shards(folder, shards=1, per_shard=2, split="validation")
+    with tf.io.TFRecordWriter(str(folder / "train-00002-of-00003")) as writer:
+        feature = {
+            "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"\xff\xd8\xff not a whole jpeg"])),
+            "image/class/label": tf.train.Feature(int64_list=tf.train.Int64List(value=[0])),
+        }
+        writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+    source = sources.open_dataset(f"tfrecord:{folder}/train-*", image_size=32)
+    batches = pipeline.training_dataset(source, image_size=32, augmentation="imagenet", batch_size=3, seed=0)
+    labels = [row for _, labels in batches.take(6) for row in labels.numpy()]
+    assert len(labels) == 18
+    assert "training record(s) hold a picture that cannot be decoded: skipped" in capfd.readouterr().err
+
+
+def test_a_label_beyond_the_class_names_stops_training_in_one_line(tmp_path, capsys):
+    import train
+
+    folder = write_shards(tmp_path / "data", shards=2, per_shard=4, label_of_shard=lambda index: 4 + index)
+    write_shards(folder, shards=1, per_shard=2, split="validation")
+    assert train.main(["--depth", "18", "--image-size", "32", "--dataset", f"tfrecord:{folder}/train-*", "--steps", "2", "--output", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1].startswith("error: A training example has a label outside the classes of the dataset (0 to 3): check that labels.txt")
+    assert "cannot be decoded" not in err and "Traceback" not in err
+
+
+def test_records_none_of_which_decodes_stop_training_in_one_line(tmp_path, capsys):
+    import train
+
+    folder = tmp_path / "data"
+    write_shards(folder, shards=1, per_shard=2, split="validation")
+    with tf.io.TFRecordWriter(str(folder / "train-00000-of-00001")) as writer:
+        for _ in range(3):
+            feature = {
+                "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"\xff\xd8\xff not a whole jpeg"])),
+                "image/class/label": tf.train.Feature(int64_list=tf.train.Int64List(value=[0])),
+            }
+            writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+    assert train.main(["--depth", "18", "--image-size", "32", "--dataset", f"tfrecord:{folder}/train-*", "--steps", "2", "--output", str(tmp_path / "run")]) == 1
+    assert capsys.readouterr().err.splitlines()[-1].startswith("error: None of the training pictures could be decoded in a whole pass over")
