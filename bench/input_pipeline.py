@@ -5,14 +5,15 @@ start-up time and peak memory on a folder of 100,000 files.
 
     python bench/input_pipeline.py                        # 4,000 generated JPEGs of ImageNet's sizes
     python bench/input_pipeline.py --folder PATH          # a folder of class folders of JPEGs
-    python bench/input_pipeline.py --files 4000 --startup-files 10000 100000
+    python bench/input_pipeline.py --files 4000 --startup-files 10000 100000 --service-workers 1 2
 
 Each pipeline makes one pass over the training files (224x224 random-resized crops, flipped, batch
 64), timed from before it opens the folder (set-up included) to its last batch, in a fresh process;
 the files are read once beforehand so that both find them in the page cache. Ours is measured both
 ways train.py can read a folder: decoded whole and kept in memory (what it does for a folder whose
 decoded pictures take under 2 GiB) and each crop decoded from the bytes (beyond). The start-up
-figures time a fresh process from opening the folder to the first batch, and its peak RSS.
+figures time a fresh process from opening the folder to the first batch, and its peak RSS. The
+tf.data service figures run our pipeline on 1 and 2 local worker processes, each pinned to a core.
 """
 
 import argparse
@@ -87,6 +88,46 @@ def run_ours(folder, *, from_bytes, image_size, batch_size, first_batch_only=Fal
     batches = pipeline.training_dataset(source, image_size=image_size, augmentation="imagenet", batch_size=batch_size, seed=0)
     how = pipeline.describe_training_input(source, "imagenet", workers=1)
     return _consume(batches, 1 if first_batch_only else source.train_examples // batch_size, batch_size, started, how)
+
+
+def run_service(folder, *, workers, image_size, batch_size):
+    """Ours (crops from the bytes) prepared by a tf.data service on this machine: a dispatcher here
+    and `workers` worker processes (keras-resnet data-service --dispatcher), worker k pinned to CPU
+    core k; this process only receives the batches. Timed from building the pipeline, the workers
+    already up."""
+    from keras_resnet.quiet import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
+    import tensorflow as tf
+
+    from keras_resnet.data import pipeline, service, sources
+
+    dispatcher = tf.data.experimental.service.DispatchServer(tf.data.experimental.service.DispatcherConfig(port=0))
+    port = int(dispatcher.target.rsplit(":", 1)[1])
+    cores = sorted(os.sched_getaffinity(0))
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "keras_resnet", "data-service", "--dispatcher", f"localhost:{port}", "--quiet"],
+            env={**os.environ, "PYTHONPATH": REPOSITORY},
+            preexec_fn=lambda core=cores[number % len(cores)]: os.sched_setaffinity(0, {core}),
+        )
+        for number in range(workers)
+    ]
+    try:
+        time.sleep(5)  # the workers start and register
+        pipeline.CACHE_LIMIT_BYTES = 0
+        started = time.perf_counter()
+        source = sources.open_dataset(f"folder:{folder}", image_size=image_size)
+        batches = service.distributed(
+            pipeline.training_dataset(source, image_size=image_size, augmentation="imagenet", batch_size=batch_size, seed=0),
+            service.Address("localhost", port),
+            job_name="bench",
+        )
+        how = f"tf.data service, {workers} local worker process(es), each on its own core"
+        return _consume(batches, source.train_examples // batch_size, batch_size, started, how)
+    finally:
+        for process in processes:
+            process.kill()
 
 
 def run_reference(folder, *, image_size, batch_size):
@@ -173,6 +214,8 @@ def run_task(task):
     kind = task.pop("kind")
     if kind == "reference":
         return run_reference(**task)
+    if kind == "service":
+        return run_service(**task)
     return run_ours(**task)
 
 
@@ -185,6 +228,8 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=3, help="runs of each pipeline, taken in turns; the median is shown (default 3)")
     parser.add_argument("--startup-files", type=int, nargs="*", default=[10_000, 100_000],
                         help="folder sizes for the start-up and memory figures (default 10000 100000; none to skip)")
+    parser.add_argument("--service-workers", type=int, nargs="*", default=[1, 2],
+                        help="tf.data service worker counts to measure (default 1 2; none to skip)")
     parser.add_argument("--task", help=argparse.SUPPRESS)  # one measurement, in this fresh process
     args = parser.parse_args(argv)
     if args.task:
@@ -221,6 +266,13 @@ def main(argv=None):
         ours, reference = rows[1][1], rows[0][1]
         print(f"\nratio, ours from the bytes / reference: {ours['images_per_second'] / reference['images_per_second']:.2f}x with set-up, "
               f"{ours['after_first_batch_images_per_second'] / reference['after_first_batch_images_per_second']:.2f}x after the first batch")
+
+        if args.service_workers:
+            print("\nOurs (crops from the bytes) prepared by a tf.data service on this machine (set-up included, the workers already up):")
+            print("| workers | images/s | first batch (s) | images/s after it |\n|---|---|---|---|")
+            for workers in args.service_workers:
+                row = median_run([in_fresh_process({"kind": "service", "folder": folder, "workers": workers, **size}) for _ in range(args.repeats)])
+                print(f"| {workers} | {row['images_per_second']:.0f} | {row['first_batch_seconds']:.1f} | {row['after_first_batch_images_per_second']:.0f} |", flush=True)
 
         if args.startup_files:
             print("\nStart-up (opening the folder to the first batch) and peak memory, ours as train.py chooses:")

@@ -102,6 +102,8 @@ class RuntimeConfig:
     cpu_replicas: int = 1
     tpu: str | None = None
     save_every_steps: int = DEFAULT_SAVE_EVERY_STEPS
+    # grpc://HOST:PORT of a tf.data service dispatcher that prepares the training input (keras_resnet.data.service).
+    data_service: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -461,6 +463,7 @@ def resolve(
     jit_compile=False,
     cpu_replicas=1,
     tpu=None,
+    data_service=None,
 ):
     """The RunConfig of the user's choices (train.py's flags, by name); None means the paper's
     default for the network's family, or with `weights` the fine-tuning recipe's
@@ -546,6 +549,13 @@ def resolve(
     _check(weight_decay is None or weight_decay <= MAX_WEIGHT_DECAY, f"--weight-decay must be at most {MAX_WEIGHT_DECAY:g}. Received: {weight_decay}.")
     _check(0 <= label_smoothing < 1, f"--label-smoothing must be in [0, 1). Received: {label_smoothing}.")
     _check(dataset != "folder:", "--dataset folder:PATH needs a path after 'folder:'.")
+    if data_service is not None:
+        from keras_resnet.data import service
+
+        try:
+            data_service = str(service.Address.parse(data_service))
+        except service.ServiceError as error:
+            raise UsageError(str(error)) from None
     _check(dataset != "tfrecord:", "--dataset tfrecord:PATTERN needs a glob of the training shards after 'tfrecord:' (e.g. tfrecord:/data/imagenet/train-*).")
     _check(
         eval_crop is None or preprocessing_lib.MIN_CROP_FRACTION <= eval_crop <= 1,
@@ -602,6 +612,7 @@ def resolve(
             cpu_replicas=cpu_replicas,
             tpu=tpu,
             save_every_steps=save_every_steps,
+            data_service=data_service,
         ),
         defaulted=defaulted,
     )

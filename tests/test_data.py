@@ -283,7 +283,7 @@ def test_folder_errors(tmp_path):
         sources.open_dataset(f"folder:{broken}", image_size=32)
 
 
-def test_training_pictures_that_will_not_open_or_decode_are_left_out_and_named_once(tmp_path, capfd):
+def test_training_pictures_that_will_not_open_or_decode_are_left_out_and_named_in_the_first_pass(tmp_path, capfd):
     root = write_folder(tmp_path / "pictures", splits=("train", "val"), per_class=6)
     (root / "train" / "cats" / "garbage.png").write_bytes(b"not a picture")  # Pillow cannot open it
     whole = (root / "train" / "owls" / "0.jpg").read_bytes()
@@ -293,13 +293,21 @@ def test_training_pictures_that_will_not_open_or_decode_are_left_out_and_named_o
     (root / "train" / "dogs" / "half.jpg").write_bytes(whole[: len(whole) // 2])
     source = sources.open_dataset(f"folder:{root}", image_size=32)
     assert source.train_examples == 20 and [os.path.basename(path) for path in source.unreadable_train_files] == ["garbage.png"]
-    labels = [int(label) for _, label in source.train.repeat(2)]
-    assert len(labels) == 2 * 18 and set(labels) == {0, 1, 2}
-    warnings = [line for line in capfd.readouterr().err.splitlines() if line.startswith("warning:")]
-    assert sorted(warnings) == [
+    expected = [
         f"warning: training picture {root / 'train' / name} cannot be decoded (damaged, or not an image): skipped."
         for name in ("dogs/half.jpg", "owls/zz.jpg")
     ]
+    labels = [int(label) for _, label in source.train]
+    assert len(labels) == 18 and set(labels) == {0, 1, 2}
+    assert sorted(line for line in capfd.readouterr().err.splitlines() if line.startswith("warning:")) == expected
+    # Read by file, two passes: named in the first only.
+    pipeline.CACHE_LIMIT_BYTES, limit = 0, pipeline.CACHE_LIMIT_BYTES
+    try:
+        batches = pipeline.training_dataset(source, image_size=16, augmentation="imagenet", batch_size=6, seed=0)
+        assert sum(int(labels.shape[0]) for _, labels in batches.take(6)) == 36  # two passes of 18
+    finally:
+        pipeline.CACHE_LIMIT_BYTES = limit
+    assert sorted(line for line in capfd.readouterr().err.splitlines() if line.startswith("warning:")) == expected
 
 
 def test_a_file_name_that_is_not_utf8_is_named_in_one_line(tmp_path):

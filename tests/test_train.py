@@ -365,14 +365,14 @@ def test_trains_on_a_tfds_dataset(tmp_path):
 
 
 @pytest.mark.integration
-def test_a_folder_of_pictures_that_all_fail_to_decode_is_one_line(tmp_path, capsys):
+def test_a_folder_of_pictures_that_all_fail_to_decode_is_one_line(tmp_path, capfd):
     root = write_folder(tmp_path / "pictures", per_class=4, splits=("train", "val"))
     for path in (root / "train").rglob("*.jpg"):
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # headers whole, data cut short
     for path in (root / "train").rglob("*.png"):
         path.unlink()
     assert train.main(["--depth", "8", "--dataset", f"folder:{root}", "--epochs", "1", "--output", str(tmp_path / "run")]) == 1
-    err = capsys.readouterr().err
+    err = capfd.readouterr().err
     assert err.splitlines()[-1].startswith("error: None of the training pictures could be decoded in a whole pass over folder:")
     assert "cannot be decoded (damaged, or not an image): skipped." in err
 

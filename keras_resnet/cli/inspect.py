@@ -1,9 +1,10 @@
-"""keras-resnet summary NAME | list (also python -m keras_resnet) — look at a network before training it."""
+"""keras-resnet summary NAME | list (also python -m keras_resnet) — look at a network before training it;
+keras-resnet data-service (keras_resnet.cli.data_service)."""
 
 import sys
 
 from keras_resnet import config as config_lib, specs
-from keras_resnet.cli import COUNT, ArgumentParser, HelpFormatter, Number
+from keras_resnet.cli import COUNT, ArgumentParser, HelpFormatter, Number, data_service
 
 
 def _parser():
@@ -24,6 +25,7 @@ def _parser():
     shortcut_defaults = ", ".join(f"{family.shortcut} {name}-style" for name, family in specs.FAMILIES.items())
     summary.add_argument("--shortcut", choices=specs.SHORTCUTS, default=None, help=f"shortcut option (default: {shortcut_defaults})")
     commands.add_parser("list", help="list the named networks")
+    data_service.add_command(commands)
     return parser
 
 
@@ -32,6 +34,8 @@ def main(argv=None):
     if args.command == "list":
         print("\n".join(specs.model_names()))
         return 0
+    if args.command == "data-service":
+        return data_service.run(args)
 
     import keras_resnet
     from keras_resnet.quiet import list_devices_quietly

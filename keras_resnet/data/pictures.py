@@ -19,6 +19,8 @@ import tensorflow as tf
 plain = tf.autograph.experimental.do_not_convert
 # The error a pass over training pictures raises when none of them decodes.
 NOTHING_DECODED = "None of the training pictures could be decoded"
+# How a training picture that will not decode is named, after its path.
+UNDECODABLE = " cannot be decoded (damaged, or not an image): skipped."
 
 
 @dataclasses.dataclass(eq=False)
@@ -28,8 +30,6 @@ class PictureFiles:
     paths: list
     labels: list
     orientations: list
-    # Indices of the files already named as undecodable: each is named once per process.
-    reported: set = dataclasses.field(default_factory=set)
     _tensors_made: tuple = dataclasses.field(default=None, repr=False)
 
     def __len__(self):
@@ -39,11 +39,12 @@ class PictureFiles:
         """The first `count` files."""
         return PictureFiles(paths=self.paths[:count], labels=self.labels[:count], orientations=self.orientations[:count])
 
-    def decoded(self, decode, *, order=None, skip_undecodable=True):
+    def decoded(self, decode, *, order=None, skip_undecodable=True, name_skipped=True):
         """(decode(encoded bytes, orientation, position), int64 label) for the files at the indices
         `order` (an int64 tensor; default: all, in order), in that order. With `skip_undecodable`, a
-        training file whose decoding fails is left out and named once on stderr (without, the error
-        stops the iteration). `position` is the element's place in `order`."""
+        training file whose decoding fails is left out, and named on stderr when `name_skipped` (a
+        bool or bool tensor: a pipeline names them in its first pass only); without, the error
+        stops the iteration. `position` is the element's place in `order`."""
         count = len(self.paths)
         order = tf.range(count, dtype=tf.int64) if order is None else order
         paths, labels, turns = self._tensors()
@@ -59,7 +60,10 @@ class PictureFiles:
         return skipping_undecodable(
             decoded,
             count=tf.size(order),
-            report=lambda first, last, whole_pass: tf.py_function(self._report, [tf.gather(order, tf.range(first, last))], tf.int64),
+            report=lambda first, last, whole_pass: warn(
+                tf.strings.join(["warning: training picture ", tf.gather(paths, tf.gather(order, tf.range(first, last))), UNDECODABLE]),
+                when=name_skipped,
+            ),
         )
 
     def _tensors(self):
@@ -76,16 +80,21 @@ class PictureFiles:
                 )
         return self._tensors_made
 
-    def _report(self, indices):
-        named = [int(index) for index in indices.numpy() if int(index) not in self.reported]
-        self.reported.update(named)
-        for index in named:
-            print(
-                f"warning: training picture {shown(self.paths[index])} cannot be decoded (damaged, or not an image): skipped.",
-                file=sys.stderr,
-                flush=True,
-            )
-        return np.int64(len(named))
+
+def warn(lines, *, when=True):
+    """Prints `lines` (a string tensor) on stderr, one per line, when `when`: an op, for functions
+    that tf.data runs. tf.print, not Python: the input pipeline may run on a tf.data service
+    worker, another process, where no Python function of this one can be called."""
+    return tf.cond(
+        tf.logical_and(when, tf.size(lines) > 0),
+        lambda: _printed(lines),
+        lambda: tf.constant(0, tf.int64),
+    )
+
+
+def _printed(lines):
+    with tf.control_dependencies([tf.print(tf.strings.reduce_join(lines, separator="\n"), output_stream=sys.stderr)]):
+        return tf.cast(tf.size(lines), tf.int64)
 
 
 def skipping_undecodable(numbered, *, count, report):

@@ -20,7 +20,7 @@ files; a source without files (generated, TFDS decoded) is split by example.
 import tensorflow as tf
 
 from keras_resnet.data import records
-from keras_resnet.data.pictures import decode_picture, decode_random_crop, plain, random_crop_box, skipping_undecodable
+from keras_resnet.data.pictures import decode_picture, decode_random_crop, plain, random_crop_box, skipping_undecodable, warn
 
 AUGMENTATIONS = ("cifar", "imagenet")
 # Cache decoded images in memory when they take less than this.
@@ -185,9 +185,12 @@ def _crops_from_records(shards_of_records, *, image_size, seed, min_crop_area, s
         return skipping_undecodable(
             numbered,
             count=examples,
-            # A pass of which nothing decoded stops training in one line (the trainer's) instead.
-            report=lambda first, last, whole_pass: tf.cond(
-                whole_pass, lambda: tf.constant(0, tf.int64), lambda: tf.py_function(records.report_skipped, [last - first], tf.int64)
+            # Records have no names, and after interleaving and shuffling not even their shard is
+            # known: they are counted, in this pipeline's first pass. A pass of which nothing
+            # decoded stops training in one line (the trainer's) instead.
+            report=lambda first, last, whole_pass: warn(
+                tf.strings.join(["warning: ", tf.strings.as_string(last - first), f" training record(s){records.UNDECODABLE}"])[tf.newaxis],
+                when=tf.logical_and(tf.equal(number, 0), tf.logical_not(whole_pass)),
             ),
         )
 
@@ -210,7 +213,7 @@ def _crops_from_files(files, *, image_size, seed, min_crop_area, shards, shard):
             image = decode_random_crop(encoded, orientation, random_seed, min_crop_area, image_size)
             return tf.image.stateless_random_flip_left_right(image, seed=tf.reverse(random_seed, [0]))
 
-        return files.decoded(crop, order=order)
+        return files.decoded(crop, order=order, name_skipped=tf.equal(number, 0))  # named in the first pass
 
     return tf.data.Dataset.range(1 << 62).flat_map(epoch)
 

@@ -14,9 +14,7 @@ import dataclasses
 import glob
 import os
 import struct
-import sys
 
-import numpy as np
 import tensorflow as tf
 
 from keras_resnet.data.pictures import decode_picture, plain
@@ -30,25 +28,8 @@ _FEATURES = {
 }
 
 
-_skipped = {"records": 0, "warnings": 0}
-_MAX_WARNINGS = 10
-
-
-def report_skipped(count):
-    """Called (through tf.py_function) when records were dropped for pictures that will not decode.
-    Records have no names, and after interleaving and shuffling not even their shard is known: they
-    are counted, the first ten times."""
-    _skipped["records"] += int(count)
-    if _skipped["warnings"] < _MAX_WARNINGS:
-        _skipped["warnings"] += 1
-        more = " (no more such warnings)" if _skipped["warnings"] == _MAX_WARNINGS else ""
-        print(
-            f"warning: {int(count)} training record(s) hold a picture that cannot be decoded: skipped "
-            f"({_skipped['records']} so far){more}.",
-            file=sys.stderr,
-            flush=True,
-        )
-    return np.int64(count)
+# How records whose picture will not decode are counted, after their number.
+UNDECODABLE = " hold a picture that cannot be decoded: skipped (counted in the first pass)."
 
 
 class RecordsError(ValueError):

@@ -18,7 +18,7 @@ import tensorflow as tf
 import keras_resnet
 from keras_resnet import config as config_lib, files
 from keras_resnet.config import UsageError
-from keras_resnet.data import pictures, pipeline, records, sources
+from keras_resnet.data import pictures, pipeline, records, service, sources
 from keras_resnet.training import distribute, evaluation, pretrained, run_dir as run_dir_lib, schedules
 from keras_resnet.training.callbacks import (
     AtomicModelCheckpoint,
@@ -76,6 +76,11 @@ def train(config, *, output=None, resume=False, log=print):
         precision = distribute.resolve_precision(runtime.precision, strategy_name=strategy_name)
     except (distribute.DistributeError, ValueError) as error:
         raise UsageError(str(error)) from None
+    if runtime.data_service:
+        try:  # before anything is written: the service's client would wait for it for ever
+            service.check_reachable(service.Address.parse(runtime.data_service))
+        except service.ServiceError as error:
+            raise UsageError(str(error)) from None
     replicas = strategy.num_replicas_in_sync
     multi_worker = distribute.is_multi_worker(strategy)
     _check(not (multi_worker and output is None), "Multi-worker training needs --output: the same path on every worker.")
@@ -222,7 +227,8 @@ def _train(config, run, *, strategy, strategy_name, precision, source, plan, wei
                 f"{config_lib.counted(plan.total_steps, 'step')} ({config_lib.counted(plan.epochs, 'epoch')} of {config_lib.counted(plan.steps_per_epoch, 'step')}), "
                 f"global batch {training.batch_size} over {config_lib.counted(replicas, 'replica')} [{strategy_name}], {precision}. Run directory: {run}"
             )
-            log(f"Training input: {pipeline.describe_training_input(source, data.augmentation, workers=distribute.worker_count(strategy))}.")
+            prepared_by = f"; prepared by the tf.data service at {config.runtime.data_service}" if config.runtime.data_service else ""
+            log(f"Training input: {pipeline.describe_training_input(source, data.augmentation, workers=distribute.worker_count(strategy))}{prepared_by}.")
             log(f"Evaluation transform: {data.preprocessing().describe()}, at {data.image_size} px (--eval-crop); the converted models carry it to classify.py and the page.")
             if plan.freeze_steps:
                 log(
@@ -325,7 +331,7 @@ def _training_input(config, source, *, strategy, seed):
     training, data = config.training, config.data
 
     def batches(input_context=None):
-        return pipeline.training_dataset(
+        dataset = pipeline.training_dataset(
             source,
             image_size=data.image_size,
             augmentation=data.augmentation,
@@ -334,6 +340,11 @@ def _training_input(config, source, *, strategy, seed):
             min_crop_area=data.min_crop_area,
             input_context=input_context,
         )
+        if not config.runtime.data_service:
+            return dataset
+        # One job per input pipeline and fit(): a job serves one pipeline, from its first epoch.
+        job = f"keras-resnet-{os.getpid()}-{seed}-{input_context.input_pipeline_id if input_context else 0}"
+        return service.distributed(dataset, service.Address.parse(config.runtime.data_service), job_name=job)
 
     if strategy.num_replicas_in_sync == 1:
         return batches()

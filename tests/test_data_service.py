@@ -1,0 +1,129 @@
+"""tf.data service: `keras-resnet data-service` (a dispatcher and worker processes on localhost) and
+train.py --data-service, with the real TensorFlow service."""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from keras_resnet.data import pipeline, service, sources
+
+from support.pictures import write_folder
+from support.programs import REPOSITORY, start_script
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("localhost", 0))
+        return probe.getsockname()[1]
+
+
+def start_service(*args):
+    """`keras-resnet data-service ARGS` in the background; returns (process, its first line)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "keras_resnet", "data-service", *map(str, args)],
+        env={**os.environ, "PYTHONPATH": REPOSITORY},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    line = process.stdout.readline()
+    assert line.startswith("tf.data service: dispatcher at"), line + process.stderr.read()
+    return process, line
+
+
+def stop(process):
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    return process.stdout.read()
+
+
+@pytest.fixture
+def folder(tmp_path):
+    return write_folder(tmp_path / "pictures", per_class=16, size=48)
+
+
+def test_the_service_makes_exactly_the_batches_the_local_pipeline_makes(folder):
+    """One worker makes the epochs in order: the same crops (rounded to 8 bits, as they travel),
+    labels and order as training here."""
+    port = free_port()
+    process, _ = start_service("--port", port, "--workers", 1)
+    try:
+        source = sources.open_dataset(f"folder:{folder}", image_size=24)
+        pipeline.CACHE_LIMIT_BYTES, limit = 0, pipeline.CACHE_LIMIT_BYTES  # crops from the files' bytes
+        try:
+            local = pipeline.training_dataset(source, image_size=24, augmentation="imagenet", batch_size=6, seed=3)
+            served = service.distributed(
+                pipeline.training_dataset(source, image_size=24, augmentation="imagenet", batch_size=6, seed=3),
+                service.Address("localhost", port),
+                job_name="same-batches",
+            )
+            # Over two epochs of 44 pictures: the batches run across the epochs' boundary.
+            for (local_images, local_labels), (images, labels) in zip(local.take(16), served.take(16)):
+                np.testing.assert_array_equal(images.numpy(), np.round(local_images.numpy()))
+                np.testing.assert_array_equal(labels.numpy(), local_labels.numpy())
+        finally:
+            pipeline.CACHE_LIMIT_BYTES = limit
+    finally:
+        stop(process)
+
+
+@pytest.mark.integration
+def test_training_goes_on_when_a_worker_is_killed_mid_run(folder, tmp_path):
+    port = free_port()
+    process, line = start_service("--port", port, "--workers", 2)
+    worker_pids = [int(pid) for pid in re.search(r"\(pid ([\d, ]+)\)", line).group(1).split(", ")]
+    assert len(worker_pids) == 2
+    try:
+        training = start_script(
+            "train.py", "--depth", "8", "--dataset", f"folder:{folder}", "--image-size", "24", "--batch-size", "6",
+            "--epochs", "6", "--data-service", f"grpc://localhost:{port}", "--output", tmp_path / "run",
+        )
+        seen = []
+        for output_line in training.stdout:
+            seen.append(output_line)
+            if output_line.startswith("Epoch 3/"):
+                os.kill(worker_pids[0], signal.SIGKILL)  # mid-run: its epoch is lost, the other worker goes on
+                break
+        out = "".join(seen) + training.stdout.read()
+        err = training.stderr.read()
+        assert training.wait(timeout=300) == 0, err
+    finally:
+        served = stop(process)
+    assert "prepared by the tf.data service at grpc://localhost:" in out
+    assert "(44 training, " in out  # the same examples as a local run's
+    assert "Finished 42 steps" in out  # 6 epochs of 7 steps of 6: as many as a local run
+    assert f"warning: worker 1 (pid {worker_pids[0]}) exited" in served
+
+
+def test_service_mistakes_are_one_line(tmp_path, folder):
+    port = free_port()  # nothing listens there
+    for args, message in [
+        (["--dispatcher", f"localhost:{port}"], f"Cannot reach the tf.data service dispatcher at grpc://localhost:{port}"),
+        ([], "data-service needs --port PORT"),
+        (["--dispatcher", "localhost:1", "--workers", "2"], "--workers starts workers beside a dispatcher"),
+        (["--dispatcher", "no-port"], "--dispatcher must be grpc://HOST:PORT"),
+    ]:
+        result = subprocess.run(
+            [sys.executable, "-m", "keras_resnet", "data-service", *args], capture_output=True, text=True,
+            env={**os.environ, "PYTHONPATH": REPOSITORY}, timeout=120,
+        )
+        assert result.returncode == 2 and result.stderr.strip().splitlines() == [f"error: {result.stderr.strip()[7:]}"], result.stderr
+        assert message in result.stderr
+    import train
+
+    run = tmp_path / "run"
+    started = time.monotonic()
+    assert train.main(["--depth", "8", "--dataset", f"folder:{folder}", "--data-service", f"grpc://localhost:{port}", "--output", str(run)]) == 2
+    assert time.monotonic() - started < 60 and not run.exists()  # refused before anything is written
+    assert train.main(["--depth", "8", "--data-service", "http://x/y", "--output", str(run)]) == 2
