@@ -135,3 +135,51 @@ def test_records_none_of_which_decodes_stop_training_in_one_line(tmp_path, capsy
             writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
     assert train.main(["--depth", "18", "--image-size", "32", "--dataset", f"tfrecord:{folder}/train-*", "--steps", "2", "--output", str(tmp_path / "run")]) == 1
     assert capsys.readouterr().err.splitlines()[-1].startswith("error: None of the training pictures could be decoded in a whole pass over")
+
+
+@pytest.fixture(scope="module")
+def prepared_tfds(tmp_path_factory):
+    """A TFDS dataset prepared here, offline (its builder generates the pictures): TFDS's own
+    TFRecord files, as `tfds build` writes them for any image dataset."""
+    import tensorflow_datasets as tfds
+
+    class KerasResnetTinyPhotos(tfds.core.GeneratorBasedBuilder):
+        VERSION = tfds.core.Version("1.0.0")
+
+        def _info(self):
+            return tfds.core.DatasetInfo(
+                builder=self,
+                features=tfds.features.FeaturesDict(
+                    {"image": tfds.features.Image(encoding_format="jpeg"), "label": tfds.features.ClassLabel(names=["a", "b", "c"])}
+                ),
+                supervised_keys=("image", "label"),
+            )
+
+        def _split_generators(self, dl_manager):
+            return {"train": self._generate_examples(seed=0, count=30), "test": self._generate_examples(seed=1, count=9)}
+
+        def _generate_examples(self, *, seed, count):
+            rng = np.random.default_rng(seed)
+            for number in range(count):
+                yield number, {"image": rng.integers(0, 255, (30 + 4 * (number % 3), 40, 3), dtype=np.uint8), "label": number % 3}
+
+    data_dir = tmp_path_factory.mktemp("tfds")
+    KerasResnetTinyPhotos(data_dir=str(data_dir)).download_and_prepare()
+    return "keras_resnet_tiny_photos", data_dir
+
+
+def test_a_tfds_dataset_is_trained_on_from_its_own_records_without_decoding_them_first(prepared_tfds):
+    name, data_dir = prepared_tfds
+    source = sources.open_dataset(name, image_size=24, data_dir=str(data_dir))
+    assert source.train_records is not None and all(str(data_dir) in path for path in source.train_records.paths)
+    assert (source.train_records.examples, source.train_examples, source.validation_examples) == (30, 30, 9)
+    assert pipeline.reads_encoded(source, "imagenet") and not pipeline.reads_encoded(source, "cifar")
+    assert pipeline.describe_training_input(source, "imagenet", workers=1).startswith("1 TFRecord shard(s)")
+    # The records' labels and pictures are TFDS's own.
+    records_read = list(source.train_records.records().as_numpy_iterator())
+    decoded = list(source.train.as_numpy_iterator())
+    assert [int(label) for _, label in records_read] == [int(label) for _, label in decoded]
+    assert [tf.io.decode_jpeg(encoded).shape for encoded, _ in records_read] == [image.shape for image, _ in decoded]
+    batches = pipeline.training_dataset(source, image_size=24, augmentation="imagenet", batch_size=10, seed=0)
+    labels = [int(np.argmax(row)) for _, labels in batches.take(3) for row in labels.numpy()]
+    assert sorted(labels) == sorted(int(label) for _, label in decoded)  # one pass: every record once

@@ -93,7 +93,7 @@ def parser():
                          help="auto: TPU with --tpu, multi-worker with TF_CONFIG, mirrored on 2+ GPUs, one device on 1 GPU, default on CPU")
     runtime.add_argument("--tpu", help="TPU name or address for --strategy tpu")
     runtime.add_argument("--data-service", metavar="grpc://HOST:PORT",
-                         help="take the training input from a tf.data service (keras-resnet data-service) instead of preparing it here")
+                         help="take the training input from a tf.data service (keras-resnet data-service; default: prepare it here)")
     runtime.add_argument("--cpu-replicas", type=Number(int, minimum=1, maximum=config_lib.MAX_CPU_REPLICAS), default=1, help="split the CPU into this many logical devices and mirror over them")
     runtime.add_argument("--precision", default="auto", choices=config_lib.PRECISIONS,
                          help="auto: mixed_float16 on recent GPUs, mixed_bfloat16 on TPUs and bf16-capable CPUs, else float32")

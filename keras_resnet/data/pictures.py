@@ -66,6 +66,12 @@ class PictureFiles:
             ),
         )
 
+    def decoded_whole(self, *, order=None, skip_undecodable=True):
+        """(uint8 RGB picture at its own size, upright, int64 label) per file, as `decoded`."""
+        return self.decoded(
+            lambda encoded, orientation, position: decode_picture(encoded, orientation), order=order, skip_undecodable=skip_undecodable
+        )
+
     def _tensors(self):
         """The paths, labels and orientations as tensors, made once, outside any function being
         traced: tf.data functions capture them by reference. Made inside one (an epoch of

@@ -20,7 +20,7 @@ files; a source without files (generated, TFDS decoded) is split by example.
 import tensorflow as tf
 
 from keras_resnet.data import records
-from keras_resnet.data.pictures import decode_picture, decode_random_crop, plain, random_crop_box, skipping_undecodable, warn
+from keras_resnet.data.pictures import decode_random_crop, plain, random_crop_box, skipping_undecodable, warn
 
 AUGMENTATIONS = ("cifar", "imagenet")
 # Cache decoded images in memory when they take less than this.
@@ -52,7 +52,7 @@ def training_dataset(
         batch_size = input_context.get_per_replica_batch_size(batch_size)
     # Each input pipeline draws its own crops and orders (pipeline 0's are a single pipeline's).
     seed = seed + shard * _PIPELINE_SEED_STRIDE
-    if source.train_records is not None and augmentation == "imagenet":
+    if reads_encoded(source, augmentation) and source.train_records is not None:
         images = _crops_from_records(
             source.train_records, image_size=image_size, seed=seed, min_crop_area=min_crop_area, shards=shards, shard=shard,
             shuffle_buffer=shuffle_buffer,
@@ -88,14 +88,15 @@ def is_cached(source):
 
 
 def reads_encoded(source, augmentation):
-    """Whether training decodes each crop from its file's bytes every epoch (the paper's
-    random-resized crop of a folder too large to keep decoded in memory)."""
-    return source.train_files is not None and augmentation == "imagenet" and not is_cached(source)
+    """Whether training decodes each crop from its file's or record's bytes every epoch (the
+    paper's random-resized crop of pictures too large to keep decoded in memory)."""
+    stored_encoded = source.train_files is not None or source.train_records is not None
+    return stored_encoded and augmentation == "imagenet" and not is_cached(source)
 
 
 def describe_training_input(source, augmentation, *, workers):
     """The training input in words, for the run's log: how pictures are decoded and shared out."""
-    if source.train_records is not None and augmentation == "imagenet":
+    if reads_encoded(source, augmentation) and source.train_records is not None:
         shards = len(source.train_records.paths)
         how = (
             f"{shards} TFRecord shard(s), {_SHARDS_READ_AT_ONCE} read at once in a new order each epoch, records shuffled, "
@@ -122,7 +123,7 @@ def _decoded_share(source, *, shards, shard):
         return source.train
     if source.train_files is not None:
         order = tf.range(shard, len(source.train_files), shards, dtype=tf.int64)
-        return source.train_files.decoded(lambda encoded, orientation, position: decode_picture(encoded, orientation), order=order)
+        return source.train_files.decoded_whole(order=order)
     return source.train.shard(shards, shard)
 
 

@@ -22,10 +22,6 @@ from keras_resnet.data.pictures import decode_picture, plain
 PREFIX = "tfrecord:"
 LABELS_FILE = "labels.txt"
 VALIDATION_NAMES = ("validation", "val", "test")
-_FEATURES = {
-    "image/encoded": tf.io.FixedLenFeature([], tf.string),
-    "image/class/label": tf.io.FixedLenFeature([], tf.int64),
-}
 
 
 # How records whose picture will not decode are counted, after their number.
@@ -43,6 +39,21 @@ class RecordShards:
 
     paths: list
     counts: list
+    # The records' features holding the encoded picture and its label.
+    image_key: str = "image/encoded"
+    label_key: str = "image/class/label"
+
+    @classmethod
+    def of_tfds_split(cls, builder, split, *, image_key, label_key):
+        """A prepared TFDS split's own TFRecord files, read without decoding (what TFDS's
+        SkipDecoding gives), or None where TFDS stores them otherwise (ArrayRecord) or the split
+        is a slice of one ('train[:90%]')."""
+        import tensorflow_datasets as tfds
+
+        info = builder.info.splits[split] if split in builder.info.splits else None
+        if info is None or info.name != split or builder.info.file_format != tfds.core.FileFormat.TFRECORD:
+            return None
+        return cls([os.fspath(path) for path in info.filepaths], list(info.shard_lengths), image_key=image_key, label_key=label_key)
 
     @property
     def examples(self):
@@ -59,7 +70,14 @@ class RecordShards:
             dataset = files.interleave(read, cycle_length=interleave, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         else:
             dataset = files.flat_map(read)
-        return dataset.map(plain(parse), num_parallel_calls=tf.data.AUTOTUNE)
+        features = {self.image_key: tf.io.FixedLenFeature([], tf.string), self.label_key: tf.io.FixedLenFeature([], tf.int64)}
+
+        @plain
+        def parse(serialized):
+            example = tf.io.parse_single_example(serialized, features)
+            return example[self.image_key], example[self.label_key]
+
+        return dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
 
     def decoded(self):
         """(uint8 RGB picture, int64 label), every record in order."""
@@ -75,11 +93,6 @@ def median_shorter_side(shards, *, sample=200):
         for encoded, _ in shards.records().take(sample)
     ]
     return int(sorted(sides)[(len(sides) - 1) // 2]) if sides else None
-
-
-def parse(serialized):
-    example = tf.io.parse_single_example(serialized, _FEATURES)
-    return example["image/encoded"], example["image/class/label"]
 
 
 def count_records(path):

@@ -92,11 +92,13 @@ def serve(*, port, workers, log=print):
         subprocess.Popen([sys.executable, "-m", "keras_resnet", "data-service", "--dispatcher", f"localhost:{port}", "--quiet"])
         for _ in range(workers)
     ]
+    name = socket.getfqdn()
+    here = f" ({SCHEME}localhost:{port} from this machine)" if name != "localhost" else ""
     log(
-        f"tf.data service: dispatcher at {SCHEME}{socket.getfqdn()}:{port} ({SCHEME}localhost:{port} here), "
+        f"tf.data service: dispatcher at {SCHEME}{name}:{port}{here}, "
         f"{workers} worker process(es) (pid {', '.join(str(process.pid) for process in processes)}). "
-        f"Train with --data-service {SCHEME}{socket.getfqdn()}:{port}; add workers elsewhere with "
-        f"`keras-resnet data-service --dispatcher {socket.getfqdn()}:{port}`. Ctrl-C stops it."
+        f"Train with --data-service {SCHEME}{name}:{port}; add workers elsewhere with "
+        f"`keras-resnet data-service --dispatcher {name}:{port}`. Ctrl-C stops it."
     )
     _stop_on_sigterm()
     running = dict(enumerate(processes))

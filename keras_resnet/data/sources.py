@@ -24,7 +24,7 @@ import tensorflow as tf
 
 from keras_resnet import files
 from keras_resnet.data import records, synthetic
-from keras_resnet.data.pictures import PictureFiles, decode_picture, shown
+from keras_resnet.data.pictures import PictureFiles, shown
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 FOLDER_PREFIX = "folder:"
@@ -238,6 +238,9 @@ def _open_tfds(name, *, data_dir):
 
     train, validation = read(train_split), read(validation_split)
     shape = features[image_key].shape
+    # Its training records as they are stored, for the pipeline to decode only each crop (when its
+    # pictures are not kept decoded in memory: pipeline.is_cached).
+    train_records = records.RecordShards.of_tfds_split(builder, train_split, image_key=image_key, label_key=label_key)
     return DataSource(
         name=name,
         make_train=lambda: train,
@@ -248,6 +251,7 @@ def _open_tfds(name, *, data_dir):
         stored_image_size=tuple(shape[:2]) if None not in shape[:2] else None,
         picture_side=min(shape[:2]) if None not in shape[:2] else None,
         validation_split_name=f"TFDS split {validation_split}",
+        train_records=train_records,
     )
 
 
@@ -452,8 +456,8 @@ def _open_folder(path, *, seed, evaluation=False):
     return DataSource(
         name=f"{FOLDER_PREFIX}{path}",
         # A training image that will not decode is skipped with a warning, not fatal to a long run.
-        make_train=lambda: _decoded_pictures(training_pictures),
-        make_validation=lambda: _decoded_pictures(validation_pictures, skip_undecodable=False),
+        make_train=training_pictures.decoded_whole,
+        make_validation=lambda: validation_pictures.decoded_whole(skip_undecodable=False),
         train_files=training_pictures,
         class_names=classes,
         train_examples=len(train_files),
@@ -487,11 +491,6 @@ def _labelled(paths, root, classes):
 
 def _picture_files(files, orientations):
     return PictureFiles(paths=[path for path, _ in files], labels=[label for _, label in files], orientations=orientations)
-
-
-def _decoded_pictures(files, *, skip_undecodable=True):
-    """(uint8 RGB picture at its own size, upright, int64 label) per file of a PictureFiles, in order."""
-    return files.decoded(lambda encoded, orientation, position: decode_picture(encoded, orientation), skip_undecodable=skip_undecodable)
 
 
 @dataclasses.dataclass(frozen=True)
