@@ -53,6 +53,7 @@ def folder(tmp_path):
     return write_folder(tmp_path / "pictures", per_class=16, size=48)
 
 
+@pytest.mark.integration
 def test_the_service_makes_exactly_the_batches_the_local_pipeline_makes(folder):
     """One worker makes the epochs in order: the same crops (rounded to 8 bits, as they travel),
     labels and order as training here."""
@@ -106,6 +107,38 @@ def test_training_goes_on_when_a_worker_is_killed_mid_run(folder, tmp_path):
     assert f"warning: worker 1 (pid {worker_pids[0]}) exited" in served
 
 
+@pytest.mark.integration
+def test_the_service_stops_its_workers_and_refuses_a_taken_port():
+    port = free_port()
+    process, line = start_service("--port", port, "--workers", 2)
+    worker_pids = [int(pid) for pid in re.search(r"\(pid ([\d, ]+)\)", line).group(1).split(", ")]
+    second = subprocess.run(
+        [sys.executable, "-m", "keras_resnet", "data-service", "--port", str(port)], capture_output=True, text=True,
+        env={**os.environ, "PYTHONPATH": REPOSITORY}, timeout=120,
+    )
+    assert second.returncode == 2 and second.stderr == f"error: Port {port} is in use on this machine (another tf.data service?): choose another --port.\n"
+    process.send_signal(signal.SIGTERM)  # as a service manager stops it
+    assert process.wait(timeout=60) == 0
+    assert "tf.data service stopped." in process.stdout.read()
+    for pid in worker_pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+def test_the_address_is_checked_and_kept_in_the_run_configuration():
+    from keras_resnet import config as config_lib
+
+    config = config_lib.resolve(depth=8, data_service="localhost:5050")
+    assert config.runtime.data_service == "grpc://localhost:5050"
+    again = config_lib.RunConfig.from_json(config.to_json())
+    assert again.runtime.data_service == "grpc://localhost:5050"
+    assert config_lib.RunConfig.from_json({k: v for k, v in config.to_json().items()} | {"runtime": {}}).runtime.data_service is None
+    for wrong in ("grpc://host", "http://host:1/x", "host:99999", ":5050"):
+        with pytest.raises(config_lib.UsageError, match="--data-service must be grpc://HOST:PORT"):
+            config_lib.resolve(depth=8, data_service=wrong)
+
+
+@pytest.mark.integration
 def test_service_mistakes_are_one_line(tmp_path, folder):
     port = free_port()  # nothing listens there
     for args, message in [

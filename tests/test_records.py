@@ -11,8 +11,8 @@ from keras_resnet.data import pipeline, records, sources
 
 
 def write_shards(folder, *, shards=4, per_shard=6, split="train", labels=("a", "b", "c", "d"), label_of_shard=None):
-    """Shards of JPEG records; shard i holds class label_of_shard(i) (default i % classes), its pictures
-    one solid grey of 8 × (10 × shard + number)."""
+    """Shards of JPEG records; shard i holds class label_of_shard(i) (default i % classes), record n of
+    shard i one solid grey of 8 × (per_shard × i + n) (mod 256): a record's picture names it."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "labels.txt").write_text("".join(f"{name}\n" for name in labels))
     for index in range(shards):
@@ -20,7 +20,7 @@ def write_shards(folder, *, shards=4, per_shard=6, split="train", labels=("a", "
         with tf.io.TFRecordWriter(str(folder / f"{split}-{index:05d}-of-{shards:05d}")) as writer:
             for number in range(per_shard):
                 buffer = io.BytesIO()
-                Image.fromarray(np.full((30, 40, 3), 8 * (number + 4 * index) % 256, np.uint8)).save(buffer, "JPEG", quality=100)
+                Image.fromarray(np.full((30, 40, 3), 8 * (number + per_shard * index) % 256, np.uint8)).save(buffer, "JPEG", quality=100)
                 feature = {
                     "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[buffer.getvalue()])),
                     "image/class/label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
@@ -110,6 +110,7 @@ def test_a_record_that_will_not_decode_is_skipped_with_a_warning(tmp_path, capfd
     assert warnings == ["warning: 1 training record(s) hold a picture that cannot be decoded: skipped (counted in the first pass)."]
 
 
+@pytest.mark.integration
 def test_a_label_beyond_the_class_names_stops_training_in_one_line(tmp_path, capsys):
     import train
 
@@ -121,6 +122,7 @@ def test_a_label_beyond_the_class_names_stops_training_in_one_line(tmp_path, cap
     assert "cannot be decoded" not in err and "Traceback" not in err
 
 
+@pytest.mark.integration
 def test_records_none_of_which_decodes_stop_training_in_one_line(tmp_path, capsys):
     import train
 
@@ -159,9 +161,10 @@ def prepared_tfds(tmp_path_factory):
             return {"train": self._generate_examples(seed=0, count=30), "test": self._generate_examples(seed=1, count=9)}
 
         def _generate_examples(self, *, seed, count):
-            rng = np.random.default_rng(seed)
             for number in range(count):
-                yield number, {"image": rng.integers(0, 255, (30 + 4 * (number % 3), 40, 3), dtype=np.uint8), "label": number % 3}
+                # One solid grey per picture (8 x its number): a crop of it names it.
+                grey = 8 * number + (0 if seed == 0 else 4)
+                yield number, {"image": np.full((30 + 4 * (number % 3), 40, 3), grey, np.uint8), "label": number % 3}
 
     data_dir = tmp_path_factory.mktemp("tfds")
     KerasResnetTinyPhotos(data_dir=str(data_dir)).download_and_prepare()
@@ -180,6 +183,96 @@ def test_a_tfds_dataset_is_trained_on_from_its_own_records_without_decoding_them
     decoded = list(source.train.as_numpy_iterator())
     assert [int(label) for _, label in records_read] == [int(label) for _, label in decoded]
     assert [tf.io.decode_jpeg(encoded).shape for encoded, _ in records_read] == [image.shape for image, _ in decoded]
-    batches = pipeline.training_dataset(source, image_size=24, augmentation="imagenet", batch_size=10, seed=0)
-    labels = [int(np.argmax(row)) for _, labels in batches.take(3) for row in labels.numpy()]
-    assert sorted(labels) == sorted(int(label) for _, label in decoded)  # one pass: every record once
+    batches = pipeline.training_dataset(source, image_size=24, augmentation="imagenet", batch_size=1, seed=0)
+    assert sorted(greys(batches, 30)) == list(range(30))  # one pass: every record once
+
+
+def greys(batches, count):
+    """The record (its grey, /8) of each of the first `count` one-picture batches."""
+    return [int(round(float(np.mean(images.numpy())) / 8)) for images, _ in batches.take(count)]
+
+
+def pipeline_of(source, *, pipelines, index, seed=0):
+    context = tf.distribute.InputContext(num_input_pipelines=pipelines, input_pipeline_id=index, num_replicas_in_sync=pipelines)
+    return pipeline.training_dataset(source, image_size=16, augmentation="imagenet", batch_size=pipelines, seed=seed, input_context=context)
+
+
+def test_split_by_record_gives_each_record_to_one_pipeline_and_epochs_new_orders(tmp_path):
+    folder = write_shards(tmp_path / "data", shards=2, per_shard=6)
+    write_shards(folder, shards=1, per_shard=2, split="validation")
+    source = sources.open_dataset(f"tfrecord:{folder}/train-*", image_size=16)
+    # 2 shards, 3 pipelines: split by record, 4 of the 12 each, every record once in an epoch.
+    shares = [greys(pipeline_of(source, pipelines=3, index=index), 4) for index in range(3)]
+    assert sorted(grey for share in shares for grey in share) == list(range(12))
+    assert "split by record over 3 workers" in pipeline.describe_training_input(source, "imagenet", workers=3)
+    # One pipeline, one shard's worth: each epoch every record once, in a new order.
+    single = write_shards(tmp_path / "single", shards=1, per_shard=8)
+    write_shards(single, shards=1, per_shard=2, split="validation")
+    source = sources.open_dataset(f"tfrecord:{single}/train-*", image_size=16)
+    epochs = greys(pipeline.training_dataset(source, image_size=16, augmentation="imagenet", batch_size=1, seed=0), 24)
+    first, second, third = epochs[:8], epochs[8:16], epochs[16:]
+    assert sorted(first) == sorted(second) == sorted(third) == list(range(8))
+    assert len({tuple(first), tuple(second), tuple(third)}) == 3
+
+
+def test_more_pipelines_than_records_is_one_line(tmp_path):
+    folder = write_shards(tmp_path / "data", shards=1, per_shard=2)
+    write_shards(folder, shards=1, per_shard=2, split="validation")
+    source = sources.open_dataset(f"tfrecord:{folder}/train-*", image_size=16)
+    with pytest.raises(pipeline.EmptyShare, match=r"Input pipeline 3 of 3 gets no training records \(the shards hold 2\)"):
+        pipeline_of(source, pipelines=3, index=2)
+
+
+@pytest.mark.timeout(120)
+def test_a_shard_that_cannot_be_read_stops_training_instead_of_hanging(tmp_path):
+    folder = write_shards(tmp_path / "data", shards=2, per_shard=4)
+    write_shards(folder, shards=1, per_shard=2, split="validation")
+    source = sources.open_dataset(f"tfrecord:{folder}/train-*", image_size=16)
+    (folder / "train-00001-of-00002").unlink()  # e.g. a worker whose copy lacks it
+    batches = pipeline.training_dataset(source, image_size=16, augmentation="imagenet", batch_size=2, seed=0)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"A training shard cannot be found:\] \[[^\]]*/train-00001-of-00002\]"):
+        for _ in batches.take(8):
+            pass
+
+
+@pytest.mark.integration
+def test_train_py_names_a_missing_shard_in_one_line(tmp_path, capsys, monkeypatch):
+    import train
+
+    folder = write_shards(tmp_path / "data", shards=2, per_shard=4)
+    write_shards(folder, shards=1, per_shard=2, split="validation")
+    opened = sources.open_dataset
+
+    def open_then_lose_a_shard(*args, **kwargs):
+        source = opened(*args, **kwargs)
+        (folder / "train-00001-of-00002").unlink(missing_ok=True)
+        return source
+
+    monkeypatch.setattr(sources, "open_dataset", open_then_lose_a_shard)
+    assert train.main(["--depth", "18", "--image-size", "32", "--dataset", f"tfrecord:{folder}/train-*", "--steps", "2", "--output", str(tmp_path / "run")]) == 1
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"error: A training shard cannot be found where training reads it: {folder}/train-00001-of-00002. "
+        f"Every machine that reads the shards (each worker of a tf.data service too) needs them at the same path."
+    )
+
+
+def test_records_of_other_features_are_one_line(tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "labels.txt").write_text("a\nb\n")
+    for split in ("train", "validation"):
+        with tf.io.TFRecordWriter(str(folder / f"{split}-00000-of-00001")) as writer:
+            feature = {"image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"x"]))}
+            writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+    with pytest.raises(sources.DatasetError, match=r"validation-00000-of-00001's records are not pictures with labels as expected: each needs the features 'image/encoded' .* and 'image/class/label'"):
+        sources.open_dataset(f"tfrecord:{folder}/train-*", image_size=16)
+
+
+@pytest.mark.integration
+def test_a_negative_label_stops_training_in_one_line(tmp_path, capsys):
+    import train
+
+    folder = write_shards(tmp_path / "data", shards=2, per_shard=4, label_of_shard=lambda index: -1)
+    write_shards(folder, shards=1, per_shard=2, split="validation")
+    assert train.main(["--depth", "18", "--image-size", "32", "--dataset", f"tfrecord:{folder}/train-*", "--steps", "2", "--output", str(tmp_path / "run")]) == 1
+    assert capsys.readouterr().err.splitlines()[-1].startswith("error: A training example has a label outside the classes of the dataset (0 to 3): check that labels.txt")

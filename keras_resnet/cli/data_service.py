@@ -19,7 +19,7 @@ def add_command(commands):
                         help="the dispatcher's port (with --dispatcher: this worker's port; default any free one)")
     parser.add_argument("--workers", type=COUNT, default=None, help="worker processes to start beside the dispatcher (default 1)")
     parser.add_argument("--dispatcher", metavar="HOST:PORT", help="add one worker to the dispatcher at HOST:PORT instead")
-    parser.add_argument("--host", help="with --dispatcher: the name the trainer reaches this machine by (default: its name)")
+    parser.add_argument("--host", help="the name trainers reach this machine's workers by (default: its name)")
     parser.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)  # the workers --port starts
 
 
@@ -37,10 +37,11 @@ def run(args):
             dispatcher = service.Address.parse(args.dispatcher, flag="--dispatcher")
             service.work(dispatcher=dispatcher, port=args.port or 0, host=args.host, log=None if args.quiet else print)
         else:
-            service.serve(port=args.port, workers=args.workers or 1)
+            service.serve(port=args.port, workers=args.workers or 1, host=args.host)
     except service.ServiceError as error:
         return usage_error(str(error))
-    except OSError as error:  # e.g. the port is taken
-        print(f"error: Cannot start the tf.data service: {error}.", file=sys.stderr)
+    except (OSError, RuntimeError) as error:  # a port taken: TensorFlow's "Could not start gRPC server"
+        reason = " ".join(str(error).split())[:200]
+        print(f"error: Cannot start the tf.data service on port {args.port} ({reason}): is the port taken? Choose another --port.", file=sys.stderr)
         return 1
     return 0

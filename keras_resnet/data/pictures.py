@@ -114,7 +114,11 @@ def skipping_undecodable(numbered, *, count, report):
     tf.data's ignore_errors drops a failing element silently (its warning is a C++ log line that
     TF_CPP_MIN_LOG_LEVEL hides). The survivors keep their positions, so a gap shows what was
     dropped; an element past the end (removed again) finds a gap at the end. `report` runs only
-    when there is a gap."""
+    when there is a gap. It also drops a failure to read: what is read must be checked before
+    (records.RecordShards.records checks that the shards are there).
+
+    The element past the end is told apart by its position, not by its label: a record's label may
+    be anything (pipeline.LABEL_OUT_OF_RANGE checks it afterwards)."""
     count = tf.cast(count, tf.int64)
     sample = numbered.element_spec[1]
     past_end = tf.data.Dataset.from_tensors(
@@ -125,17 +129,19 @@ def skipping_undecodable(numbered, *, count, report):
     def check_gap(state, element):
         expected, kept = state[0], state[1]
         position, image, label = element
-        kept_now = kept + tf.cast(label >= 0, tf.int64)
+        real = position < count
+        kept_now = kept + tf.cast(real, tf.int64)
         gap = tf.cond(position > expected, lambda: report(expected, position, kept_now == 0), lambda: tf.constant(0, tf.int64))
         nothing = tf.debugging.assert_positive(kept_now + tf.cast(count == 0, tf.int64), message=NOTHING_DECODED)
         with tf.control_dependencies([gap, nothing]):
-            return tf.stack([position + 1, kept_now]), (image, label)
+            return tf.stack([position + 1, kept_now]), (real, image, label)
 
     return (
         numbered.ignore_errors()
         .concatenate(past_end)
         .scan(tf.constant([0, 0], tf.int64), check_gap)
-        .filter(plain(lambda image, label: label >= 0))
+        .filter(plain(lambda real, image, label: real))
+        .map(plain(lambda real, image, label: (image, label)))
     )
 
 
@@ -295,5 +301,9 @@ def upright(image, orientation):
     orientation = tf.cast(orientation, tf.int32)
     transpose, mirror, upside_down = tf.unstack(tf.gather(_ORIENTATIONS, tf.where((orientation >= 1) & (orientation <= 8), orientation, 0)))
     # Two ops with computed arguments, no tf.cond: a conditional costs a function call per picture.
-    image = tf.transpose(image, tf.where(transpose, [1, 0, 2], [0, 1, 2]))
-    return tf.reverse(image, tf.boolean_mask([1, 0], tf.stack([mirror, upside_down])))
+    turned = tf.transpose(image, tf.where(transpose, [1, 0, 2], [0, 1, 2]))
+    turned = tf.reverse(turned, tf.boolean_mask([1, 0], tf.stack([mirror, upside_down])))
+    # Computed arguments lose the static shape: a square stays the same square, channels stay.
+    height, width, channels = image.shape
+    side = height if height is not None and height == width else None
+    return tf.ensure_shape(turned, [side, side, channels])

@@ -10,11 +10,12 @@ classify.py and the page apply on the device.
 Random choices come from stateless ops seeded per example from one seeded stream: the same seed
 gives the same augmented epochs.
 
-Training input: decoded pictures kept in memory when they fit (is_cached: the stated rule); else a
-folder's pictures are read by file and, for the "imagenet" augmentation, only each random crop is
-decoded from a JPEG's bytes (the Model Garden's and the TPU reference's decode-and-crop). Under
-tf.distribute (distribute_datasets_from_function) each input pipeline reads its own share of the
-files; a source without files (generated, TFDS decoded) is split by example.
+Training input: decoded pictures kept in memory when they fit (is_cached: the stated rule); else,
+for the "imagenet" augmentation, a folder's pictures are read by file, TFRecord shards (tfrecord:,
+TFDS's own) by shard, and only each random crop is decoded from a JPEG's bytes (the Model Garden's
+and the TPU reference's decode-and-crop). Under tf.distribute (distribute_datasets_from_function)
+each input pipeline reads its own share of the files or shards; a source without them (generated,
+TFDS kept decoded) is split by example.
 """
 
 import tensorflow as tf
@@ -35,6 +36,10 @@ _SHARDS_READ_AT_ONCE = 4
 LABEL_OUT_OF_RANGE = "A training example has a label outside the classes of the dataset"
 
 
+class EmptyShare(ValueError):
+    """An input pipeline whose share of the training data is empty (more workers than records)."""
+
+
 def estimated_bytes(examples, image_size):
     height, width = image_size
     return examples * height * width * 3
@@ -51,11 +56,11 @@ def training_dataset(
     if input_context:
         batch_size = input_context.get_per_replica_batch_size(batch_size)
     # Each input pipeline draws its own crops and orders (pipeline 0's are a single pipeline's).
-    seed = seed + shard * _PIPELINE_SEED_STRIDE
+    run_seed, seed = seed, seed + shard * _PIPELINE_SEED_STRIDE
     if reads_encoded(source, augmentation) and source.train_records is not None:
         images = _crops_from_records(
-            source.train_records, image_size=image_size, seed=seed, min_crop_area=min_crop_area, shards=shards, shard=shard,
-            shuffle_buffer=shuffle_buffer,
+            source.train_records, image_size=image_size, seed=seed, order_seed=run_seed, min_crop_area=min_crop_area, shards=shards,
+            shard=shard, shuffle_buffer=shuffle_buffer,
         )
     elif reads_encoded(source, augmentation):
         images = _crops_from_files(source.train_files, image_size=image_size, seed=seed, min_crop_area=min_crop_area, shards=shards, shard=shard)
@@ -100,7 +105,7 @@ def describe_training_input(source, augmentation, *, workers):
         shards = len(source.train_records.paths)
         how = (
             f"{shards} TFRecord shard(s), {_SHARDS_READ_AT_ONCE} read at once in a new order each epoch, records shuffled, "
-            f"each crop decoded from its JPEG's bytes"
+            f"each crop decoded from the picture's bytes (decode_and_crop_jpeg; other formats whole)"
         )
         if workers > 1:
             how += f"; split by shard over {workers} workers" if shards >= workers else f"; split by record over {workers} workers (fewer shards than workers)"
@@ -150,11 +155,13 @@ def _augmented(dataset, *, image_size, augmentation, seed, min_crop_area, shuffl
     return dataset.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
 
 
-def _crops_from_records(shards_of_records, *, image_size, seed, min_crop_area, shards, shard, shuffle_buffer):
+def _crops_from_records(shards_of_records, *, image_size, seed, order_seed, min_crop_area, shards, shard, shuffle_buffer):
     """Endless epochs over this pipeline's share of the TFRecord shards (every `shards`-th shard from
     `shard` when there are enough of them, else every `shards`-th record), each epoch in a new order
-    of shards, some read at once, their records shuffled in a buffer, and only each picture's random
-    crop decoded; a record whose picture will not decode is skipped and counted."""
+    of shards, some read at once, their records shuffled in blocks, and only each picture's random
+    crop decoded; a record whose picture will not decode is skipped and counted. A shard missing
+    when an epoch starts stops training (records.SHARD_MISSING). `order_seed`: the same for every pipeline of a run
+    (split by record, all must read the records in one order to take every `shards`-th of it)."""
     counts = shards_of_records.counts
     by_file = len(counts) >= shards
     if by_file:
@@ -163,12 +170,18 @@ def _crops_from_records(shards_of_records, *, image_size, seed, min_crop_area, s
     else:
         share_indices = list(range(len(counts)))
         examples = len(range(shard, sum(counts), shards))
+    if examples == 0:
+        raise EmptyShare(
+            f"Input pipeline {shard + 1} of {shards} gets no training records (the shards hold {sum(counts)}): "
+            f"use fewer workers, or write the records into more shards."
+        )
     share = tf.constant(share_indices, tf.int64)
 
     @plain
     def epoch(number):
         epoch_seed = number + (seed << 20)
-        order = tf.random.experimental.stateless_shuffle(share, seed=tf.stack([tf.constant(seed, tf.int64), number]))
+        shard_order_seed = tf.constant(seed if by_file else order_seed, tf.int64)
+        order = tf.random.experimental.stateless_shuffle(share, seed=tf.stack([shard_order_seed, number]))
         stream = shards_of_records.records(order=order, interleave=_SHARDS_READ_AT_ONCE)
         if not by_file:
             stream = stream.shard(shards, shard)
@@ -180,11 +193,9 @@ def _crops_from_records(shards_of_records, *, image_size, seed, min_crop_area, s
             image = decode_random_crop(encoded, 1, random_seed, min_crop_area, image_size)
             return position, tf.image.stateless_random_flip_left_right(image, seed=tf.reverse(random_seed, [0])), label
 
-        # The buffer's seed is a Python number, the same each epoch; the records reaching it differ,
-        # the shards coming in a new order.
-        numbered = stream.shuffle(shuffle_buffer, seed=seed).enumerate().map(crop, num_parallel_calls=tf.data.AUTOTUNE)
+        crops = _shuffled_in_blocks(stream, shuffle_buffer, epoch_seed).enumerate().map(crop, num_parallel_calls=tf.data.AUTOTUNE)
         return skipping_undecodable(
-            numbered,
+            crops,
             count=examples,
             # Records have no names, and after interleaving and shuffling not even their shard is
             # known: they are counted, in this pipeline's first pass. A pass of which nothing
@@ -196,6 +207,21 @@ def _crops_from_records(shards_of_records, *, image_size, seed, min_crop_area, s
         )
 
     return tf.data.Dataset.range(1 << 62).flat_map(epoch)
+
+
+def _shuffled_in_blocks(stream, block, seed):
+    """`stream`'s elements in blocks of `block`, each block in a random order of its own (stateless,
+    from `seed`, a tensor): what a shuffle buffer of that size does, with a seed that can change
+    each epoch — Dataset.shuffle takes only a Python number once a global seed is set, and would
+    give every epoch of one shard the same order."""
+
+    @plain
+    def shuffled(number, elements):
+        size = tf.shape(elements[-1])[0]
+        order = tf.random.experimental.stateless_shuffle(tf.range(size), seed=tf.stack([seed, number]))
+        return tf.data.Dataset.from_tensor_slices(tuple(tf.gather(part, order) for part in elements))
+
+    return stream.batch(block).enumerate().flat_map(shuffled)
 
 
 def _crops_from_files(files, *, image_size, seed, min_crop_area, shards, shard):

@@ -24,6 +24,9 @@ LABELS_FILE = "labels.txt"
 VALIDATION_NAMES = ("validation", "val", "test")
 
 
+# The error when training's shards are no longer all there (a worker without a copy of them),
+# followed by ":] [" and their paths in the error's text.
+SHARD_MISSING = "A training shard cannot be found"
 # How records whose picture will not decode are counted, after their number.
 UNDECODABLE = " hold a picture that cannot be decoded: skipped (counted in the first pass)."
 
@@ -64,7 +67,13 @@ class RecordShards:
         order), `interleave` of them read at once."""
         with tf.init_scope():  # captured by reference, not a constant in the graph of an epoch's function
             paths = tf.constant(self.paths)
-        files = tf.data.Dataset.from_tensor_slices(paths if order is None else tf.gather(paths, order))
+        selected = paths if order is None else tf.gather(paths, order)
+        # A shard that cannot be opened would fail again on every try, and the training pipeline
+        # drops failures (pictures.skipping_undecodable): missing ones stop it here, named.
+        missing = tf.sparse.to_dense(tf.sets.difference(selected[tf.newaxis], tf.io.matching_files(selected)[tf.newaxis]))
+        present = tf.debugging.Assert(tf.equal(tf.size(missing), 0), [f"{SHARD_MISSING}:", tf.strings.reduce_join(missing, separator=", ")])
+        with tf.control_dependencies([present]):
+            files = tf.data.Dataset.from_tensor_slices(tf.identity(selected))
         read = plain(lambda path: tf.data.TFRecordDataset(path, buffer_size=1 << 20))
         if interleave > 1:
             dataset = files.interleave(read, cycle_length=interleave, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -87,11 +96,19 @@ class RecordShards:
 
 
 def median_shorter_side(shards, *, sample=200):
-    """The median shorter side of the first `sample` pictures of `shards` (from their headers)."""
-    sides = [
-        int(min(tf.io.extract_jpeg_shape(encoded)[:2])) if bool(tf.io.is_jpeg(encoded)) else int(min(tf.shape(decode_picture(encoded))[:2]))
-        for encoded, _ in shards.records().take(sample)
-    ]
+    """The median shorter side of the first `sample` pictures of `shards` (from their headers).
+    RecordsError when the records are not (picture, label) records of the expected features."""
+    try:
+        sides = [
+            int(min(tf.io.extract_jpeg_shape(encoded)[:2])) if bool(tf.io.is_jpeg(encoded)) else int(min(tf.shape(decode_picture(encoded))[:2]))
+            for encoded, _ in shards.records().take(sample)
+        ]
+    except tf.errors.InvalidArgumentError as error:
+        reason = " ".join(str(error).split("\n")[0].split())[:200]
+        raise RecordsError(
+            f"{shards.paths[0]}'s records are not pictures with labels as expected: each needs the features "
+            f"{shards.image_key!r} (the encoded picture) and {shards.label_key!r} (an int64) ({reason})."
+        ) from None
     return int(sorted(sides)[(len(sides) - 1) // 2]) if sides else None
 
 

@@ -6,10 +6,11 @@ on this machine or others, when one host's CPUs cannot feed its accelerators.
     python train.py … --data-service grpc://HOST:5050           # training takes its batches from them
 
 The trainer sends its input pipeline (the graph train.py would run itself) to the dispatcher, which
-hands each worker whole epochs of it (their pixels rounded to 8 bits for the way back) (processing mode "distributed_epoch": the pipeline's source is
-its endless sequence of epoch numbers). Every example of an epoch comes from one worker, in that
-epoch's order; a worker that dies loses the rest of its epoch, and the others go on. The workers
-read the training files themselves: the dataset's path must be the same on every machine.
+hands each worker whole epochs of it: processing mode "distributed_epoch", the pipeline's source
+being its endless sequence of epoch numbers. Every example of an epoch comes from one worker, in
+that epoch's order, its pixels rounded to 8 bits for the way back; a worker that dies loses the
+rest of its epoch, and the others go on. The workers read the training files themselves: the
+dataset's path must be the same on every machine.
 """
 
 import dataclasses
@@ -52,7 +53,8 @@ class Address:
 
 def distributed(dataset, address, *, job_name):
     """`dataset` (an endless training pipeline) produced by the tf.data service at `address`, each
-    worker making whole epochs of it. Every input pipeline of a run uses the same `job_name`."""
+    worker making whole epochs of it. A job serves one pipeline: each input pipeline of a run, and
+    each fit() of it, needs its own `job_name`."""
     import tensorflow as tf
 
     from keras_resnet.data.pictures import plain
@@ -79,30 +81,38 @@ def check_reachable(address, *, otherwise="or train without --data-service"):
         ) from None
 
 
-def serve(*, port, workers, log=print):
+def serve(*, port, workers, host=None, log=print):
     """Runs a dispatcher on `port` and `workers` worker processes on this machine until interrupted
-    (Ctrl-C, SIGTERM). A worker that exits is reported; the others go on."""
+    (Ctrl-C, SIGTERM). `host`: the name trainers reach this machine by (default: its name). A worker
+    that exits is reported; the others go on. The workers end with this process, however it ends."""
     import tensorflow as tf
 
+    _stop_on_sigterm()  # first: a SIGTERM from here on takes the workers down too
+    if port and _listening("localhost", port):
+        # gRPC binds with SO_REUSEPORT: a second dispatcher would share the port without an error.
+        raise ServiceError(f"Port {port} is in use on this machine (another tf.data service?): choose another --port.")
+    host = host or socket.getfqdn()
     dispatcher = tf.data.experimental.service.DispatchServer(
         tf.data.experimental.service.DispatcherConfig(port=port, worker_timeout_ms=WORKER_TIMEOUT_MS)
     )
     port = int(dispatcher.target.rsplit(":", 1)[1])  # the one chosen, for --port 0
-    processes = [
-        subprocess.Popen([sys.executable, "-m", "keras_resnet", "data-service", "--dispatcher", f"localhost:{port}", "--quiet"])
-        for _ in range(workers)
-    ]
-    name = socket.getfqdn()
-    here = f" ({SCHEME}localhost:{port} from this machine)" if name != "localhost" else ""
-    log(
-        f"tf.data service: dispatcher at {SCHEME}{name}:{port}{here}, "
-        f"{workers} worker process(es) (pid {', '.join(str(process.pid) for process in processes)}). "
-        f"Train with --data-service {SCHEME}{name}:{port}; add workers elsewhere with "
-        f"`keras-resnet data-service --dispatcher {name}:{port}`. Ctrl-C stops it."
-    )
-    _stop_on_sigterm()
-    running = dict(enumerate(processes))
+    processes = []
     try:
+        for _ in range(workers):
+            processes.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "keras_resnet", "data-service", "--dispatcher", f"localhost:{port}", "--host", host, "--quiet"],
+                    preexec_fn=_end_with_parent,
+                )
+            )
+        here = f" ({SCHEME}localhost:{port} from this machine)" if host != "localhost" else ""
+        log(
+            f"tf.data service: dispatcher at {SCHEME}{host}:{port}{here}, "
+            f"{workers} worker process(es) (pid {', '.join(str(process.pid) for process in processes)}). "
+            f"Train with --data-service {SCHEME}{host}:{port}; add workers elsewhere with "
+            f"`keras-resnet data-service --dispatcher {host}:{port}`. Ctrl-C stops it."
+        )
+        running = dict(enumerate(processes))
         while True:
             for number, process in list(running.items()):
                 if process.poll() is not None:
@@ -116,9 +126,31 @@ def serve(*, port, workers, log=print):
             if process.poll() is None:
                 process.terminate()
         for process in processes:
-            process.wait()
-        del dispatcher
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
     log("tf.data service stopped.")
+
+
+def _listening(host, port):
+    try:
+        with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S):
+            return True
+    except OSError:
+        return False
+
+
+def _end_with_parent():
+    """In a worker process before it starts (Linux): a SIGTERM when the process that started it
+    ends, even by SIGKILL, so that no worker outlives its service."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: Ctrl-C and SIGTERM still stop the workers
+        pass
 
 
 def work(*, dispatcher, port=0, host=None, log=print):

@@ -145,9 +145,11 @@ def _limited(source, train_examples, validation_examples):
             source.train_files = source.train_files.first(train_examples)
         # The first records, decoded (the shards' own pipeline reads them whole).
         source.train_records = None
+        source.__dict__.pop("train", None)  # made before the limit: made again with it
     if validation_examples:
         make_validation = source.make_validation
         source.make_validation = lambda: make_validation().take(validation_examples)
+        source.__dict__.pop("validation", None)
         source.validation_examples = min(validation_examples, source.validation_examples)
         if source.validation_files is not None:
             source.validation_files = source.validation_files[:validation_examples]
@@ -161,6 +163,7 @@ def _open_records(name):
     """--dataset tfrecord:PATTERN (keras_resnet.data.records)."""
     try:
         train, validation, class_names = records.open_shards(name[len(records.PREFIX) :])
+        picture_side = records.median_shorter_side(validation)
     except records.RecordsError as error:
         raise DatasetError(str(error)) from None
     return DataSource(
@@ -172,7 +175,7 @@ def _open_records(name):
         validation_examples=validation.examples,
         train_records=train,
         validation_split_name=f"{len(validation.paths)} validation shard(s)",
-        picture_side=records.median_shorter_side(validation),
+        picture_side=picture_side,
     )
 
 

@@ -7,6 +7,7 @@ directory and survives crashes; `evaluate(path)` measures a trained model on its
 import dataclasses
 import json
 import os
+import re
 import shutil
 import statistics
 import sys
@@ -269,11 +270,19 @@ def _train(config, run, *, strategy, strategy_name, precision, source, plan, wei
         ) from None
     except OSError as error:
         raise _storage_error(error, run, _continuation(run, backup)) from None
+    except pipeline.EmptyShare as error:
+        raise TrainingError(str(error)) from None
     except tf.errors.InvalidArgumentError as error:
+        if records.SHARD_MISSING in str(error):
+            missing = re.search(re.escape(records.SHARD_MISSING) + r":\] \[(.*?)\]", str(error))
+            raise TrainingError(
+                f"{records.SHARD_MISSING} where training reads it: {missing.group(1) if missing else '(see above)'}. "
+                f"Every machine that reads the shards (each worker of a tf.data service too) needs them at the same path."
+            ) from None
         if pipeline.LABEL_OUT_OF_RANGE in str(error):
             where = (
                 f"check that {records.LABELS_FILE} beside the shards names every class, in label order (a first line "
-                f"'background' when the shards number their classes from 1)" if source.train_records is not None
+                f"'background' when the shards number their classes from 1)" if data.dataset.startswith(records.PREFIX)
                 else "check the dataset's labels"
             )
             raise TrainingError(f"{pipeline.LABEL_OUT_OF_RANGE} (0 to {len(source.class_names) - 1}): {where}.") from None
