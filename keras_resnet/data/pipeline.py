@@ -189,9 +189,7 @@ def _crops_from_records(shards_of_records, *, image_size, seed, order_seed, min_
         @plain
         def crop(position, record):
             encoded, label = record
-            random_seed = tf.stack([epoch_seed, position])
-            image = decode_random_crop(encoded, 1, random_seed, min_crop_area, image_size)
-            return position, tf.image.stateless_random_flip_left_right(image, seed=tf.reverse(random_seed, [0])), label
+            return position, _crop_of_bytes(encoded, 1, tf.stack([epoch_seed, position]), min_crop_area, image_size), label
 
         crops = _shuffled_in_blocks(stream, shuffle_buffer, epoch_seed).enumerate().map(crop, num_parallel_calls=tf.data.AUTOTUNE)
         return skipping_undecodable(
@@ -236,13 +234,18 @@ def _crops_from_files(files, *, image_size, seed, min_crop_area, shards, shard):
 
         @plain
         def crop(encoded, orientation, position):
-            random_seed = tf.stack([number + (seed << 20), position])
-            image = decode_random_crop(encoded, orientation, random_seed, min_crop_area, image_size)
-            return tf.image.stateless_random_flip_left_right(image, seed=tf.reverse(random_seed, [0]))
+            return _crop_of_bytes(encoded, orientation, tf.stack([number + (seed << 20), position]), min_crop_area, image_size)
 
         return files.decoded(crop, order=order, name_skipped=tf.equal(number, 0))  # named in the first pass
 
     return tf.data.Dataset.range(1 << 62).flat_map(epoch)
+
+
+def _crop_of_bytes(encoded, orientation, random_seed, min_crop_area, image_size):
+    """The training picture of one file's or record's bytes: its random crop, decoded from them,
+    then flipped, both drawn from `random_seed` (a pair)."""
+    image = decode_random_crop(encoded, orientation, random_seed, min_crop_area, image_size)
+    return tf.image.stateless_random_flip_left_right(image, seed=tf.reverse(random_seed, [0]))
 
 
 def evaluation_dataset(source, *, image_size, preprocessing, batch_size):
