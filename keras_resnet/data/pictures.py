@@ -300,8 +300,10 @@ def upright(image, orientation):
     """What PIL.ImageOps.exif_transpose does for EXIF orientations 2-8 (1, or anything else: as stored)."""
     orientation = tf.cast(orientation, tf.int32)
     transpose, mirror, upside_down = tf.unstack(tf.gather(_ORIENTATIONS, tf.where((orientation >= 1) & (orientation <= 8), orientation, 0)))
-    # Two ops with computed arguments, no tf.cond: a conditional costs a function call per picture.
-    turned = tf.transpose(image, tf.where(transpose, [1, 0, 2], [0, 1, 2]))
+    # The flips are one reverse with computed axes, no tf.cond (a conditional costs a function call
+    # per picture). The transpose stays conditional: run on every picture, oneDNN's uint8 transpose
+    # logs an error line ("oneDNN supports DT_UINT8 only …") into the user's terminal.
+    turned = tf.cond(transpose, lambda: tf.transpose(image, [1, 0, 2]), lambda: image)
     turned = tf.reverse(turned, tf.boolean_mask([1, 0], tf.stack([mirror, upside_down])))
     # Computed arguments lose the static shape: a square stays the same square, channels stay.
     height, width, channels = image.shape
