@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -25,16 +26,21 @@ def free_port():
 
 
 def start_service(*args):
-    """`keras-resnet data-service ARGS` in the background; returns (process, its first line)."""
+    """`keras-resnet data-service ARGS` in the background; returns (process, its first line). Its
+    stderr, which its workers share, goes to a file: a pipe nobody reads would block them once full."""
+    errors = tempfile.TemporaryFile("w+")
     process = subprocess.Popen(
         [sys.executable, "-m", "keras_resnet", "data-service", *map(str, args)],
         env={**os.environ, "PYTHONPATH": REPOSITORY},
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=errors,
         text=True,
     )
     line = process.stdout.readline()
-    assert line.startswith("tf.data service: dispatcher at"), line + process.stderr.read()
+    if not line.startswith("tf.data service: dispatcher at"):
+        process.wait(timeout=60)
+        errors.seek(0)
+        pytest.fail(f"the service did not start: {line}{errors.read()}")
     return process, line
 
 
@@ -53,30 +59,52 @@ def folder(tmp_path):
     return write_folder(tmp_path / "pictures", per_class=16, size=48)
 
 
+def served_and_local(folder, port, *, augmentation, batch_size, job_name):
+    """The training pipeline of `folder` (24 px crops, seed 3) as the service at `port` makes it, and
+    as it is made here."""
+    source = sources.open_dataset(f"folder:{folder}", image_size=24)
+
+    def made():
+        return pipeline.training_dataset(source, image_size=24, augmentation=augmentation, batch_size=batch_size, seed=3)
+
+    return service.distributed(made(), service.Address("localhost", port), job_name=job_name), made()
+
+
 @pytest.mark.integration
-def test_the_service_makes_exactly_the_batches_the_local_pipeline_makes(folder):
+@pytest.mark.parametrize("augmentation, cache_limit", [("imagenet", 0), ("cifar", pipeline.CACHE_LIMIT_BYTES)], ids=["crops-from-bytes", "kept-decoded"])
+def test_the_service_makes_exactly_the_batches_the_local_pipeline_makes(folder, monkeypatch, augmentation, cache_limit):
     """One worker makes the epochs in order: the same crops (rounded to 8 bits, as they travel),
-    labels and order as training here."""
+    labels and order as training here, whether each crop is decoded from its file's bytes or the
+    pictures are kept decoded in the worker's memory."""
+    monkeypatch.setattr(pipeline, "CACHE_LIMIT_BYTES", cache_limit)
     port = free_port()
     process, _ = start_service("--port", port, "--workers", 1)
     try:
-        source = sources.open_dataset(f"folder:{folder}", image_size=24)
-        pipeline.CACHE_LIMIT_BYTES, limit = 0, pipeline.CACHE_LIMIT_BYTES  # crops from the files' bytes
-        try:
-            local = pipeline.training_dataset(source, image_size=24, augmentation="imagenet", batch_size=6, seed=3)
-            served = service.distributed(
-                pipeline.training_dataset(source, image_size=24, augmentation="imagenet", batch_size=6, seed=3),
-                service.Address("localhost", port),
-                job_name="same-batches",
-            )
-            # Over two epochs of 44 pictures: the batches run across the epochs' boundary.
-            for (local_images, local_labels), (images, labels) in zip(local.take(16), served.take(16)):
-                np.testing.assert_array_equal(images.numpy(), np.round(local_images.numpy()))
-                np.testing.assert_array_equal(labels.numpy(), local_labels.numpy())
-        finally:
-            pipeline.CACHE_LIMIT_BYTES = limit
+        served, local = served_and_local(folder, port, augmentation=augmentation, batch_size=6, job_name="same-batches")
+        # Over two epochs of 44 pictures: the batches run across the epochs' boundary.
+        for (local_images, local_labels), (images, labels) in zip(local.take(16), served.take(16)):
+            np.testing.assert_array_equal(images.numpy(), np.round(local_images.numpy()))
+            np.testing.assert_array_equal(labels.numpy(), local_labels.numpy())
     finally:
         stop(process)
+
+
+@pytest.mark.integration
+def test_each_worker_makes_whole_epochs_of_the_pictures_it_keeps_decoded(folder):
+    """Two workers, pictures kept decoded: each epoch is made whole by one worker (the epochs are the
+    only thing split between them), so every batch that arrives is one a local run makes, and the
+    epochs go on for as long as training asks (a worker handed no pictures used to spin for ever)."""
+    port = free_port()
+    process, _ = start_service("--port", port, "--workers", 2)
+    try:
+        # Batches of 4 end where the epochs of 44 pictures end: each is within one epoch.
+        served, local = served_and_local(folder, port, augmentation="cifar", batch_size=4, job_name="whole-epochs")
+        made_here = {np.round(images.numpy()).tobytes() for images, _ in local.take(11 * 12)}  # epochs 0-11
+        arrived = [np.round(images.numpy()).tobytes() for images, _ in served.take(11 * 8)]
+    finally:
+        stop(process)
+    assert len(arrived) == 11 * 8 and len(set(arrived)) == len(arrived)
+    assert set(arrived) <= made_here
 
 
 @pytest.mark.integration
@@ -96,9 +124,9 @@ def test_training_goes_on_when_a_worker_is_killed_mid_run(folder, tmp_path):
             if output_line.startswith("Epoch 3/"):
                 os.kill(worker_pids[0], signal.SIGKILL)  # mid-run: its epoch is lost, the other worker goes on
                 break
-        out = "".join(seen) + training.stdout.read()
-        err = training.stderr.read()
-        assert training.wait(timeout=300) == 0, err
+        rest, err = training.communicate(timeout=300)  # both pipes read at once: neither fills up
+        out = "".join(seen) + rest
+        assert training.returncode == 0, err
     finally:
         served = stop(process)
     assert "prepared by the tf.data service at grpc://localhost:" in out

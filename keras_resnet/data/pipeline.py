@@ -27,6 +27,8 @@ AUGMENTATIONS = ("cifar", "imagenet")
 # Cache decoded images in memory when they take less than this.
 CACHE_LIMIT_BYTES = 2 << 30
 _PIPELINE_SEED_STRIDE = 1_000_003
+# The graph-level seed of the functions that make an epoch (any but 0: see _shuffled).
+_FUNCTION_GRAPH_SEED = 1
 # TFRecord shards read at once (the Model Garden's cycle length for ImageNet's 1,024 shards is 16
 # on a TPU host's many cores).
 _SHARDS_READ_AT_ONCE = 4
@@ -133,32 +135,38 @@ def _decoded_share(source, *, shards, shard):
 
 
 def _augmented(dataset, *, image_size, augmentation, seed, min_crop_area, shuffle_buffer, cached):
+    """Endless epochs of `dataset`'s decoded pictures, each epoch shuffled and augmented with
+    randomness drawn from its number alone. The epochs come from Dataset.range, the pipeline's only
+    splittable source: on a tf.data service in "distributed_epoch" mode each worker makes whole
+    epochs, the same as here (a repeat() of the pictures would hand the workers single files
+    instead: one that joined after another took them all would cache nothing and spin). The cache
+    belongs to `dataset`, taken into each epoch: one for the run."""
     if cached:
         dataset = dataset.cache()
-    dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.repeat()
-    # One seed pair per example for the stateless random ops.
-    randomness = tf.data.Dataset.random(seed=seed).batch(2)
-    dataset = tf.data.Dataset.zip((dataset, randomness))
 
     @plain
-    def augment(example, random_seed):
-        image, label = example
-        image = tf.cast(image, tf.float32)
-        if augmentation == "cifar":
-            image = _pad_and_crop(image, image_size, random_seed)
-        else:
-            image = _random_resized_crop(image, image_size, random_seed, min_crop_area)
-        image = tf.image.stateless_random_flip_left_right(image, seed=tf.reverse(random_seed, [0]))
-        return image, label
+    def epoch(number):
+        @plain
+        def augment(position, example):
+            image, label = example
+            random_seed = tf.stack([number + (seed << 20), position])
+            image = tf.cast(image, tf.float32)
+            if augmentation == "cifar":
+                image = _pad_and_crop(image, image_size, random_seed)
+            else:
+                image = _random_resized_crop(image, image_size, random_seed, min_crop_area)
+            image = tf.image.stateless_random_flip_left_right(image, seed=tf.reverse(random_seed, [0]))
+            return image, label
 
-    return dataset.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+        return _shuffled(dataset, shuffle_buffer, number + (seed << 20)).enumerate().map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+
+    return tf.data.Dataset.range(1 << 62).flat_map(epoch)
 
 
 def _crops_from_records(shards_of_records, *, image_size, seed, order_seed, min_crop_area, shards, shard, shuffle_buffer):
     """Endless epochs over this pipeline's share of the TFRecord shards (every `shards`-th shard from
     `shard` when there are enough of them, else every `shards`-th record), each epoch in a new order
-    of shards, some read at once, their records shuffled in blocks, and only each picture's random
+    of shards, some read at once, their records through a shuffle buffer, and only each picture's random
     crop decoded; a record whose picture will not decode is skipped and counted. A shard missing
     when an epoch starts stops training (records.SHARD_MISSING). `order_seed`: the same for every pipeline of a run
     (split by record, all must read the records in one order to take every `shards`-th of it)."""
@@ -191,7 +199,7 @@ def _crops_from_records(shards_of_records, *, image_size, seed, order_seed, min_
             encoded, label = record
             return position, _crop_of_bytes(encoded, 1, tf.stack([epoch_seed, position]), min_crop_area, image_size), label
 
-        crops = _shuffled_in_blocks(stream, shuffle_buffer, epoch_seed).enumerate().map(crop, num_parallel_calls=tf.data.AUTOTUNE)
+        crops = _shuffled(stream, shuffle_buffer, epoch_seed).enumerate().map(crop, num_parallel_calls=tf.data.AUTOTUNE)
         return skipping_undecodable(
             crops,
             count=examples,
@@ -207,19 +215,16 @@ def _crops_from_records(shards_of_records, *, image_size, seed, order_seed, min_
     return tf.data.Dataset.range(1 << 62).flat_map(epoch)
 
 
-def _shuffled_in_blocks(stream, block, seed):
-    """`stream`'s elements in blocks of `block`, each block in a random order of its own (stateless,
-    from `seed`, a tensor): what a shuffle buffer of that size does, with a seed that can change
-    each epoch — Dataset.shuffle takes only a Python number once a global seed is set, and would
-    give every epoch of one shard the same order."""
-
-    @plain
-    def shuffled(number, elements):
-        size = tf.shape(elements[-1])[0]
-        order = tf.random.experimental.stateless_shuffle(tf.range(size), seed=tf.stack([seed, number]))
-        return tf.data.Dataset.from_tensor_slices(tuple(tf.gather(part, order) for part in elements))
-
-    return stream.batch(block).enumerate().flat_map(shuffled)
+def _shuffled(dataset, buffer, seed):
+    """`dataset` through a shuffle buffer of `buffer` elements whose order comes from `seed` (a
+    tensor: the epoch's) and nothing else, so that an epoch is the same whichever tf.data service
+    worker makes it. Called while a dataset function is traced: Dataset.shuffle pairs its seed with
+    the graph's, which comes from the global seed, and fails on a tensor when that is 0 (TensorFlow
+    compares the pair with (0, 0) in Python); the traced function's graph gets a seed of its own."""
+    if tf.executing_eagerly():
+        raise RuntimeError("_shuffled sets a graph's seed: call it inside a dataset function, not eagerly")
+    tf.random.set_seed(_FUNCTION_GRAPH_SEED)  # outside eager execution: this graph's seed only
+    return dataset.shuffle(buffer, seed=seed)
 
 
 def _crops_from_files(files, *, image_size, seed, min_crop_area, shards, shard):
