@@ -31,16 +31,16 @@ def measure(model, batches, *, warmup, steps, batch_size):
     return steps * batch_size / (ends[-1] - ends[warmup - 1])
 
 
-def measure_torch(images, labels, *, bfloat16, warmup, steps):
+def measure_torch(images, labels, *, bfloat16, weight_decay, warmup, steps):
     """Images/s of torchvision's ResNet-50 (v1.5, as ours) training on `images` (NHWC float32 in
     [0, 255], normalized here as torchvision's recipe does) and integer `labels`, the way a PyTorch
-    user runs it on a CPU: channels-last, SGD with momentum, cross-entropy, bfloat16 autocast or
-    float32. Timed from the end of the warm-up steps to the end of the last."""
+    user runs it on a CPU: channels-last, SGD with momentum and ours' (coupled) weight decay,
+    cross-entropy, bfloat16 autocast or float32. Timed from the end of the warm-up steps to the end of the last."""
     import torch
     import torchvision
 
     model = torchvision.models.resnet50(weights=None, num_classes=1000).to(memory_format=torch.channels_last).train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=weight_decay)
     loss_function = torch.nn.CrossEntropyLoss()
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1) * 255
     deviation = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1) * 255
@@ -118,7 +118,7 @@ def main(argv=None):
 
         images, labels = next(iter(batches))
         for bfloat16 in (True, False):
-            rate = measure_torch(images.numpy(), labels.numpy().argmax(-1), bfloat16=bfloat16, warmup=args.warmup, steps=args.steps)
+            rate = measure_torch(images.numpy(), labels.numpy().argmax(-1), bfloat16=bfloat16, weight_decay=config.model.weight_decay, warmup=args.warmup, steps=args.steps)
             results.append((f"PyTorch {torch.__version__} torchvision resnet50 ({'bfloat16 autocast' if bfloat16 else 'float32'}, channels-last)", rate))
 
     print(f"\nTraining throughput, {args.image_size}x{args.image_size}, batch {args.batch_size}, {args.steps} timed steps, "
