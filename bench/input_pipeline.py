@@ -1,7 +1,9 @@
 """Training input throughput: ours, as train.py builds it for a folder of JPEGs, against a
 decode-and-crop reference pipeline written here in the style of the TensorFlow Model Garden and the
-TPU reference (extract_jpeg_shape → sample_distorted_bounding_box → decode_and_crop_jpeg); then our
-start-up time and peak memory on a folder of 100,000 files.
+TPU reference (extract_jpeg_shape → sample_distorted_bounding_box → decode_and_crop_jpeg), and the
+same reference decoding the paper's crops (torchvision's RandomResizedCrop boxes, drawn before it is
+timed: the decoding work of ours without its sampling); then our start-up time and peak memory on a
+folder of 100,000 files.
 
     python bench/input_pipeline.py                        # 4,000 generated JPEGs of ImageNet's sizes
     python bench/input_pipeline.py --folder PATH          # a folder of class folders of JPEGs
@@ -18,7 +20,9 @@ tf.data service figures run our pipeline on 1 and 2 local worker processes, each
 
 import argparse
 import json
+import math
 import os
+import random
 import subprocess
 import sys
 import tempfile
@@ -130,48 +134,88 @@ def run_service(folder, *, workers, image_size, batch_size):
             process.kill()
 
 
-def run_reference(folder, *, image_size, batch_size):
+def run_reference(folder, *, image_size, batch_size, crops="model-garden"):
     """Model Garden's and the TPU reference's ImageNet training input: the file list shuffled, each
-    JPEG's crop window sampled on its header's shape and only that window decoded."""
+    JPEG's crop window sampled on its header's shape and only that window decoded.
+
+    crops="model-garden": the window from sample_distorted_bounding_box, as they sample it (its
+    heights uniform, so its areas lean small: less to decode than the paper's crop).
+    crops="torchvision": the window of the paper's crop as torchvision's RandomResizedCrop samples it
+    (areas uniform), the boxes drawn before the clock starts by torchvision_crop_box: the same
+    decoding work as ours, with the sampling left out."""
     from keras_resnet.quiet import import_tensorflow_quietly
 
     import_tensorflow_quietly()
     import tensorflow as tf
 
+    train_folder = os.path.join(folder, "train") if os.path.isdir(os.path.join(folder, "train")) else folder
+    classes = sorted(name for name in os.listdir(train_folder) if os.path.isdir(os.path.join(train_folder, name)))
+    boxes = None
+    if crops == "torchvision":
+        from PIL import Image
+
+        generator = random.Random(0)
+        boxes = []
+        for name in classes:
+            for file in sorted(os.listdir(os.path.join(train_folder, name))):
+                with Image.open(os.path.join(train_folder, name, file)) as picture:
+                    boxes.append(torchvision_crop_box(picture.height, picture.width, generator))
+
     started = time.perf_counter()
-    if os.path.isdir(os.path.join(folder, "train")):  # a folder with its own splits: train/ is trained on
-        folder = os.path.join(folder, "train")
-    classes = sorted(name for name in os.listdir(folder) if os.path.isdir(os.path.join(folder, name)))
     paths, labels = [], []
     for label, name in enumerate(classes):
-        for file in sorted(os.listdir(os.path.join(folder, name))):
-            paths.append(os.path.join(folder, name, file))
+        for file in sorted(os.listdir(os.path.join(train_folder, name))):
+            paths.append(os.path.join(train_folder, name, file))
             labels.append(label)
     # The 90 % that train.py trains on (it holds 10 % out for validation).
     count = len(paths) - len(paths) // 10
 
-    def decode_and_crop(path, label):
+    def decode_and_crop(path, label, box):
         encoded = tf.io.read_file(path)
-        shape = tf.io.extract_jpeg_shape(encoded)
-        begin, size, _ = tf.image.sample_distorted_bounding_box(
-            shape, tf.zeros([0, 0, 4]), min_object_covered=0.1, aspect_ratio_range=(3 / 4, 4 / 3),
-            area_range=(0.08, 1.0), max_attempts=10, use_image_if_no_bounding_boxes=True,
-        )
-        offset_y, offset_x, _ = tf.unstack(begin)
-        height, width, _ = tf.unstack(size)
-        crop = tf.io.decode_and_crop_jpeg(encoded, tf.stack([offset_y, offset_x, height, width]), channels=3)
+        if boxes is None:
+            begin, size, _ = tf.image.sample_distorted_bounding_box(
+                tf.io.extract_jpeg_shape(encoded), tf.zeros([0, 0, 4]), min_object_covered=0.1, aspect_ratio_range=(3 / 4, 4 / 3),
+                area_range=(0.08, 1.0), max_attempts=10, use_image_if_no_bounding_boxes=True,
+            )
+            offset_y, offset_x, _ = tf.unstack(begin)
+            height, width, _ = tf.unstack(size)
+            box = tf.stack([offset_y, offset_x, height, width])
+        crop = tf.io.decode_and_crop_jpeg(encoded, box, channels=3)
         image = tf.image.resize(crop, (image_size, image_size))
         return tf.image.random_flip_left_right(image), tf.one_hot(label, len(classes))
 
     dataset = (
-        tf.data.Dataset.from_tensor_slices((paths, labels))
+        tf.data.Dataset.from_tensor_slices((paths, labels, boxes if boxes is not None else tf.zeros([len(paths), 4], tf.int32)))
         .shuffle(len(paths), seed=0)
         .take(count)
         .map(decode_and_crop, num_parallel_calls=tf.data.AUTOTUNE)
         .batch(batch_size, drop_remainder=True)
         .prefetch(tf.data.AUTOTUNE)
     )
-    return _consume(dataset, count // batch_size, batch_size, started, "decode_and_crop_jpeg of a shuffled file list")
+    how = "decode_and_crop_jpeg of a shuffled file list" + (", torchvision's crops drawn beforehand" if boxes is not None else "")
+    return _consume(dataset, count // batch_size, batch_size, started, how)
+
+
+def torchvision_crop_box(height, width, generator, *, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
+    """[top, left, height, width] of a random-resized crop as torchvision's
+    RandomResizedCrop.get_params draws it (ten tries, then the centred crop of the nearest allowed
+    aspect), with `generator` (random.Random) for its random numbers."""
+    area = height * width
+    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+    for _ in range(10):
+        target_area = area * generator.uniform(*scale)
+        aspect = math.exp(generator.uniform(*log_ratio))
+        crop_width = int(round(math.sqrt(target_area * aspect)))
+        crop_height = int(round(math.sqrt(target_area / aspect)))
+        if 0 < crop_width <= width and 0 < crop_height <= height:
+            return [generator.randint(0, height - crop_height), generator.randint(0, width - crop_width), crop_height, crop_width]
+    if width / height < ratio[0]:
+        crop_width, crop_height = width, int(round(width / ratio[0]))
+    elif width / height > ratio[1]:
+        crop_height, crop_width = height, int(round(height * ratio[1]))
+    else:
+        crop_height, crop_width = height, width
+    return [(height - crop_height) // 2, (width - crop_width) // 2, crop_height, crop_width]
 
 
 def _consume(batches, count, batch_size, started, how):
@@ -245,6 +289,7 @@ def main(argv=None):
         size = dict(image_size=args.image_size, batch_size=args.batch_size)
         pipelines = [
             ("reference: decode_and_crop_jpeg (Model Garden style)", {"kind": "reference"}),
+            ("reference with the paper's crops (torchvision's, drawn beforehand)", {"kind": "reference", "crops": "torchvision"}),
             ("ours, crops decoded from the bytes (folders over 2 GiB decoded)", {"kind": "ours", "from_bytes": True}),
             ("ours, decoded whole and cached (first pass; folders under 2 GiB)", {"kind": "ours", "from_bytes": False}),
         ]
@@ -263,9 +308,11 @@ def main(argv=None):
         for name, row in rows:
             print(f"| {name} | {row['images_per_second']:.0f} | {row['first_batch_seconds']:.1f} | "
                   f"{row['after_first_batch_images_per_second']:.0f} | {row['peak_rss_mb']:.0f} | {row['input']} |")
-        ours, reference = rows[1][1], rows[0][1]
-        print(f"\nratio, ours from the bytes / reference: {ours['images_per_second'] / reference['images_per_second']:.2f}x with set-up, "
-              f"{ours['after_first_batch_images_per_second'] / reference['after_first_batch_images_per_second']:.2f}x after the first batch")
+        ours = rows[2][1]
+        for name, reference in rows[:2]:
+            print(f"\nours from the bytes / {name}: {ours['images_per_second'] / reference['images_per_second']:.2f}x with set-up, "
+                  f"{ours['after_first_batch_images_per_second'] / reference['after_first_batch_images_per_second']:.2f}x after the first batch", end="")
+        print()
 
         if args.service_workers:
             print("\nOurs (crops from the bytes) prepared by a tf.data service on this machine (set-up included, the workers already up):")

@@ -366,16 +366,36 @@ def test_a_crop_decoded_from_jpeg_bytes_is_that_box_of_the_whole_picture(subsamp
 
 def test_a_large_crop_is_decoded_at_a_fraction_of_its_size_and_still_matches_an_antialiased_resize():
     # A 12-megapixel photograph's crops shrink 10x and more to 64 px: details finer than that blur away
-    # (DCT scaling averages them) rather than alias.
+    # (DCT scaling averages them) rather than alias. Decoded at 1/ratio of its size, the box's edges
+    # move to the nearest pixel of the scaled picture: by ratio / 2 pixels at most.
     encoded = smooth_jpeg(900, 1200, detail=48)
     whole = tf.cast(pictures.decode_picture(encoded), tf.float32)
+    ratios_seen = set()
     for index in range(10):
         seed = tf.constant([5, index], tf.int64)
         (top, left, _), (rows, columns, _) = (value.numpy() for value in pictures.random_crop_box(tf.shape(whole), seed, 0.08))
-        assert min(rows, columns) >= 2 * 64  # decoded at 1/2 to 1/8 of its size
+        ratio = max(ratio for ratio in (1, 2, 4, 8) if min(rows, columns) >= ratio * 64)
+        assert ratio >= 2  # decoded at 1/2 to 1/8 of its size
+        ratios_seen.add(ratio)
+        edges = np.array([top, left, top + rows, left + columns])
+        snapped = np.round(edges / ratio).astype(int) * ratio
+        assert np.abs(snapped - edges).max() <= ratio / 2
         crop = pictures.decode_random_crop(encoded, 1, seed, 0.08, 64).numpy()
-        box = tf.image.resize(whole[top : top + rows, left : left + columns], (64, 64), antialias=True).numpy()
+        box = tf.image.resize(whole[snapped[0] : snapped[2], snapped[1] : snapped[3]], (64, 64), antialias=True).numpy()
         assert np.abs(crop - box).mean() < 2.0
+    assert ratios_seen == {4, 8}
+
+
+def test_what_a_folder_is_known_to_hold_leaves_out_decoding_branches_without_changing_a_crop():
+    # Decoding built for JPEGs only, none turned, up to a known size, gives the crops of the
+    # decoding built for anything.
+    encoded = smooth_jpeg(300, 520, detail=24)
+    known = pictures.PictureKinds(only_jpeg=True, any_turned=False, largest_shorter_side=300)
+    assert known.dct_ratios(64) == (1, 2, 4) and known.dct_ratios(160) == (1,) and pictures.PictureKinds().dct_ratios(64) == (1, 2, 4, 8)
+    for index in range(12):
+        seed = tf.constant([9, index], tf.int64)
+        general = pictures.decode_random_crop(encoded, 1, seed, 0.08, 64).numpy()
+        assert np.array_equal(pictures.decode_random_crop(encoded, 1, seed, 0.08, 64, kinds=known).numpy(), general)
 
 
 def id_pictures(root, count=30, classes=3):
@@ -396,6 +416,8 @@ def test_each_input_pipeline_decodes_only_its_share_of_the_files(tmp_path, monke
         monkeypatch.setattr(pipeline, "CACHE_LIMIT_BYTES", 0)  # as for a folder too large to keep
     source = sources.open_dataset(f"folder:{id_pictures(tmp_path / 'ids')}", image_size=16)
     assert pipeline.reads_encoded(source, "imagenet") is from_bytes
+    # Their headers say: JPEGs only, none turned, 24 pixels on the shorter side (decoding is built for that).
+    assert source.train_files.kinds == pictures.PictureKinds(only_jpeg=True, any_turned=False, largest_shorter_side=24)
     shares = []
     for pipeline_id in (0, 1):
         context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=pipeline_id, num_replicas_in_sync=2)
@@ -499,3 +521,16 @@ def test_pictures_stored_sideways_are_turned_upright_as_classify_py_turns_them(t
             upright = np.asarray(ImageOps.exif_transpose(stored).convert("RGB"))
         np.testing.assert_array_equal(image.numpy(), upright)  # PNG: lossless, so exactly
     assert sorted(tuple(image.shape[:2]) for image, _ in source.train) == sorted([(24, 40)] * 8 + [(40, 24)] * 8)
+    # Crops from the bytes are turned too: decoding is built with the turn. With all of the area
+    # asked for, the crop is the centred one of aspect 4/3, the same either way up.
+    kinds = source.train_files.kinds
+    assert kinds == pictures.PictureKinds(only_jpeg=False, any_turned=True, largest_shorter_side=24)
+    for path, orientation in zip(source.train_files.paths, source.train_files.orientations):
+        with Image.open(path) as stored:
+            upright = np.asarray(ImageOps.exif_transpose(stored).convert("RGB"), np.float32)
+        rows, columns = (24, 32) if upright.shape[0] == 24 else (32, 24)
+        top, left = (upright.shape[0] - rows) // 2, (upright.shape[1] - columns) // 2
+        expected = tf.image.resize(upright[top : top + rows, left : left + columns], (16, 16), antialias=True).numpy()
+        encoded = tf.io.read_file(path)
+        crop = pictures.decode_random_crop(encoded, orientation, tf.constant([0, 0], tf.int64), 1.0, 16, kinds=kinds).numpy()
+        np.testing.assert_allclose(crop, expected, atol=1e-3)

@@ -2,8 +2,8 @@
 upright by EXIF, the paper's random-resized crop decoded straight from a JPEG's bytes, and files that
 will not decode skipped and named.
 
-A folder dataset is a PictureFiles list: paths, labels and EXIF orientations, nothing per file beyond
-them, so that a million files cost a few hundred megabytes of Python strings and nothing decoded.
+A folder dataset is a PictureFiles list: paths, labels and EXIF orientations (and what their headers
+said of them all: PictureKinds), nothing per file beyond them, so that a million files cost a few hundred megabytes of Python strings and nothing decoded.
 """
 
 import dataclasses
@@ -23,6 +23,33 @@ NOTHING_DECODED = "None of the training pictures could be decoded"
 UNDECODABLE = " cannot be decoded (damaged, or not an image): skipped."
 
 
+@dataclasses.dataclass(frozen=True)
+class PictureKinds:
+    """What a set of pictures is known to be, read from their headers when a folder is opened: the
+    decoding of a training crop is then built with only the branches they need (a branch costs
+    tracing at start-up and a conditional per picture). The default knows nothing: every branch.
+
+    only_jpeg: every picture is a JPEG (no decode-then-crop fallback for other formats).
+    any_turned: some picture has an EXIF orientation other than 1 (turned upright when decoded).
+    largest_shorter_side: the largest shorter side among them, in pixels (None: not known), which
+        bounds the DCT scalings a crop can use."""
+
+    only_jpeg: bool = False
+    any_turned: bool = True
+    largest_shorter_side: int | None = None
+
+    def dct_ratios(self, image_size):
+        """The libjpeg DCT scalings (1, 2, 4, 8) that a crop of these pictures can be decoded at: a
+        crop at ratio r needs a shorter side of r × image_size, and a crop's sides are the picture's
+        at most."""
+        side = self.largest_shorter_side
+        return tuple(ratio for ratio in (1, 2, 4, 8) if ratio == 1 or side is None or side >= ratio * image_size)
+
+
+# Records hold encoded bytes only: no EXIF orientation is read from them (decoded as stored).
+RECORD_PICTURES = PictureKinds(only_jpeg=False, any_turned=False)
+
+
 @dataclasses.dataclass(eq=False)
 class PictureFiles:
     """Picture files with their labels and EXIF orientations (1-8), in one fixed order."""
@@ -30,14 +57,18 @@ class PictureFiles:
     paths: list
     labels: list
     orientations: list
+    # What the pictures are known to be (their headers', when read): see PictureKinds.
+    kinds: PictureKinds = PictureKinds()
     _tensors_made: tuple = dataclasses.field(default=None, repr=False)
 
     def __len__(self):
         return len(self.paths)
 
     def first(self, count):
-        """The first `count` files."""
-        return PictureFiles(paths=self.paths[:count], labels=self.labels[:count], orientations=self.orientations[:count])
+        """The first `count` files (what is known of all of them holds for these)."""
+        return PictureFiles(
+            paths=self.paths[:count], labels=self.labels[:count], orientations=self.orientations[:count], kinds=self.kinds
+        )
 
     def decoded(self, decode, *, order=None, skip_undecodable=True, name_skipped=True):
         """(decode(encoded bytes, orientation, position), int64 label) for the files at the indices
@@ -132,7 +163,9 @@ def skipping_undecodable(numbered, *, count, report):
         real = position < count
         kept_now = kept + tf.cast(real, tf.int64)
         gap = tf.cond(position > expected, lambda: report(expected, position, kept_now == 0), lambda: tf.constant(0, tf.int64))
-        nothing = tf.debugging.assert_positive(kept_now + tf.cast(count == 0, tf.int64), message=NOTHING_DECODED)
+        # An Assert of string data only is one op; assert_positive's int64 message data would wrap it
+        # in a conditional, run per picture.
+        nothing = tf.debugging.Assert((kept_now > 0) | (count == 0), [NOTHING_DECODED])
         with tf.control_dependencies([gap, nothing]):
             return tf.stack([position + 1, kept_now]), (real, image, label)
 
@@ -220,7 +253,7 @@ def random_crop_box(shape, seed, min_crop_area):
     return tf.stack([box[0], box[1], 0]), tf.stack([box[2], box[3], -1])
 
 
-def decode_random_crop(encoded, orientation, seed, min_crop_area, image_size):
+def decode_random_crop(encoded, orientation, seed, min_crop_area, image_size, *, kinds=PictureKinds()):
     """random_crop_box of the picture in `encoded`, upright, resized to `image_size` square, float32.
 
     For a JPEG only the crop's blocks are decoded (tf.io.decode_and_crop_jpeg, the box sampled on the
@@ -228,64 +261,49 @@ def decode_random_crop(encoded, orientation, seed, min_crop_area, image_size):
     pixels) while the crop stays at least `image_size` on its shorter side: a 12-megapixel photo's
     crop costs about what a small picture's does, and the last, bilinear resize shrinks by under 2x
     on the shorter side (2.7x on the longer), where it aliases little — a crop over 16 times the
-    image size still shrinks by more after 1/8. The fast integer IDCT: augmentation, not parity
-    with classify.py. Other formats are decoded whole, cropped and resized with antialiasing. The box
-    is sampled on the picture as stored and turned with it: its area and aspect ranges are the same
-    either way up."""
+    image size still shrinks by more after 1/8. At a scaling, the box is the scaled picture's pixels
+    nearest it (within half a scaled pixel: under half an output pixel). The fast integer IDCT:
+    augmentation, not parity with classify.py. Other formats are decoded whole, cropped and resized
+    with antialiasing. The box is sampled on the picture as stored and turned with it: its area and
+    aspect ranges are the same either way up.
+
+    `kinds` (PictureKinds): what the pictures are known to be; branches for what they cannot be
+    are left out, and the crop is the same as with the default."""
     size = (image_size, image_size)
 
     def jpeg():
-        begin, extent = random_crop_box(tf.io.extract_jpeg_shape(encoded), seed, min_crop_area)
-        box = tf.cast(tf.stack([begin[0], begin[1], extent[0], extent[1]]), tf.float32)
-        # The largest of 1, 2, 4, 8 that keeps the crop's shorter side at image_size or more.
-        scale = tf.reduce_sum(tf.cast(tf.minimum(extent[0], extent[1]) >= image_size * tf.constant([2, 4, 8]), tf.int32))
-
-        def at_ratio(ratio):
-            if ratio == 1:
-                # The box is whole pixels: what _resampled gives, by the faster route.
-                return lambda: tf.image.resize(
-                    tf.io.decode_and_crop_jpeg(encoded, tf.stack([begin[0], begin[1], extent[0], extent[1]]), channels=3), size
-                )
-
-            def decode():
-                # The scaled picture's pixels that cover the box, then the box itself resampled
-                # from them (its edges fall between those pixels).
-                top_left = tf.floor(box[:2] / ratio)
-                bottom_right = tf.math.ceil((box[:2] + box[2:]) / ratio)
-                window = tf.cast(tf.concat([top_left, tf.maximum(bottom_right - top_left, 1.0)], 0), tf.int32)
-                pixels = tf.io.decode_and_crop_jpeg(encoded, window, channels=3, ratio=ratio)
-                return _resampled(pixels, box[:2] / ratio - top_left, box[2:] / ratio, image_size)
-
-            return decode
-
-        return tf.switch_case(scale, [at_ratio(ratio) for ratio in (1, 2, 4, 8)])
+        shape = tf.io.extract_jpeg_shape(encoded)
+        begin, extent = random_crop_box(shape, seed, min_crop_area)
+        ratios = kinds.dct_ratios(image_size)
+        if len(ratios) == 1:
+            return _decoded_window(encoded, begin, extent, shape, 1, size)
+        # The largest ratio that keeps the crop's shorter side at image_size or more.
+        scale = tf.reduce_sum(tf.cast(tf.minimum(extent[0], extent[1]) >= image_size * tf.constant(ratios[1:]), tf.int32))
+        return tf.switch_case(
+            scale, [lambda ratio=ratio: _decoded_window(encoded, begin, extent, shape, ratio, size) for ratio in ratios]
+        )
 
     def other():
         image = decode_stored(encoded)
         begin, extent = random_crop_box(tf.shape(image), seed, min_crop_area)
         return tf.image.resize(tf.cast(tf.slice(image, begin, extent), tf.float32), size, antialias=True)
 
-    crop = tf.ensure_shape(tf.cond(tf.io.is_jpeg(encoded), jpeg, other), (image_size, image_size, 3))
-    return upright(crop, orientation)
+    crop = jpeg() if kinds.only_jpeg else tf.cond(tf.io.is_jpeg(encoded), jpeg, other)
+    crop = tf.ensure_shape(crop, (image_size, image_size, 3))
+    return upright(crop, orientation) if kinds.any_turned else crop
 
 
-def _resampled(pixels, offset, extent, image_size):
-    """The box of `extent` (height, width) at `offset` (y, x) in `pixels`, in pixel units and between
-    pixels, resampled bilinearly to image_size square as tf.image.resize samples (pixel centres at
-    half steps) — through crop_and_resize, which takes a box between pixels and is several times
-    faster than ScaleAndTranslate."""
-    # Enlarging, the outer samples fall up to half a pixel outside: one edge pixel repeated around
-    # makes them the edge's value, as tf.image.resize clamps (crop_and_resize would give 0).
-    pixels = tf.pad(tf.cast(pixels, tf.float32), [[1, 1], [1, 1], [0, 0]], mode="SYMMETRIC")
-    shape = tf.cast(tf.shape(pixels)[:2], tf.float32)
-    # crop_and_resize samples output row i at y1 * (H - 1) + i * (y2 - y1) * (H - 1) / (S - 1).
-    first = offset + 1.0 + 0.5 * extent / image_size - 0.5
-    last = first + extent * (image_size - 1) / image_size
-    span = tf.maximum(shape - 1.0, 1.0)
-    box = tf.concat([first / span, last / span], 0)[tf.newaxis]
-    return tf.image.crop_and_resize(
-        pixels[tf.newaxis], box, tf.zeros([1], tf.int32), (image_size, image_size), method="bilinear"
-    )[0]
+def _decoded_window(encoded, begin, extent, shape, ratio, size):
+    """The box (`begin`, `extent`: random_crop_box's) of the JPEG in `encoded`, of `shape`, decoded
+    at 1/`ratio` of its size and resized to `size`. libjpeg's scaled picture is ceil(side / ratio)
+    pixels; the box becomes the whole pixels of it nearest its edges, at least one."""
+    box = tf.stack([begin[0], begin[1], extent[0], extent[1]])
+    if ratio > 1:
+        scaled = -(-shape[:2] // ratio)
+        start = tf.minimum(tf.cast(tf.round(tf.cast(box[:2], tf.float32) / ratio), tf.int32), scaled - 1)
+        end = tf.minimum(tf.cast(tf.round(tf.cast(box[:2] + box[2:], tf.float32) / ratio), tf.int32), scaled)
+        box = tf.concat([start, tf.maximum(end - start, 1)], 0)
+    return tf.image.resize(tf.io.decode_and_crop_jpeg(encoded, box, channels=3, ratio=ratio), size)
 
 
 # EXIF orientation → (transpose, then flip left-right, then flip upside down): 1 as stored; 2 mirrored;

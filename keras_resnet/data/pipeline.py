@@ -21,7 +21,7 @@ TFDS kept decoded) is split by example.
 import tensorflow as tf
 
 from keras_resnet.data import records
-from keras_resnet.data.pictures import decode_random_crop, plain, random_crop_box, skipping_undecodable, warn
+from keras_resnet.data.pictures import RECORD_PICTURES, decode_random_crop, plain, random_crop_box, skipping_undecodable, warn
 
 AUGMENTATIONS = ("cifar", "imagenet")
 # Cache decoded images in memory when they take less than this.
@@ -197,7 +197,8 @@ def _crops_from_records(shards_of_records, *, image_size, seed, order_seed, min_
         @plain
         def crop(position, record):
             encoded, label = record
-            return position, _crop_of_bytes(encoded, 1, tf.stack([epoch_seed, position]), min_crop_area, image_size), label
+            random_seed = tf.stack([epoch_seed, position])
+            return position, _crop_of_bytes(encoded, 1, random_seed, min_crop_area, image_size, kinds=RECORD_PICTURES), label
 
         crops = _shuffled(stream, shuffle_buffer, epoch_seed).enumerate().map(crop, num_parallel_calls=tf.data.AUTOTUNE)
         return skipping_undecodable(
@@ -239,17 +240,18 @@ def _crops_from_files(files, *, image_size, seed, min_crop_area, shards, shard):
 
         @plain
         def crop(encoded, orientation, position):
-            return _crop_of_bytes(encoded, orientation, tf.stack([number + (seed << 20), position]), min_crop_area, image_size)
+            random_seed = tf.stack([number + (seed << 20), position])
+            return _crop_of_bytes(encoded, orientation, random_seed, min_crop_area, image_size, kinds=files.kinds)
 
         return files.decoded(crop, order=order, name_skipped=tf.equal(number, 0))  # named in the first pass
 
     return tf.data.Dataset.range(1 << 62).flat_map(epoch)
 
 
-def _crop_of_bytes(encoded, orientation, random_seed, min_crop_area, image_size):
+def _crop_of_bytes(encoded, orientation, random_seed, min_crop_area, image_size, *, kinds):
     """The training picture of one file's or record's bytes: its random crop, decoded from them,
-    then flipped, both drawn from `random_seed` (a pair)."""
-    image = decode_random_crop(encoded, orientation, random_seed, min_crop_area, image_size)
+    then flipped, both drawn from `random_seed` (a pair); `kinds`: what the pictures are known to be."""
+    image = decode_random_crop(encoded, orientation, random_seed, min_crop_area, image_size, kinds=kinds)
     return tf.image.stateless_random_flip_left_right(image, seed=tf.reverse(random_seed, [0]))
 
 

@@ -24,7 +24,7 @@ import tensorflow as tf
 
 from keras_resnet import files
 from keras_resnet.data import records, synthetic
-from keras_resnet.data.pictures import PictureFiles, shown
+from keras_resnet.data.pictures import PictureFiles, PictureKinds, shown
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 FOLDER_PREFIX = "folder:"
@@ -454,8 +454,8 @@ def _open_folder(path, *, seed, evaluation=False):
         train_headers = [header for header in train_headers if header is not None]
         if left_out and not train_files:
             raise DatasetError(f"None of the {len(left_out)} training pictures in {roots[0]!r} is a readable image (e.g. {left_out[0]}).")
-    training_pictures = _picture_files(train_files, _orientations(train_headers, len(train_files)))
-    validation_pictures = _picture_files(validation_files, _orientations(validation_headers, len(validation_files)))
+    training_pictures = _picture_files(train_files, train_headers)
+    validation_pictures = _picture_files(validation_files, validation_headers)
     return DataSource(
         name=f"{FOLDER_PREFIX}{path}",
         # A training image that will not decode is skipped with a warning, not fatal to a long run.
@@ -492,8 +492,16 @@ def _labelled(paths, root, classes):
     return [(path, index[os.path.relpath(path, root).split(os.sep)[0]]) for path in paths]
 
 
-def _picture_files(files, orientations):
-    return PictureFiles(paths=[path for path, _ in files], labels=[label for _, label in files], orientations=orientations)
+def _picture_files(files, headers):
+    """PictureFiles of `files`, (path, label)s, with what their `headers` say (None: not read; the
+    pictures are then taken as stored, and their formats and sizes as not known)."""
+    orientations = [header.orientation for header in headers] if headers is not None else [1] * len(files)
+    kinds = PictureKinds(
+        only_jpeg=headers is not None and all(header.jpeg for header in headers),
+        any_turned=any(orientation != 1 for orientation in orientations),
+        largest_shorter_side=max((header.shorter_side for header in headers), default=None) if headers is not None else None,
+    )
+    return PictureFiles(paths=[path for path, _ in files], labels=[label for _, label in files], orientations=orientations, kinds=kinds)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -501,6 +509,7 @@ class _Header:
     decoded_bytes: int
     orientation: int
     shorter_side: int
+    jpeg: bool
 
 
 def _header(path, *, verify=False):
@@ -515,10 +524,13 @@ def _header(path, *, verify=False):
         with Image.open(path) as image:  # verify() leaves the file unusable: read the header again
             width, height = image.size
             orientation = image.getexif().get(0x0112, 1)
+            # MPO (a camera's multi-picture file) is JPEG frames: TensorFlow decodes the first.
+            jpeg = image.format in ("JPEG", "MPO")
     except Exception:  # PIL raises many kinds for damaged files
         return None
     return _Header(
-        decoded_bytes=width * height * 3, orientation=orientation if orientation in range(1, 9) else 1, shorter_side=min(width, height)
+        decoded_bytes=width * height * 3, orientation=orientation if orientation in range(1, 9) else 1, shorter_side=min(width, height),
+        jpeg=jpeg,
     )
 
 
@@ -526,10 +538,6 @@ def picture_orientation(path):
     """The EXIF orientation of the picture file at `path` (1: as stored), for decode_picture."""
     header = _header(path)
     return header.orientation if header else 1
-
-
-def _orientations(headers, count):
-    return [header.orientation if header else 1 for header in headers] if headers is not None else [1] * count
 
 
 # Folders larger than this are not cached in memory whatever their pictures' size (reading every
