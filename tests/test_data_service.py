@@ -136,6 +136,34 @@ def test_training_goes_on_when_a_worker_is_killed_mid_run(folder, tmp_path):
 
 
 @pytest.mark.integration
+def test_training_says_when_its_first_step_waits_on_a_service_without_workers(folder, tmp_path):
+    import tensorflow as tf
+
+    dispatcher = tf.data.experimental.service.DispatchServer(tf.data.experimental.service.DispatcherConfig(port=0))
+    port = int(dispatcher.target.rsplit(":", 1)[1])
+    # train.py as it runs, waiting 3 s instead of FIRST_STEP_PATIENCE_S before it says so.
+    program = (
+        "import sys; from keras_resnet.data import service; service.FIRST_STEP_PATIENCE_S = 3; "
+        "from keras_resnet.cli.train import main; sys.exit(main(sys.argv[1:]))"
+    )
+    training = subprocess.Popen(
+        [sys.executable, "-c", program, "--depth", "8", "--dataset", f"folder:{folder}", "--image-size", "24", "--batch-size", "6",
+         "--epochs", "1", "--data-service", f"grpc://localhost:{port}", "--output", str(tmp_path / "run")],
+        env={**os.environ, "PYTHONPATH": REPOSITORY}, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    try:
+        said = next((line for line in training.stdout if line.startswith("The first step has not ended")), None)
+    finally:
+        training.kill()
+        training.wait()
+    assert said == (
+        f"The first step has not ended after 3 s: it waits for batches from the tf.data service at grpc://localhost:{port}. "
+        f"If no worker serves it, start one: `keras-resnet data-service --dispatcher localhost:{port}` "
+        f"(on a machine that sees the dataset at the same path).\n"
+    )
+
+
+@pytest.mark.integration
 def test_the_service_stops_its_workers_and_refuses_a_taken_port():
     port = free_port()
     process, line = start_service("--port", port, "--workers", 2)

@@ -27,6 +27,10 @@ SCHEME = "grpc://"
 WORKER_TIMEOUT_MS = 10_000
 # How long training waits for the dispatcher to answer before saying it cannot be reached.
 CONNECT_TIMEOUT_S = 5
+# How long training waits for its first step before saying that it waits for the service's workers
+# (a dispatcher with none hands out nothing, and TensorFlow's client waits in silence). The first
+# step also compiles the model: tens of seconds for a ResNet-50 on a CPU.
+FIRST_STEP_PATIENCE_S = 120
 
 
 class ServiceError(ValueError):

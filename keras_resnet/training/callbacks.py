@@ -1,5 +1,5 @@
 """Callbacks Keras does not have: the step count, a step-accurate atomic backup, atomic checkpoints,
-throughput, the history file and the curves plot."""
+a word when the first step keeps waiting, throughput, the history file and the curves plot."""
 
 import contextlib
 import json
@@ -186,6 +186,34 @@ class InterruptAtStepEnd(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         if self.requested:
             raise KeyboardInterrupt
+
+
+class FirstStepWatch(keras.callbacks.Callback):
+    """Says so, once, when the first training step has not ended `after_seconds` after training
+    began: `message` (why it may wait, and what to do) goes to `log`. A tf.data service with no
+    worker leaves the step waiting for its batches, and TensorFlow says nothing."""
+
+    def __init__(self, message, *, after_seconds, log):
+        super().__init__()
+        self.message, self.after_seconds, self.log = message, after_seconds, log
+        self._timer = None
+
+    def on_train_begin(self, logs=None):
+        self._stop()
+        self._timer = threading.Timer(self.after_seconds, self.log, args=(self.message,))
+        self._timer.daemon = True  # never holds the program open
+        self._timer.start()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._stop()
+
+    def on_train_end(self, logs=None):
+        self._stop()
+
+    def _stop(self):
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
 
 class Throughput(keras.callbacks.Callback):

@@ -27,6 +27,7 @@ from keras_resnet.training.callbacks import (
     Diverged,
     DivergenceStop,
     EpochHistory,
+    FirstStepWatch,
     InterruptAtStepEnd,
     StepBackup,
     StepCounter,
@@ -202,6 +203,16 @@ def _train(config, run, *, strategy, strategy_name, precision, source, plan, wei
         *epoch_end,
         keras.callbacks.TensorBoard(run.tensorboard, write_graph=False, profile_batch=0),
     ]
+    if config.runtime.data_service:
+        address = service.Address.parse(config.runtime.data_service)
+        callbacks.append(
+            FirstStepWatch(
+                f"The first step has not ended after {service.FIRST_STEP_PATIENCE_S} s: it waits for batches from the tf.data "
+                f"service at {address}. If no worker serves it, start one: `keras-resnet data-service --dispatcher "
+                f"{address.host}:{address.port}` (on a machine that sees the dataset at the same path).",
+                after_seconds=service.FIRST_STEP_PATIENCE_S, log=log,
+            )
+        )
     validation = pipeline.evaluation_dataset(
         source, image_size=data.image_size, preprocessing=data.preprocessing(), batch_size=training.batch_size
     )
