@@ -119,6 +119,9 @@ def run_service(folder, *, workers, image_size, batch_size):
     ]
     try:
         time.sleep(5)  # the workers start and register
+        exited = sum(process.poll() is not None for process in processes)
+        if exited:  # the service would hand out nothing, and its client would wait for ever
+            raise SystemExit(f"error: {exited} of {workers} tf.data service worker(s) exited at start-up (their stderr is above).")
         pipeline.CACHE_LIMIT_BYTES = 0
         started = _clock()
         source = sources.open_dataset(f"folder:{folder}", image_size=image_size)

@@ -81,12 +81,12 @@ def main(argv=None):
     import keras
     import tensorflow as tf
 
-    from keras_resnet import config as config_lib
     from keras_resnet.data import pipeline, sources
+    from keras_resnet.run.resolve import resolve
     from keras_resnet.training import distribute, trainer
 
     classes = [str(index) for index in range(1000)]  # a 1000-way head, as keras.applications'
-    config = config_lib.resolve(depth=50, image_size=args.image_size, batch_size=args.batch_size).with_class_names(classes)
+    config = resolve(depth=50, image_size=args.image_size, batch_size=args.batch_size).with_class_names(classes)
     plan = config.plan(1000 * args.batch_size)
     precision = distribute.resolve_precision(config.runtime.precision, strategy_name="default")
     source = sources.open_dataset("synthetic", image_size=args.image_size, train_examples=4 * args.batch_size)

@@ -20,8 +20,10 @@ import json
 import os
 import sys
 
-from keras_resnet import config as config_lib, files
+from keras_resnet import files
 from keras_resnet.cli import COUNT, NON_NEGATIVE, SEED, ArgumentParser, Number, usage_error
+from keras_resnet.run import config as config_lib
+from keras_resnet.run.resolve import resolve
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from keras_resnet.quiet import import_tensorflow_quietly
@@ -64,15 +66,15 @@ def main(argv=None):
     depths = sorted(set(args.depths))
     import_tensorflow_quietly()
     from keras_resnet.data.sources import DatasetError
+    from keras_resnet.run.directory import dataset_slug
     from keras_resnet.training import trainer
-    from keras_resnet.training.run_dir import dataset_slug
 
     output = args.output or os.path.join("runs", f"degradation-{dataset_slug(args.dataset)}")
     synthetic = args.dataset == "synthetic"
     epochs = args.epochs if args.epochs or args.steps else (DEFAULT_EPOCHS if synthetic else None)
     try:
         configs = {
-            (depth, plain): config_lib.resolve(
+            (depth, plain): resolve(
                 depth=depth,
                 plain=plain,
                 family="cifar",
@@ -130,8 +132,8 @@ def main(argv=None):
 
 def _train_once(trainer, config, path):
     """The run directory of `config` at `path`, trained unless it already finished."""
-    from keras_resnet.config import UsageError
-    from keras_resnet.training.run_dir import RunDirectory
+    from keras_resnet.errors import UsageError
+    from keras_resnet.run.directory import RunDirectory
 
     run = RunDirectory(path)
     if run.is_finished():

@@ -8,7 +8,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from keras_resnet import files  # noqa: E402
-from keras_resnet.training.run_dir import read_history  # noqa: E402
+from keras_resnet.run.directory import read_history  # noqa: E402
 
 
 def error_curves(run):

@@ -21,7 +21,7 @@ import re
 import numpy as np
 
 from keras_resnet import specs
-from keras_resnet.weights import WeightsDownloadError, WeightsError
+from keras_resnet.errors import CheckpointDownloadError, CheckpointError
 
 HUB_PREFIX = "timm/"
 HUB_FILE = "model.safetensors"
@@ -67,14 +67,6 @@ CHECKPOINTS = {
 }
 # Where downloads are kept; None: huggingface_hub's cache ($HF_HOME/hub, default ~/.cache/huggingface/hub).
 CACHE_DIR = None
-
-
-class CheckpointError(WeightsError):
-    """A checkpoint that does not fit: unknown name, unreadable file, another network."""
-
-
-class CheckpointDownloadError(WeightsDownloadError):
-    """A published checkpoint that could not be downloaded (offline, hub unreachable)."""
 
 
 def is_hub_name(weights):

@@ -17,7 +17,9 @@ import keras
 import numpy as np
 
 from keras_resnet import internals, specs
+from keras_resnet.errors import UsageError, WeightsDownloadError, WeightsError
 from keras_resnet.layers import FUSED_MIN_EPSILON
+from keras_resnet.run import directory as run_dir
 
 BASE_URL = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
 
@@ -52,13 +54,10 @@ OWN_LAYOUT_FIELDS = ("plain", "version", "shortcut", "input_normalization", "con
 
 def own_model(weights):
     """The model of ours that `weights` names — a .keras file built by this package or a run
-    directory (its best model) — as keras_resnet.training.run_dir.OwnModel; None for other weights.
+    directory (its best model) — as keras_resnet.run.directory.OwnModel; None for other weights.
     Raises WeightsError for a directory that is not a run of ours and a .keras file not built here."""
     if not isinstance(weights, (str, os.PathLike)) or weights == "imagenet" or str(weights).startswith("timm/"):
         return None
-    from keras_resnet.config import UsageError
-    from keras_resnet.training import run_dir
-
     try:
         own = run_dir.own_model(weights)
     except UsageError as error:
@@ -66,14 +65,6 @@ def own_model(weights):
     if own is None and os.path.isdir(weights):
         raise WeightsError(f"{weights} is a directory but not a run directory (no config.json). Valid weights: {VALID_WEIGHTS}.")
     return own
-
-
-class WeightsError(ValueError):
-    """A weights file that cannot be used: unreadable, of an unknown kind, or not fitting the model."""
-
-
-class WeightsDownloadError(OSError):
-    """Pretrained weights that could not be downloaded."""
 
 
 def required_layout(weights, *, spec, version):

@@ -23,9 +23,9 @@ from keras_resnet import internals
 from keras_resnet.cli import convert as to_tflite
 from keras_resnet.data import synthetic
 from keras_resnet.litert import targets
+from keras_resnet.run.directory import RunDirectory
 from keras_resnet.runtime import metadata
 from keras_resnet.runtime.preprocessing import Preprocessing
-from keras_resnet.training.run_dir import RunDirectory
 
 # The smallest run of a variant: enough for its graph, not for its accuracy.
 TINY = ["--image-size", "16", "--batch-size", "16", "--train-examples", "64", "--validation-examples", "16", "--epochs", "1"]

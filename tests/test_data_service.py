@@ -182,16 +182,17 @@ def test_the_service_stops_its_workers_and_refuses_a_taken_port():
 
 
 def test_the_address_is_checked_and_kept_in_the_run_configuration():
-    from keras_resnet import config as config_lib
+    from keras_resnet.run import config as config_lib
+    from keras_resnet.run.resolve import resolve
 
-    config = config_lib.resolve(depth=8, data_service="localhost:5050")
+    config = resolve(depth=8, data_service="localhost:5050")
     assert config.runtime.data_service == "grpc://localhost:5050"
     again = config_lib.RunConfig.from_json(config.to_json())
     assert again.runtime.data_service == "grpc://localhost:5050"
     assert config_lib.RunConfig.from_json({k: v for k, v in config.to_json().items()} | {"runtime": {}}).runtime.data_service is None
     for wrong in ("grpc://host", "http://host:1/x", "host:99999", ":5050"):
         with pytest.raises(config_lib.UsageError, match="--data-service must be grpc://HOST:PORT"):
-            config_lib.resolve(depth=8, data_service=wrong)
+            resolve(depth=8, data_service=wrong)
 
 
 @pytest.mark.integration

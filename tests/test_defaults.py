@@ -6,8 +6,9 @@ import math
 
 import pytest
 
-from keras_resnet import config as config_lib
-from keras_resnet.config import UsageError, resolve
+from keras_resnet.errors import UsageError
+from keras_resnet.run import config as config_lib
+from keras_resnet.run.resolve import resolve
 
 
 def fitted(config, **data):

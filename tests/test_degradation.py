@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from keras_resnet.training.run_dir import read_history
+from keras_resnet.run.directory import read_history
 from support.assertions import one_line_error, one_line_error_in_process
 from support.programs import REPOSITORY, load_script, run_script
 

@@ -6,10 +6,10 @@ import math
 import pytest
 from PIL import Image
 
-from keras_resnet.config import resolve
+from keras_resnet.run.directory import RunDirectory, read_history, write_history
+from keras_resnet.run.resolve import resolve
 from keras_resnet.training import trainer
 from keras_resnet.training.callbacks import Diverged, DivergenceStop, history_figure, plot_history
-from keras_resnet.training.run_dir import RunDirectory, read_history, write_history
 
 
 def stop_after(tmp_path, losses, *, classes=4):

@@ -144,7 +144,7 @@ def test_classify_runs_without_tensorflow_and_names_the_samples(board, models, k
 
 def test_scores_match_the_keras_model_on_the_same_picture(board, models, committed_run):
     import keras_resnet
-    from keras_resnet.training.run_dir import RunDirectory
+    from keras_resnet.run.directory import RunDirectory
 
     config = RunDirectory(committed_run).read_config()
     keras_model = keras_resnet.build(**config.model.build_arguments(), weights=str(committed_run / "best.keras"))

@@ -20,31 +20,33 @@ from support.assertions import one_line_error, one_line_error_in_process
 from support.checkpoints import write_preset
 from support.pictures import write_folder
 from support.programs import REPOSITORY, run_train, TINY, wait_for_backup_step
-from keras_resnet import config as config_lib
-from keras_resnet.training import pretrained, recipe, schedules, trainer
-from keras_resnet.training.run_dir import RunDirectory
+from keras_resnet.run import config as config_lib
+from keras_resnet.run import recipes
+from keras_resnet.run.directory import RunDirectory
+from keras_resnet.run.resolve import resolve
+from keras_resnet.training import pretrained, schedules, trainer
 
 
 def test_weights_switch_to_the_fine_tuning_recipe_and_leave_the_layout_to_them():
-    config = config_lib.resolve(model="resnet18", weights="timm/resnet18.a1_in1k", dataset="folder:/photos")
+    config = resolve(model="resnet18", weights="timm/resnet18.a1_in1k", dataset="folder:/photos")
     training = config.training
     assert (training.batch_size, training.learning_rate, training.epochs, training.schedule) == (64, 0.01, 20, "cosine")
-    assert training.freeze_epochs == recipe.FREEZE_EPOCHS and training.warmup_epochs == 0
-    assert config.data.min_crop_area == recipe.FINE_TUNING_MIN_CROP_AREA and config.data.augmentation == "imagenet"
+    assert training.freeze_epochs == recipes.FREEZE_EPOCHS and training.warmup_epochs == 0
+    assert config.data.min_crop_area == recipes.FINE_TUNING_MIN_CROP_AREA and config.data.augmentation == "imagenet"
     assert config.model.version is None and config.model.shortcut is None  # the weights decide
-    scaled = config_lib.resolve(model="resnet18", weights="imagenet", batch_size=256, freeze_epochs=0)
+    scaled = resolve(model="resnet18", weights="imagenet", batch_size=256, freeze_epochs=0)
     assert scaled.training.learning_rate == pytest.approx(0.04) and scaled.training.freeze_epochs == 0
-    assert config_lib.resolve(weights="timm/resnet50.tv_in1k").model.name == "resnet50"  # the network from the name
-    scratch = config_lib.resolve(model="resnet18", dataset="folder:/photos")
+    assert resolve(weights="timm/resnet50.tv_in1k").model.name == "resnet50"  # the network from the name
+    scratch = resolve(model="resnet18", dataset="folder:/photos")
     assert (scratch.training.schedule, scratch.training.freeze_epochs, scratch.model.version) == ("step", 0, "v1.5")
 
 
 def test_plan_puts_the_schedule_after_the_frozen_phase():
-    config = config_lib.resolve(depth=20, weights="x.keras", epochs=10, freeze_epochs=2, batch_size=10)
+    config = resolve(depth=20, weights="x.keras", epochs=10, freeze_epochs=2, batch_size=10)
     plan = config.plan(100)
     assert (plan.freeze_steps, plan.total_steps) == (20, 100)
     with pytest.raises(config_lib.UsageError, match=r"--freeze-epochs 10 \(100 steps\) leaves nothing of the 100"):
-        config_lib.resolve(depth=20, weights="x.keras", epochs=10, freeze_epochs=10, batch_size=10).plan(100)
+        resolve(depth=20, weights="x.keras", epochs=10, freeze_epochs=10, batch_size=10).plan(100)
 
 
 def test_frozen_phase_rate_then_the_whole_networks_schedule_and_it_saves():
@@ -57,7 +59,7 @@ def test_frozen_phase_rate_then_the_whole_networks_schedule_and_it_saves():
 
 
 def test_frozen_backbone_trains_only_the_classifier_with_batch_norm_in_inference_mode(tmp_path):
-    config = config_lib.resolve(depth=8, image_size=16, weights="x.keras", epochs=4, freeze_epochs=1, batch_size=8)
+    config = resolve(depth=8, image_size=16, weights="x.keras", epochs=4, freeze_epochs=1, batch_size=8)
     config = config.with_class_names(["a", "b", "c"]).with_model(version="v1.5", shortcut="A")
     model = trainer.build_and_compile(config, config.plan(16))
     images = np.random.default_rng(0).uniform(0, 255, (16, 16, 16, 3)).astype("float32")

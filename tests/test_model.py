@@ -415,7 +415,7 @@ def test_saved_models_load_after_import_keras_resnet_in_either_order(tmp_path):
 
 def test_import_keras_resnet_loads_no_tensorflow_until_a_model_is_built():
     code = (
-        "import sys, keras_resnet, keras_resnet.config, keras_resnet.runtime.classifier\n"
+        "import sys, keras_resnet, keras_resnet.run.config, keras_resnet.run.directory, keras_resnet.runtime.classifier\n"
         "print(sorted(name for name in ('tensorflow', 'keras', 'tf_keras') if name in sys.modules))\n"
         "keras_resnet.parse_name('resnet50')\n"
         "print(sorted(name for name in ('tensorflow', 'keras', 'tf_keras') if name in sys.modules))\n"

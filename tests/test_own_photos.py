@@ -12,7 +12,7 @@ from PIL import Image
 from support.assertions import one_line_error_in_process
 from support.pictures import CLASS_COLOURS, write_class_folders
 
-from keras_resnet.training.run_dir import dataset_slug
+from keras_resnet.run.directory import dataset_slug
 
 PICTURE_SIZE = (40, 30)  # width, height: a ResNet-18 trains at 64, the smallest default of its family
 

@@ -17,8 +17,8 @@ from support.assertions import one_line_error_in_process
 from support.programs import backup_step, load_models_in_fresh_processes, REPOSITORY, TINY
 from support.requirements import small_filesystem
 from keras_resnet import files
+from keras_resnet.run.directory import RunDirectory, read_history
 from keras_resnet.training import trainer
-from keras_resnet.training.run_dir import RunDirectory, read_history
 
 
 # Real processes killed inside their writes, real disks filled: all of it trains.

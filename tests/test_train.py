@@ -21,17 +21,18 @@ from support.assertions import one_line_error, one_line_error_in_process
 from support.pictures import write_folder
 from support.requirements import require_strace
 from support.programs import REPOSITORY, TINY, backup_step, load_models_in_fresh_processes, run_train, wait_for_backup_step
-from keras_resnet import config as config_lib
-from keras_resnet.runtime.preprocessing import Preprocessing
 from keras_resnet.data import synthetic
+from keras_resnet.run import config as config_lib
+from keras_resnet.run.directory import LOCK_FILE, RunDirectory
+from keras_resnet.run.resolve import resolve
+from keras_resnet.runtime.preprocessing import Preprocessing
 from keras_resnet.training import distribute, schedules, trainer
-from keras_resnet.training.run_dir import LOCK_FILE, RunDirectory
 
 # -- recipes ------------------------------------------------------------------------------------
 
 
 def test_cifar_recipe_is_the_papers():
-    config = config_lib.resolve(depth=20, dataset="cifar10")
+    config = resolve(depth=20, dataset="cifar10")
     training = config.training
     assert (training.batch_size, training.learning_rate, training.steps, training.epochs) == (128, 0.1, 64_000, None)
     assert training.step_boundaries == (0.5, 0.75) and training.momentum == 0.9
@@ -40,30 +41,30 @@ def test_cifar_recipe_is_the_papers():
 
 
 def test_imagenet_recipe_is_the_papers_and_lr_scales_with_the_global_batch():
-    config = config_lib.resolve(depth=50, dataset="imagenet2012", batch_size=1024)
+    config = resolve(depth=50, dataset="imagenet2012", batch_size=1024)
     training = config.training
     assert training.epochs == 90 and training.learning_rate == pytest.approx(0.4)
     assert training.step_boundaries == pytest.approx((1 / 3, 2 / 3)) and training.warmup_epochs == 0
     assert config.model.shortcut == "B" and config.data.augmentation == "imagenet"
-    cosine = config_lib.resolve(depth=50, dataset="imagenet2012", schedule="cosine")
+    cosine = resolve(depth=50, dataset="imagenet2012", schedule="cosine")
     assert cosine.training.warmup_epochs == 5
-    assert config_lib.resolve(depth=56, plain=True).model.name == "plain56"
-    assert config_lib.resolve(model="resnet50v2").model == config_lib.resolve(depth=50, version="v2").model
+    assert resolve(depth=56, plain=True).model.name == "plain56"
+    assert resolve(model="resnet50v2").model == resolve(depth=50, version="v2").model
 
 
 def test_step_plan_derives_epochs_boundaries_and_warmup_once():
-    config = config_lib.resolve(depth=20, dataset="cifar10", steps=1000, batch_size=100, warmup_epochs=0.5)
+    config = resolve(depth=20, dataset="cifar10", steps=1000, batch_size=100, warmup_epochs=0.5)
     plan = config.plan(2_050)  # 20 whole batches per epoch; the rest is dropped
     assert (plan.steps_per_epoch, plan.total_steps, plan.epochs, plan.warmup_steps) == (20, 1000, 50, 10)
     assert plan.boundaries == (500, 750)
-    by_epochs = config_lib.resolve(depth=50, dataset="imagenet2012", epochs=3, batch_size=8).plan(20)
+    by_epochs = resolve(depth=50, dataset="imagenet2012", epochs=3, batch_size=8).plan(20)
     assert (by_epochs.steps_per_epoch, by_epochs.total_steps, by_epochs.epochs, by_epochs.boundaries) == (2, 6, 3, (2, 4))
     with pytest.raises(config_lib.UsageError, match="fewer than one batch of 100"):
         config.plan(99)
 
 
 def test_config_json_round_trips_and_reads_what_version_0_1_wrote(tmp_path):
-    config = config_lib.resolve(depth=56, plain=True, dataset="cifar10", lr=0.05, seed=3).with_class_names(["a", "b"])
+    config = resolve(depth=56, plain=True, dataset="cifar10", lr=0.05, seed=3).with_class_names(["a", "b"])
     path = tmp_path / "config.json"
     path.write_text(json.dumps(config.to_json()))
     assert config_lib.RunConfig.read(path) == config
@@ -76,16 +77,16 @@ def test_config_json_round_trips_and_reads_what_version_0_1_wrote(tmp_path):
 
 
 def test_the_evaluation_transform_is_chosen_at_training_time_and_recorded():
-    assert config_lib.resolve(depth=18).data.evaluation_crop == 0.875  # ImageNet-style: the paper's
-    assert config_lib.resolve(depth=20).data.evaluation_crop == 1.0  # CIFAR-style: the whole picture
-    chosen = config_lib.resolve(depth=18, eval_crop=1.0)
+    assert resolve(depth=18).data.evaluation_crop == 0.875  # ImageNet-style: the paper's
+    assert resolve(depth=20).data.evaluation_crop == 1.0  # CIFAR-style: the whole picture
+    chosen = resolve(depth=18, eval_crop=1.0)
     assert chosen.data.preprocessing() == Preprocessing(1.0) and chosen.to_json()["data"]["evaluation_crop"] == 1.0
     with pytest.raises(config_lib.UsageError, match=r"--eval-crop must be from 0.1 to 1. Received: 0.05."):
-        config_lib.resolve(depth=18, eval_crop=0.05)
+        resolve(depth=18, eval_crop=0.05)
     # A run recorded before the field existed is the same run as one that names its family's crop.
-    recorded = config_lib.resolve(depth=18, dataset="folder:x")
+    recorded = resolve(depth=18, dataset="folder:x")
     unrecorded = dataclasses.replace(recorded, data=dataclasses.replace(recorded.data, evaluation_crop=None))
-    assert recorded.same_training(unrecorded) and not recorded.same_training(config_lib.resolve(depth=18, dataset="folder:x", eval_crop=1.0))
+    assert recorded.same_training(unrecorded) and not recorded.same_training(resolve(depth=18, dataset="folder:x", eval_crop=1.0))
 
 
 @pytest.mark.parametrize(
@@ -106,7 +107,7 @@ def test_a_corrupt_or_foreign_config_json_is_named_with_its_problem(tmp_path, co
 
 
 def test_step_schedule_divides_by_ten_at_its_boundaries_after_warmup():
-    config = config_lib.resolve(depth=20, dataset="cifar10", steps=1000, batch_size=100, warmup_epochs=1, lr=0.1)
+    config = resolve(depth=20, dataset="cifar10", steps=1000, batch_size=100, warmup_epochs=1, lr=0.1)
     plan = config.plan(1000)  # 10 steps per epoch: 10 warm-up steps, boundaries at 500 and 750
     schedule = schedules.learning_rate_schedule(config.training, plan)
     rates = {step: float(schedule(step)) for step in (0, 4, 9, 10, 499, 500, 749, 750, 999)}
@@ -116,7 +117,7 @@ def test_step_schedule_divides_by_ten_at_its_boundaries_after_warmup():
     assert rates[750] == rates[999] == pytest.approx(0.001)
     rebuilt = schedules.StepDecay.from_config(json.loads(json.dumps(schedule.get_config())))
     assert float(rebuilt(600)) == pytest.approx(0.01)
-    cosine_config = config_lib.resolve(depth=20, dataset="cifar10", steps=100, batch_size=100, schedule="cosine", warmup_epochs=1, lr=0.1)
+    cosine_config = resolve(depth=20, dataset="cifar10", steps=100, batch_size=100, schedule="cosine", warmup_epochs=1, lr=0.1)
     cosine = schedules.learning_rate_schedule(cosine_config.training, cosine_config.plan(1000))
     assert float(cosine(10)) == pytest.approx(0.1) and float(cosine(100)) == pytest.approx(0.0, abs=1e-6)
 

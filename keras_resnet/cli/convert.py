@@ -15,8 +15,8 @@ import sys
 
 from keras_resnet.cli import COUNT, THREADS, ArgumentParser, HelpFormatter, Number, usage_error
 from keras_resnet.litert.targets import TARGETS, parse_targets
-from keras_resnet.runtime import preprocessing
 from keras_resnet.quiet import import_tensorflow_quietly, list_devices_quietly, native_output_silenced_at_exit
+from keras_resnet.runtime import preprocessing
 
 
 def parser():
@@ -114,7 +114,7 @@ def main(argv=None):
     if failures:
         return 2
     if args.strict and report["missed"]:
-        from keras_resnet.config import counted
+        from keras_resnet.run.config import counted
 
         print(f"error: --strict: {counted(len(report['missed']), 'acceptance bound')} missed (see report.md): {report['missed'][0]}", file=sys.stderr)
         return 1

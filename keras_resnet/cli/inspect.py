@@ -3,8 +3,9 @@ keras-resnet data-service (keras_resnet.cli.data_service)."""
 
 import sys
 
-from keras_resnet import config as config_lib, specs
+from keras_resnet import specs
 from keras_resnet.cli import COUNT, ArgumentParser, HelpFormatter, Number, data_service
+from keras_resnet.run import config as config_lib
 
 
 def _parser():

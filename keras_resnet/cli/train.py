@@ -13,11 +13,13 @@
 import inspect
 import sys
 
+from keras_resnet import specs
 from keras_resnet.cli import COUNT, NON_NEGATIVE, NON_NEGATIVE_COUNT, SEED, ArgumentParser, HelpFormatter, Number, usage_error
-from keras_resnet import config as config_lib, specs
-from keras_resnet.runtime import preprocessing
 from keras_resnet.quiet import import_tensorflow_quietly, list_devices_quietly
-from keras_resnet.training import recipe as recipes
+from keras_resnet.run import config as config_lib
+from keras_resnet.run import recipes
+from keras_resnet.run.resolve import resolve
+from keras_resnet.runtime import preprocessing
 
 
 IMAGE_SIZE = Number(int, minimum=config_lib.MIN_IMAGE_SIZE, maximum=config_lib.MAX_IMAGE_SIZE)
@@ -116,8 +118,8 @@ def main(argv=None):
     sys.stdout.reconfigure(line_buffering=True)  # per-epoch lines reach log files as they happen
     try:
         # Every flag but the output ones is a parameter of config.resolve, under the same name.
-        names = inspect.signature(config_lib.resolve).parameters
-        config = None if args.evaluate else config_lib.resolve(**{name: getattr(args, name) for name in names})
+        names = inspect.signature(resolve).parameters
+        config = None if args.evaluate else resolve(**{name: getattr(args, name) for name in names})
     except config_lib.UsageError as error:
         return usage_error(error)
     import_tensorflow_quietly()

@@ -18,6 +18,7 @@ import struct
 import tensorflow as tf
 
 from keras_resnet.data.pictures import decode_picture, plain
+from keras_resnet.errors import RecordsError
 
 PREFIX = "tfrecord:"
 LABELS_FILE = "labels.txt"
@@ -29,10 +30,6 @@ VALIDATION_NAMES = ("validation", "val", "test")
 SHARD_MISSING = "A training shard cannot be found"
 # How records whose picture will not decode are counted, after their number.
 UNDECODABLE = " hold a picture that cannot be decoded: skipped (counted in the first pass)."
-
-
-class RecordsError(ValueError):
-    """Shards that cannot be read as a dataset (none found, no labels, a damaged file)."""
 
 
 @dataclasses.dataclass(eq=False)

@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 import time
+from keras_resnet.errors import ServiceError
 
 SCHEME = "grpc://"
 # How long the dispatcher waits for a worker's heartbeat before it hands the worker's share to the
@@ -31,10 +32,6 @@ CONNECT_TIMEOUT_S = 5
 # (a dispatcher with none hands out nothing, and TensorFlow's client waits in silence). The first
 # step also compiles the model: tens of seconds for a ResNet-50 on a CPU.
 FIRST_STEP_PATIENCE_S = 120
-
-
-class ServiceError(ValueError):
-    """A tf.data service that cannot be used: a malformed address, or no dispatcher there."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -25,6 +25,7 @@ import tensorflow as tf
 from keras_resnet import files
 from keras_resnet.data import records, synthetic
 from keras_resnet.data.pictures import PictureFiles, PictureKinds, shown
+from keras_resnet.errors import DatasetError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 FOLDER_PREFIX = "folder:"
@@ -34,10 +35,6 @@ VALIDATION_FRACTION = 0.1
 FOLDER_VALIDATION_SPLITS = ("val", "validation", "test")
 # TFDS retries a failed download 10 times with exponential backoff, over 3 minutes when offline.
 _TFDS_DOWNLOAD_RETRIES = 3
-
-
-class DatasetError(ValueError):
-    """A dataset that cannot be opened: unknown, unreachable, empty, or not images with labels."""
 
 
 @dataclasses.dataclass

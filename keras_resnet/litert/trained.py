@@ -13,14 +13,12 @@ import os
 
 import keras
 
-from keras_resnet import config as config_lib
+from keras_resnet.errors import ConversionError
 from keras_resnet.model import ResNetModel, from_build_arguments
+from keras_resnet.run import config as config_lib
+from keras_resnet.run.directory import RunDirectory
+from keras_resnet.run.resolve import resolve
 from keras_resnet.runtime import preprocessing as preprocessing_lib
-from keras_resnet.training.run_dir import RunDirectory
-
-
-class ConversionError(ValueError):
-    """Bad input for a conversion: a path, a file, a flag. Exit code 2."""
 
 
 @dataclasses.dataclass
@@ -170,7 +168,7 @@ def _config_for(dataset, arguments, *, data_dir, batch_size, seed, evaluation_cr
     """The run configuration train.py would have used for this network on `dataset` (its recipe:
     augmentation, learning rate), for a model file without its run directory."""
     try:
-        return config_lib.resolve(
+        return resolve(
             depth=arguments["depth"],
             plain=arguments["plain"],
             family=arguments["family"],

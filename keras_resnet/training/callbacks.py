@@ -15,7 +15,7 @@ import keras
 import numpy as np
 
 from keras_resnet import files, internals
-from keras_resnet.training.run_dir import read_history, write_history
+from keras_resnet.run.directory import read_history, write_history
 
 
 # Where the step count is saved: an attribute of the backup's HDF5 file, a key of a .keras file's

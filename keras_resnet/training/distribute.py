@@ -7,12 +7,9 @@ import os
 import tensorflow as tf
 
 from keras_resnet import internals
-from keras_resnet.config import PRECISIONS, STRATEGIES
+from keras_resnet.errors import DistributeError
 from keras_resnet.quiet import list_devices_quietly
-
-
-class DistributeError(ValueError):
-    """A strategy or precision that cannot be used here."""
+from keras_resnet.run.config import PRECISIONS, STRATEGIES
 
 
 def make_strategy(name, *, tpu=None, cpu_replicas=1):

@@ -13,8 +13,8 @@ import keras
 import numpy as np
 
 from keras_resnet import files
+from keras_resnet.run.directory import dataset_slug
 from keras_resnet.runtime import confusion
-from keras_resnet.training.run_dir import dataset_slug
 
 # Top-k is reported for k = TOP_K, where the dataset has more classes than that (with fewer, every
 # answer is in the top k).

@@ -10,8 +10,8 @@ import dataclasses
 import os
 
 from keras_resnet import specs, torch_checkpoints
-from keras_resnet.config import UsageError
-from keras_resnet.training import run_dir
+from keras_resnet.errors import UsageError
+from keras_resnet.run import directory as run_dir
 
 # Every form --weights takes, for the errors that name them.
 VALID_WEIGHTS = (

@@ -1,4 +1,4 @@
-"""The learning-rate schedules of recipe.py as Keras schedules."""
+"""The learning-rate schedules of keras_resnet.run.recipes as Keras schedules."""
 
 import dataclasses
 
@@ -65,7 +65,7 @@ def learning_rate_schedule(training, plan):
     """The schedule of a run: `training` a config.TrainingConfig, `plan` its config.StepPlan. After a
     frozen phase (fine-tuning), the schedule covers the remaining steps."""
     if plan.freeze_steps:
-        from keras_resnet.training.recipe import HEAD_RATE_FACTOR
+        from keras_resnet.run.recipes import HEAD_RATE_FACTOR
 
         tuned = learning_rate_schedule(training, dataclasses.replace(plan, total_steps=plan.total_steps - plan.freeze_steps, freeze_steps=0))
         return AfterFrozenPhase(training.learning_rate * HEAD_RATE_FACTOR, plan.freeze_steps, tuned)

@@ -1,6 +1,6 @@
 """Training and evaluation: the one code path of train.py and of the experiments.
 
-`train(config, ...)` runs a `keras_resnet.config.RunConfig` (from `config.resolve(...)`) into a run
+`train(config, ...)` runs a `keras_resnet.run.config.RunConfig` (from `keras_resnet.run.resolve`) into a run
 directory and survives crashes; `evaluate(path)` measures a trained model on its validation split.
 """
 
@@ -17,10 +17,15 @@ import keras
 import tensorflow as tf
 
 import keras_resnet
-from keras_resnet import config as config_lib, files
-from keras_resnet.config import UsageError
+from keras_resnet import files
 from keras_resnet.data import pictures, pipeline, records, service, sources
-from keras_resnet.training import distribute, evaluation, pretrained, run_dir as run_dir_lib, schedules
+from keras_resnet.errors import TrainingError, UsageError
+from keras_resnet.run import config as config_lib
+from keras_resnet.run import directory as run_dir_lib
+from keras_resnet.run.directory import RunDirectory, default_path, find_interrupted
+from keras_resnet.run.recipes import HEAD_RATE_FACTOR
+from keras_resnet.run.resolve import resolve
+from keras_resnet.training import distribute, evaluation, pretrained, schedules
 from keras_resnet.training.callbacks import (
     AtomicModelCheckpoint,
     Curves,
@@ -34,12 +39,6 @@ from keras_resnet.training.callbacks import (
     Throughput,
     saved_model_step,
 )
-from keras_resnet.training.recipe import HEAD_RATE_FACTOR
-from keras_resnet.training.run_dir import RunDirectory, default_path, find_interrupted
-
-
-class TrainingError(RuntimeError):
-    """Training started but could not go on (a non-finite loss). Exit code 1."""
 
 
 class Interrupted(Exception):
@@ -618,8 +617,6 @@ def _restore_from_last(model, run):
     return int(model.optimizer.iterations.numpy()) if step is None else step
 
 
-
-
 def _number(value):
     return "n/a" if value is None else f"{value:.4f}"
 
@@ -698,7 +695,7 @@ def _model_to_evaluate(path, *, dataset):
     arguments = own.build_arguments
     size = own.image_size
     _check(size is not None, f"{path} takes pictures of any size: evaluate it from its run directory.")
-    config = config_lib.resolve(
+    config = resolve(
         depth=arguments["depth"], plain=bool(arguments.get("plain")), family=arguments.get("family"),
         version=arguments.get("version"), shortcut=arguments.get("shortcut"), image_size=size, dataset=dataset,
     )

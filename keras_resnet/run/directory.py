@@ -1,6 +1,6 @@
 """A run directory: everything a training run leaves for evaluation, conversion and the demo.
 
-    config.json    the run's configuration (keras_resnet.config.RunConfig): network, data, recipe
+    config.json    the run's configuration (keras_resnet.run.config.RunConfig): network, data, recipe
     labels.txt     class names, one per line, in label order
     best.keras     the model with the best validation top-1; last.keras: the model after the last epoch
     history.csv    per-epoch metrics, one row per epoch (numbered from 1); curves.png: loss and top-1 per epoch
@@ -26,7 +26,7 @@ import time
 import zipfile
 
 from keras_resnet import files, specs
-from keras_resnet.config import ConfigFileError, RunConfig, UsageError
+from keras_resnet.run.config import ConfigFileError, RunConfig, UsageError
 
 LOCK_FILE = ".lock"
 LOCK_ATTEMPTS = 5

@@ -1,6 +1,6 @@
 """The paper's training recipes as data (Sec. 3.4 for ImageNet, 4.2 for CIFAR-10).
 
-Plain data, no TensorFlow: `keras_resnet.config` resolves a run's defaults from it, and the
+Plain data, no TensorFlow: `keras_resnet.run.config` resolves a run's defaults from it, and the
 command-line help states them. The learning-rate schedules they name live in schedules.py.
 """
 

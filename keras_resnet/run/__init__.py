@@ -1,0 +1,11 @@
+"""A training run as data, without TensorFlow: what train.py, conversion and the experiments share.
+
+- config.py     RunConfig: the network, data, recipe and runtime of a run; config.json read and written
+- recipes.py    the paper's training recipes (Sec. 3.4 and 4.2) as data
+- directory.py  the run directory: its files, its lock, its history, the model of our own it holds
+- resolve.py    a user's choices (train.py's flags) → one complete RunConfig
+
+resolve.py sits above the rest of the package's lower layers (it asks a checkpoint or a run for its
+network); the other three import nothing of the package beyond specs, files, errors and runtime's
+preprocessing (tests/test_import_layers.py holds the order).
+"""
