@@ -2,7 +2,7 @@
 decode-and-crop reference pipeline written here in the style of the TensorFlow Model Garden and the
 TPU reference (extract_jpeg_shape → sample_distorted_bounding_box → decode_and_crop_jpeg), and the
 same reference decoding the paper's crops (torchvision's RandomResizedCrop boxes, drawn before it is
-timed: the decoding work of ours without its sampling); then our start-up time and peak memory on a
+timed, decoded at full size: ours without its sampling, on pictures of ImageNet's sizes); then our start-up time and peak memory on a
 folder of 100,000 files.
 
     python bench/input_pipeline.py                        # 4,000 generated JPEGs of ImageNet's sizes
@@ -144,8 +144,9 @@ def run_reference(folder, *, image_size, batch_size, crops="model-garden"):
     crops="model-garden": the window from sample_distorted_bounding_box, as they sample it (its
     heights uniform, so its areas lean small: less to decode than the paper's crop).
     crops="torchvision": the window of the paper's crop as torchvision's RandomResizedCrop samples it
-    (areas uniform), the boxes drawn before the clock starts by torchvision_crop_box: the same
-    decoding work as ours, with the sampling left out."""
+    (areas uniform), the boxes drawn before the clock starts by torchvision_crop_box, decoded at
+    full size: ours, with the sampling left out, on pictures whose crops are under twice the image
+    size (ImageNet's; ours decodes larger crops at 1/2-1/8 scale)."""
     from keras_resnet.quiet import import_tensorflow_quietly
 
     import_tensorflow_quietly()

@@ -163,6 +163,23 @@ def test_training_says_when_its_first_step_waits_on_a_service_without_workers(fo
     )
 
 
+def test_the_first_step_watch_speaks_once_when_no_step_ends_and_never_after_training_stops():
+    from keras_resnet.training.callbacks import FirstStepWatch
+
+    said = []
+    waiting = FirstStepWatch("waiting", after_seconds=0.2, log=said.append)
+    waiting.on_train_begin()
+    time.sleep(0.6)
+    stepped = FirstStepWatch("stepped", after_seconds=0.2, log=said.append)
+    stepped.on_train_begin()
+    stepped.on_train_batch_end(0)
+    failed = FirstStepWatch("failed", after_seconds=0.2, log=said.append)
+    failed.on_train_begin()
+    failed.stop()  # what the trainer does when fit() raises (Keras skips on_train_end then)
+    time.sleep(0.6)
+    assert said == ["waiting"]
+
+
 @pytest.mark.integration
 def test_the_service_stops_its_workers_and_refuses_a_taken_port():
     port = free_port()

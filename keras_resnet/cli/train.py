@@ -117,7 +117,7 @@ def main(argv=None):
     args = parser().parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)  # per-epoch lines reach log files as they happen
     try:
-        # Every flag but the output ones is a parameter of config.resolve, under the same name.
+        # Every flag but the output ones is a parameter of resolve(), under the same name.
         names = inspect.signature(resolve).parameters
         config = None if args.evaluate else resolve(**{name: getattr(args, name) for name in names})
     except config_lib.UsageError as error:

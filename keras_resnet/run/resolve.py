@@ -68,12 +68,12 @@ def resolve(
 ):
     """The RunConfig of the user's choices (train.py's flags, by name); None means the paper's
     default for the network's family, or with `weights` the fine-tuning recipe's
-    (recipe.fine_tuning). With `weights`, the version and shortcut stay None unless chosen: the
+    (recipes.fine_tuning). With `weights`, the version and shortcut stay None unless chosen: the
     weights decide them (keras_resnet.training.pretrained.with_weights_layout, before training).
     Raises UsageError for invalid choices."""
     try:
         if model is None and depth is None and isinstance(weights, str) and weights.startswith("timm/"):
-            from keras_resnet import torch_checkpoints  # Keras: only when a hub name is given
+            from keras_resnet import torch_checkpoints  # only when the weights name a checkpoint
 
             try:
                 model = f"resnet{torch_checkpoints.checkpoint(weights).depth}"  # timm/resnet18.a1_in1k: a resnet18

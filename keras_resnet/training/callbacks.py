@@ -199,18 +199,19 @@ class FirstStepWatch(keras.callbacks.Callback):
         self._timer = None
 
     def on_train_begin(self, logs=None):
-        self._stop()
+        self.stop()
         self._timer = threading.Timer(self.after_seconds, self.log, args=(self.message,))
         self._timer.daemon = True  # never holds the program open
         self._timer.start()
 
     def on_train_batch_end(self, batch, logs=None):
-        self._stop()
+        self.stop()
 
     def on_train_end(self, logs=None):
-        self._stop()
+        self.stop()
 
-    def _stop(self):
+    def stop(self):
+        """No word from now on (training ended, or failed: Keras skips on_train_end then)."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

@@ -88,7 +88,7 @@ def from_run_config(stored):
 
 
 def with_weights_layout(config, source):
-    """`config` (a RunConfig from config.resolve) with the layout `source` dictates and its recorded
+    """`config` (a RunConfig from keras_resnet.run.resolve) with the layout `source` dictates and its recorded
     weights; UsageError where a chosen flag contradicts the weights."""
     changes = {}
     for field, value in source.layout.items():

@@ -202,16 +202,16 @@ def _train(config, run, *, strategy, strategy_name, precision, source, plan, wei
         *epoch_end,
         keras.callbacks.TensorBoard(run.tensorboard, write_graph=False, profile_batch=0),
     ]
+    watch = None
     if config.runtime.data_service:
         address = service.Address.parse(config.runtime.data_service)
-        callbacks.append(
-            FirstStepWatch(
-                f"The first step has not ended after {service.FIRST_STEP_PATIENCE_S} s: it waits for batches from the tf.data "
-                f"service at {address}. If no worker serves it, start one: `keras-resnet data-service --dispatcher "
-                f"{address.host}:{address.port}` (on a machine that sees the dataset at the same path).",
-                after_seconds=service.FIRST_STEP_PATIENCE_S, log=log,
-            )
+        watch = FirstStepWatch(
+            f"The first step has not ended after {service.FIRST_STEP_PATIENCE_S} s: it waits for batches from the tf.data "
+            f"service at {address}. If no worker serves it, start one: `keras-resnet data-service --dispatcher "
+            f"{address.host}:{address.port}` (on a machine that sees the dataset at the same path).",
+            after_seconds=service.FIRST_STEP_PATIENCE_S, log=log,
         )
+        callbacks.append(watch)
     validation = pipeline.evaluation_dataset(
         source, image_size=data.image_size, preprocessing=data.preprocessing(), batch_size=training.batch_size
     )
@@ -246,7 +246,11 @@ def _train(config, run, *, strategy, strategy_name, precision, source, plan, wei
                     f"Fine-tuning: {config_lib.counted(plan.freeze_steps // plan.steps_per_epoch, 'epoch')} of the classifier alone at learning "
                     f"rate {training.learning_rate * HEAD_RATE_FACTOR:g}, then the whole network from {training.learning_rate:g} ({training.schedule})."
                 )
-            _fit(model, config, plan, strategy=strategy, done=done, source=source, validation=validation, callbacks=callbacks, interrupt=interrupt, log=log)
+            try:
+                _fit(model, config, plan, strategy=strategy, done=done, source=source, validation=validation, callbacks=callbacks, interrupt=interrupt, log=log)
+            finally:
+                if watch is not None:
+                    watch.stop()  # fit() that raises skips on_train_end
         return _finish(
             run, plan, steps=counter.step, config=config, source=source, validation=validation, precision=precision, replicas=replicas,
             started=started, log=log,
