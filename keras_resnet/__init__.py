@@ -27,14 +27,14 @@ _EXPORTS = {
     "count_macs": "keras_resnet.complexity",
     "count_parameters": "keras_resnet.complexity",
     "normalize": "keras_resnet.normalization",
-    "WeightsDownloadError": "keras_resnet.weights",
-    "WeightsError": "keras_resnet.weights",
+    "WeightsDownloadError": "keras_resnet.errors",
+    "WeightsError": "keras_resnet.errors",
     "model_names": "keras_resnet.specs",
     "parse_name": "keras_resnet.specs",
     "spec_for_depth": "keras_resnet.specs",
 }
 # The modules among them that need no TensorFlow.
-_WITHOUT_TENSORFLOW = {"keras_resnet.specs", "keras_resnet.normalization"}
+_WITHOUT_TENSORFLOW = {"keras_resnet.specs", "keras_resnet.normalization", "keras_resnet.errors"}
 
 __all__ = sorted(_EXPORTS)
 

@@ -44,7 +44,7 @@ def keras_reduce_per_replica_replaced(replacement):
         keras_trainer.reduce_per_replica = original
 
 
-# -- Keras 3: network weights from a .weights.h5 file (weights.py) --------------------------------
+# -- Keras 3: network weights from a .weights.h5 file (weights/own.py) --------------------------------
 
 
 def keras_load_network_weights(model, path):

@@ -99,7 +99,7 @@ def ResNet(
         include_top: end with average pooling and a `classes`-way classifier.
         weights: None (random); "imagenet" (keras.applications' weights for resnet50/101/152 and
             their v2 forms); "timm/NAME", timm's published ImageNet checkpoints for every
-            ImageNet depth but 200 (`keras_resnet.torch_checkpoints.CHECKPOINTS`, e.g.
+            ImageNet depth but 200 (`keras_resnet.weights.torch_checkpoints.CHECKPOINTS`, e.g.
             "timm/resnet18.a1_in1k"); or a path: a `.safetensors` file in timm's or torchvision's
             layout, a keras.applications .h5 file, or a `.keras` / `.weights.h5` file of a model
             built by this package with the same arguments. Weights trained for 1000 classes get a

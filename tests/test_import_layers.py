@@ -19,7 +19,7 @@ LAYERS = (
     ("base", ("errors", "quiet", "files", "internals", "normalization", "specs", "runtime")),  # no TensorFlow (but quiet's import of it)
     ("run", ("run.config", "run.recipes", "run.directory", "run")),  # a run as data: no TensorFlow
     ("nets", ("layers", "blocks", "complexity")),
-    ("weights", ("weights", "torch_checkpoints")),
+    ("weights", ("weights",)),
     ("model", ("model",)),
     ("data", ("data",)),
     ("resolve", ("run.resolve",)),  # asks a checkpoint or a run for its network

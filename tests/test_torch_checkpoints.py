@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import keras_resnet
-from keras_resnet import torch_checkpoints
+from keras_resnet.weights import torch_checkpoints
 from keras_resnet.layers import FUSED_MIN_EPSILON
 from keras_resnet.weights import WeightsDownloadError, WeightsError
 from safetensors.numpy import save_file

@@ -9,7 +9,7 @@ import pytest
 import tf_keras
 
 import keras_resnet
-from keras_resnet import weights as weights_lib
+from keras_resnet.weights import keras_applications
 
 SIZE = 224  # the size keras.applications' weights were trained at
 
@@ -139,8 +139,8 @@ def cached_imagenet_files(applications_files, tmp_path, monkeypatch):
         data = applications_files["resnet50", include_top][0].read_bytes()
         (models / f"resnet50_weights_tf_dim_ordering_tf_kernels{suffix}.h5").write_bytes(data)
         hashes.append(hashlib.md5(data).hexdigest())
-    monkeypatch.setattr(weights_lib, "CACHE_DIR", str(tmp_path))
-    monkeypatch.setitem(weights_lib.IMAGENET_FILES, (50, "v1"), ("resnet50", *hashes))
+    monkeypatch.setattr(keras_applications, "CACHE_DIR", str(tmp_path))
+    monkeypatch.setitem(keras_applications.IMAGENET_FILES, (50, "v1"), ("resnet50", *hashes))
     return tmp_path
 
 
@@ -165,7 +165,7 @@ def test_imagenet_weights_with_other_classes_keep_the_network_and_get_a_new_clas
 
 
 def test_imagenet_download_offline_fails_with_one_clear_message(tmp_path, monkeypatch):
-    monkeypatch.setattr(weights_lib, "CACHE_DIR", str(tmp_path))  # empty cache: get_file must download
+    monkeypatch.setattr(keras_applications, "CACHE_DIR", str(tmp_path))  # empty cache: get_file must download
     with pytest.raises(keras_resnet.WeightsDownloadError) as error:
         keras_resnet.build("resnet50", weights="imagenet", include_top=False)
     message = str(error.value)

@@ -4,7 +4,7 @@ learning rate scaled to the global batch, the schedule and the augmentation. Rai
 choices that cannot work, saying what was received and what is valid.
 
 It sits above the rest of keras_resnet.run: it asks a checkpoint for its network (timm names,
-.safetensors files: keras_resnet.torch_checkpoints) and a run directory for its own.
+.safetensors files: keras_resnet.weights.torch_checkpoints) and a run directory for its own.
 """
 
 import math
@@ -73,14 +73,14 @@ def resolve(
     Raises UsageError for invalid choices."""
     try:
         if model is None and depth is None and isinstance(weights, str) and weights.startswith("timm/"):
-            from keras_resnet import torch_checkpoints  # only when the weights name a checkpoint
+            from keras_resnet.weights import torch_checkpoints  # only when the weights name a checkpoint
 
             try:
                 model = f"resnet{torch_checkpoints.checkpoint(weights).depth}"  # timm/resnet18.a1_in1k: a resnet18
             except ValueError as error:
                 raise UsageError(f"--weights: {error}") from None
         if model is None and depth is None and isinstance(weights, str) and weights.endswith(".safetensors"):
-            from keras_resnet import torch_checkpoints
+            from keras_resnet.weights import torch_checkpoints
 
             try:
                 model = f"resnet{torch_checkpoints.depth_of_file(weights)}"  # the file's keys name its blocks

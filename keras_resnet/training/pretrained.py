@@ -9,7 +9,8 @@ ours), or a model of ours — a .keras file or a run directory (its best.keras) 
 import dataclasses
 import os
 
-from keras_resnet import specs, torch_checkpoints
+from keras_resnet import specs
+from keras_resnet.weights import keras_applications, torch_checkpoints
 from keras_resnet.errors import UsageError
 from keras_resnet.run import directory as run_dir
 
@@ -115,7 +116,7 @@ def keeps_classifier(source, config):
         return tuple(source.class_names) == tuple(config.class_names)
     if source.own_model:
         return False  # a lone .keras without its run: its classes are unknown
-    return config.model.classes == torch_checkpoints.IMAGENET_CLASSES
+    return config.model.classes == keras_applications.IMAGENET_CLASSES
 
 
 def load(model, source, config):
@@ -124,12 +125,7 @@ def load(model, source, config):
 
     keep = keeps_classifier(source, config)
     if source.own_model:
-        import keras
-
-        previous = keras.saving.load_model(source.weights, compile=False)
-        arrays = {layer.name: layer.get_weights() for layer in previous.layers if layer.weights}
-        skip = () if keep else ("predictions",)
-        weights_lib.assign_by_name(model, arrays, describe=f"model {source.weights}", skip=skip)
+        weights_lib.own.load_model_into(model, source.weights, describe=f"model {source.weights}", skip=() if keep else ("predictions",))
         weights_lib.check_values(model, f"model {source.weights}")
     else:
         spec = specs.spec_for_depth(specs.parse_name(config.model.name)[0], family=config.model.family)
@@ -149,7 +145,7 @@ def fetch(source, config):
             torch_checkpoints.download(source.weights)
         elif source.weights == "imagenet":
             depth = specs.parse_name(config.model.name)[0]
-            weights_lib.download_imagenet(depth, config.model.version, include_top=keeps_classifier(source, config))
+            keras_applications.download_imagenet(depth, config.model.version, include_top=keeps_classifier(source, config))
     except (weights_lib.WeightsError, weights_lib.WeightsDownloadError) as error:
         raise UsageError(f"--weights {source.weights}: {error}") from None
 

@@ -22,12 +22,12 @@ import numpy as np
 
 from keras_resnet import specs
 from keras_resnet.errors import CheckpointDownloadError, CheckpointError
+from keras_resnet.weights import assign
 
 HUB_PREFIX = "timm/"
 HUB_FILE = "model.safetensors"
 HUB_URL = "https://huggingface.co/{repo}/resolve/main/" + HUB_FILE
 TORCH_EPSILON = 1e-5
-IMAGENET_CLASSES = 1000
 
 LAYOUT = {
     "version": "v1.5",
@@ -86,7 +86,12 @@ def checkpoint(weights):
     return CHECKPOINTS[name]
 
 
-def required_layout(weights, *, spec):
+def claims(weights):
+    """Whether `weights` are a checkpoint of this format: a hub name or a .safetensors file."""
+    return is_hub_name(weights) or is_checkpoint_file(weights)
+
+
+def required_layout(weights, *, spec, version=None):
     """The builder arguments a hub name or a checkpoint file needs; CheckpointError when the
     network (`spec`) is not the one the checkpoint holds."""
     if is_hub_name(weights):
@@ -101,13 +106,13 @@ def required_layout(weights, *, spec):
     return dict(LAYOUT)
 
 
-def load(model, weights, *, include_top, classes):
+def load(model, weights, *, spec, version, include_top, classes):
     """Loads a hub name or a checkpoint file into `model` (built with `required_layout`). The
     classifier is loaded when the model has one of the checkpoint's width; otherwise it stays new."""
     path = download(weights) if is_hub_name(weights) else os.fspath(weights)
     tensors = read(path)
-    skip_classifier = not include_top or tensors.get("fc.weight", np.zeros((0, 0))).shape[0] != classes
-    assign(model, tensors, describe=f"weights file {path}", skip_classifier=skip_classifier)
+    new_classifier = include_top and tensors.get("fc.weight", np.zeros((0, 0))).shape[0] != classes
+    assign.assign(model, source(tensors, describe=f"weights file {path}", model_name=model.name), skip=(assign.CLASSIFIER,) if new_classifier else ())
 
 
 def read(path):
@@ -202,48 +207,44 @@ def _torch_shape(kind, suffix, shape):
     return tuple(shape)
 
 
-def assign(model, tensors, *, describe, skip_classifier):
-    """Sets every weighted layer of `model` from the state dict `tensors`; CheckpointError naming the
-    first tensor (in the network's order) that is missing or of another shape, or one left over."""
-    used = set()
-    for layer in model.layers:
-        if not layer.weights or (skip_classifier and layer.name == "predictions"):
-            continue
+def source(tensors, *, describe, model_name):
+    """The assign.Source of a state dict for the model `model_name`: our layers by timm's module
+    names, each tensor checked (present, of the layer's shape, floating-point) and put in Keras' layout."""
+
+    def read(layer, module):
         kind = next((base.__name__ for base in type(layer).__mro__ if base.__name__ in _SUFFIXES), None)
-        module = torch_name(layer.name)
-        if kind is None or module is None:
-            raise CheckpointError(f"{describe} cannot fill layer {layer.name!r} of {model.name}: it has no timm/torchvision counterpart.")
-        arrays = []
+        if kind is None:
+            raise CheckpointError(f"{describe} cannot fill layer {layer.name!r} of {model_name}: it has no timm/torchvision counterpart.")
+        found = {}
         for suffix, variable in zip(_SUFFIXES[kind], layer.weights):
             key = f"{module}.{suffix}"
             expected = _torch_shape(kind, suffix, tuple(variable.shape))
             if key not in tensors:
-                raise CheckpointError(f"{describe} does not fit {model.name}: it has no tensor {key!r} (for layer {layer.name!r}, shape {list(expected)}).")
+                raise CheckpointError(f"{describe} does not fit {model_name}: it has no tensor {key!r} (for layer {layer.name!r}, shape {list(expected)}).")
             if tuple(tensors[key].shape) != expected:
                 raise CheckpointError(
-                    f"{describe} does not fit {model.name}: tensor {key!r} has shape {list(tensors[key].shape)}, "
+                    f"{describe} does not fit {model_name}: tensor {key!r} has shape {list(tensors[key].shape)}, "
                     f"layer {layer.name!r} needs {list(expected)}."
                 )
             if not np.issubdtype(tensors[key].dtype, np.floating):  # a float16/bfloat16/float32/float64 tensor, cast
                 raise CheckpointError(
-                    f"{describe} does not fit {model.name}: tensor {key!r} holds {tensors[key].dtype} values, "
+                    f"{describe} does not fit {model_name}: tensor {key!r} holds {tensors[key].dtype} values, "
                     f"layer {layer.name!r} needs floating-point ones (the file is not a network's weights, or was altered)."
                 )
             array = _to_keras(kind, suffix, np.asarray(tensors[key], dtype=np.float32))
             if kind == "BatchNormalization" and suffix == "running_var":
                 array = array + np.float32(TORCH_EPSILON - layer.epsilon)  # see the module's docstring
-            arrays.append(array)
-            used.add(key)
-        layer.set_weights(arrays)
-    left = [
-        key for key in tensors
-        if key not in used and not key.endswith(".num_batches_tracked") and not (skip_classifier and key.startswith("fc."))
-    ]
-    if left:
-        raise CheckpointError(
-            f"{describe} does not fit {model.name}: its tensor {left[0]!r} has no counterpart in the model "
-            f"({len(left)} such; the file is for another network or other options)."
-        )
+            found[key] = array
+        return found
+
+    return assign.Source(
+        describe=describe,
+        keys=tuple(key for key in tensors if not key.endswith(".num_batches_tracked")),
+        name_of=torch_name,
+        read=read,
+        unit="tensor",
+        error=CheckpointError,
+    )
 
 
 def download(weights):

@@ -1,0 +1,50 @@
+"""Weights for built models, from every source a user has. One module per format, each with the same
+three functions — `claims(weights)` (by name), `required_layout(weights, *, spec, version)` (the
+builder arguments they dictate) and `load(model, weights, *, spec, version, include_top, classes)` —
+over one assignment engine (assign.py), dispatched here by `format_of`:
+
+- keras_applications: "imagenet" and keras.applications' .h5 files;
+- torch_checkpoints: "timm/NAME" (timm's published checkpoints) and .safetensors files in timm's
+  or torchvision's layout;
+- own: .keras models and run directories of ours, their .weights.h5 files, our old Keras 2 .h5 files.
+"""
+
+import os
+
+from keras_resnet.errors import CheckpointDownloadError, CheckpointError, WeightsDownloadError, WeightsError  # noqa: F401
+from keras_resnet.weights import files, keras_applications, own, torch_checkpoints
+from keras_resnet.weights.assign import check_values
+from keras_resnet.weights.files import VALID_WEIGHTS
+
+# Formats that claim weights by name, in order; then a model of ours; then a file by its contents.
+_BY_NAME = (keras_applications, torch_checkpoints)
+_BY_FILE_FORMAT = {"keras_applications": keras_applications, "legacy_h5": own, "keras": own, "keras_weights_h5": own}
+
+own_model = own.own_model
+
+
+def format_of(weights):
+    """The module of the format that reads `weights` (not None); ValueError for a value that names
+    no weights, WeightsError for a file that is missing or of no known kind."""
+    for weights_format in _BY_NAME:
+        if weights_format.claims(weights):
+            return weights_format
+    if not isinstance(weights, (str, os.PathLike)):
+        raise ValueError(f"weights must be one of: {VALID_WEIGHTS}. Received: weights={weights!r}.")
+    if own.own_model(weights) is not None:
+        return own
+    return _BY_FILE_FORMAT[files.file_format(os.fspath(weights))]
+
+
+def required_layout(weights, *, spec, version):
+    """The builder arguments that `weights` dictate ({} when they dictate none)."""
+    if weights is None:
+        return {}
+    return format_of(weights).required_layout(weights, spec=spec, version=version)
+
+
+def load(model, weights, *, spec, version, include_top, classes):
+    """Loads `weights` ("imagenet", "timm/NAME" or a path) into `model`, built with `required_layout(weights)`;
+    WeightsError for a file that does not fit or holds values no trained network has."""
+    format_of(weights).load(model, weights, spec=spec, version=version, include_top=include_top, classes=classes)
+    check_values(model, f"weights {os.fspath(weights) if isinstance(weights, os.PathLike) else weights}")
