@@ -20,21 +20,21 @@ __version__ = "0.2.0"
 
 # Public name → the module that defines it.
 _EXPORTS = {
-    "ChannelZeroPad": "keras_resnet.layers",
-    "ResNet": "keras_resnet.model",
-    "ResNetModel": "keras_resnet.model",
-    "build": "keras_resnet.model",
-    "count_macs": "keras_resnet.complexity",
-    "count_parameters": "keras_resnet.complexity",
-    "normalize": "keras_resnet.normalization",
+    "ChannelZeroPad": "keras_resnet.nets.layers",
+    "ResNet": "keras_resnet.nets.builder",
+    "ResNetModel": "keras_resnet.nets.builder",
+    "build": "keras_resnet.nets.builder",
+    "count_macs": "keras_resnet.nets.complexity",
+    "count_parameters": "keras_resnet.nets.complexity",
+    "normalize": "keras_resnet.nets.normalization",
     "WeightsDownloadError": "keras_resnet.errors",
     "WeightsError": "keras_resnet.errors",
-    "model_names": "keras_resnet.specs",
-    "parse_name": "keras_resnet.specs",
-    "spec_for_depth": "keras_resnet.specs",
+    "model_names": "keras_resnet.nets.specs",
+    "parse_name": "keras_resnet.nets.specs",
+    "spec_for_depth": "keras_resnet.nets.specs",
 }
 # The modules among them that need no TensorFlow.
-_WITHOUT_TENSORFLOW = {"keras_resnet.specs", "keras_resnet.normalization", "keras_resnet.errors"}
+_WITHOUT_TENSORFLOW = {"keras_resnet.nets.specs", "keras_resnet.nets.normalization", "keras_resnet.errors"}
 
 __all__ = sorted(_EXPORTS)
 
@@ -43,7 +43,7 @@ def __getattr__(name):
     module_name = _EXPORTS.get(name)
     if module_name is None:
         try:
-            return importlib.import_module(f"{__name__}.{name}")  # a submodule: keras_resnet.model, …
+            return importlib.import_module(f"{__name__}.{name}")  # a submodule: keras_resnet.nets.builder, …
         except ModuleNotFoundError as error:
             if error.name != f"{__name__}.{name}":
                 raise
@@ -67,7 +67,7 @@ def register_keras_objects():
     Idempotent; runs by itself when Keras is imported or a Keras-backed name is used."""
     global _registration
     # Under way already: this call comes from the Keras import that registering itself started
-    # (keras_resnet.layers imports Keras), and the outer call finishes the work.
+    # (keras_resnet.nets.layers imports Keras), and the outer call finishes the work.
     if _registration != "not yet":
         return
     _registration = "under way"
@@ -75,11 +75,11 @@ def register_keras_objects():
         from keras_resnet.quiet import import_tensorflow_quietly
 
         import_tensorflow_quietly()
-        from keras_resnet import layers, model  # noqa: F401  (registers ResNetModel, ChannelZeroPad)
+        from keras_resnet.nets import builder, layers  # noqa: F401  (registers ResNetModel, ChannelZeroPad)
         from keras_resnet.training import schedules  # noqa: F401  (registers StepDecay)
 
         # Loading a saved model needs the recursion depth that building it needed: allow up to ResNet-1202.
-        model.allow_graph_depth(layers=5000)
+        builder.allow_graph_depth(layers=5000)
     except BaseException:
         _registration = "not yet"
         raise

@@ -16,11 +16,11 @@ from support.programs import REPOSITORY
 PACKAGE = "keras_resnet"
 # Lowest first. A module belongs to the layer of the longest prefix that names it or a package above it.
 LAYERS = (
-    ("base", ("errors", "quiet", "files", "internals", "normalization", "specs", "runtime")),  # no TensorFlow (but quiet's import of it)
+    ("base", ("errors", "quiet", "files", "internals", "nets.normalization", "nets.specs", "runtime")),  # no TensorFlow (but quiet's import of it)
     ("run", ("run.config", "run.recipes", "run.directory", "run")),  # a run as data: no TensorFlow
-    ("nets", ("layers", "blocks", "complexity")),
+    ("nets", ("nets.layers", "nets.blocks", "nets.complexity")),
     ("weights", ("weights",)),
-    ("model", ("model",)),
+    ("builder", ("nets.builder", "nets")),
     ("data", ("data",)),
     ("resolve", ("run.resolve",)),  # asks a checkpoint or a run for its network
     ("training", ("training",)),
@@ -124,7 +124,7 @@ def test_no_modules_import_each_other_round_a_cycle():
 
 def test_the_checks_see_an_upward_import_and_a_cycle():
     # The checker itself, on a made-up graph: a base module importing the CLI, two modules round a cycle.
-    assert layer_of("keras_resnet.cli.train") > layer_of("keras_resnet.specs")
+    assert layer_of("keras_resnet.cli.train") > layer_of("keras_resnet.nets.specs")
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == {frozenset("abc")}
     assert imports("keras_resnet.data.pipeline", os.path.join(REPOSITORY, "keras_resnet", "data", "pipeline.py"), modules()) >= {
         "keras_resnet.data.pictures", "keras_resnet.data.records"

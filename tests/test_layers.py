@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_resnet.layers import BatchNormalization, ChannelZeroPad
+from keras_resnet.nets.layers import BatchNormalization, ChannelZeroPad
 
 
 @pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])

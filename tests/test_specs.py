@@ -1,6 +1,6 @@
 import pytest
 
-from keras_resnet import specs
+from keras_resnet.nets import specs
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@
 import inspect
 import sys
 
-from keras_resnet import specs
+from keras_resnet.nets import specs
 from keras_resnet.cli import COUNT, NON_NEGATIVE, NON_NEGATIVE_COUNT, SEED, ArgumentParser, HelpFormatter, Number, usage_error
 from keras_resnet.quiet import import_tensorflow_quietly, list_devices_quietly
 from keras_resnet.run import config as config_lib

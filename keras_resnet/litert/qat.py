@@ -34,7 +34,7 @@ def tf_keras_twin(trained):
     the Keras 3 model's probabilities within TWIN_TOLERANCE."""
     import tf_keras
 
-    from keras_resnet.model import from_build_arguments
+    from keras_resnet.nets.builder import from_build_arguments
 
     built = from_build_arguments(trained.build_arguments, keras_module=tf_keras)
     affine = set()
@@ -93,7 +93,7 @@ def quantization_aware(twin):
     import tensorflow_model_optimization as tfmot
     import tf_keras
 
-    from keras_resnet.layers import channel_zero_pad_layer
+    from keras_resnet.nets.layers import channel_zero_pad_layer
 
     pad_class = channel_zero_pad_layer(tf_keras)
     quantize = tfmot.quantization.keras

@@ -14,7 +14,7 @@ import os
 import keras
 
 from keras_resnet.errors import ConversionError
-from keras_resnet.model import ResNetModel, from_build_arguments
+from keras_resnet.nets.builder import ResNetModel, from_build_arguments
 from keras_resnet.run import config as config_lib
 from keras_resnet.run.directory import RunDirectory
 from keras_resnet.run.resolve import resolve

@@ -12,7 +12,7 @@ import dataclasses
 import json
 import math
 
-from keras_resnet import specs
+from keras_resnet.nets import specs
 from keras_resnet.errors import ConfigFileError, UsageError
 from keras_resnet.run import recipes
 from keras_resnet.runtime import preprocessing as preprocessing_lib

@@ -25,7 +25,8 @@ import shutil
 import time
 import zipfile
 
-from keras_resnet import files, specs
+from keras_resnet import files
+from keras_resnet.nets import specs
 from keras_resnet.run.config import ConfigFileError, RunConfig, UsageError
 
 LOCK_FILE = ".lock"

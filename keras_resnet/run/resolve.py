@@ -9,7 +9,7 @@ It sits above the rest of keras_resnet.run: it asks a checkpoint for its network
 
 import math
 
-from keras_resnet import specs
+from keras_resnet.nets import specs
 from keras_resnet.errors import UsageError
 from keras_resnet.run import directory, recipes
 from keras_resnet.run.config import (

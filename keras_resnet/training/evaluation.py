@@ -33,7 +33,7 @@ def in_float32(model):
     computes in bfloat16 or float16; what is evaluated here is the model as it is deployed (the
     conversion's Keras column and its float models compute in float32), so the figures agree with
     the report's and the device's instead of differing by a picture or two."""
-    from keras_resnet.model import ResNetModel, from_build_arguments
+    from keras_resnet.nets.builder import ResNetModel, from_build_arguments
 
     if not isinstance(model, ResNetModel) or all(layer.dtype_policy.compute_dtype == "float32" for layer in model.layers):
         return model

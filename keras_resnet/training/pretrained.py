@@ -9,7 +9,7 @@ ours), or a model of ours — a .keras file or a run directory (its best.keras) 
 import dataclasses
 import os
 
-from keras_resnet import specs
+from keras_resnet.nets import specs
 from keras_resnet.weights import keras_applications, torch_checkpoints
 from keras_resnet.errors import UsageError
 from keras_resnet.run import directory as run_dir

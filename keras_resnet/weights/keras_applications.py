@@ -11,9 +11,9 @@ import re
 import h5py
 import keras
 
-from keras_resnet import specs
+from keras_resnet.nets import specs
 from keras_resnet.errors import WeightsDownloadError
-from keras_resnet.layers import FUSED_MIN_EPSILON
+from keras_resnet.nets.layers import FUSED_MIN_EPSILON
 from keras_resnet.weights import assign, files
 
 BASE_URL = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"

@@ -20,7 +20,7 @@ import re
 
 import numpy as np
 
-from keras_resnet import specs
+from keras_resnet.nets import specs
 from keras_resnet.errors import CheckpointDownloadError, CheckpointError
 from keras_resnet.weights import assign
 

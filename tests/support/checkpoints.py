@@ -7,7 +7,7 @@ import os
 import numpy as np
 from safetensors.numpy import save_file
 
-from keras_resnet import specs
+from keras_resnet.nets import specs
 
 IMAGE_SIZE = 96  # any size: small keeps ResNet-152 quick
 

@@ -1,12 +1,12 @@
 """The ResNet family as data: which blocks each depth stacks, and how a model name resolves.
 
-Every network of the paper is one row here; `keras_resnet.model.ResNet` turns a row into layers.
+Every network of the paper is one row here; `keras_resnet.nets.builder.ResNet` turns a row into layers.
 """
 
 import dataclasses
 import re
 
-from keras_resnet import normalization
+from keras_resnet.nets import normalization
 
 # ImageNet-style networks (paper, Table 1): the block type and the number of blocks per stage.
 # ResNet-200 is the depth of "Identity Mappings in Deep Residual Networks" (He et al., 2016b).

@@ -6,9 +6,10 @@ import sys
 
 import keras
 
-from keras_resnet import normalization, specs, weights as weights_lib
-from keras_resnet.blocks import BlockOptions, Blocks
-from keras_resnet.layers import FUSED_MIN_EPSILON
+from keras_resnet import weights as weights_lib
+from keras_resnet.nets import normalization, specs
+from keras_resnet.nets.blocks import BlockOptions, Blocks
+from keras_resnet.nets.layers import FUSED_MIN_EPSILON
 
 DOWNSAMPLE_BLOCKS = ("first", "last")
 POOLINGS = (None, "avg", "max")

@@ -9,7 +9,7 @@ QAT and debugging rely on them.
 
 import dataclasses
 
-from keras_resnet.layers import batch_normalization_layer, channel_zero_pad_layer
+from keras_resnet.nets.layers import batch_normalization_layer, channel_zero_pad_layer
 
 
 @dataclasses.dataclass(frozen=True)
