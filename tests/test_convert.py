@@ -368,7 +368,7 @@ def test_a_vulkan_driver_the_gpu_accelerator_rejects_ends_in_the_report_not_in_a
         ("no-such-run", "No such run directory"),
         ("corrupt-config", "config.json is not valid JSON"),
         ("old-model-file-alone", "was not built by keras_resnet (or by a version before 0.2"),
-        ("wrong-shape-config", "config.json: 'data' field 'image_size' must be at least 8 and at most 2048. Received: -3."),
+        ("wrong-shape-config", "config.json: 'data' field 'image_size' must be an integer from 8 to 2048. Received: -3."),
         ("output-is-a-file", "is a file, not a directory: choose another --output. Nothing was written."),
         ("qat-lr-out-of-range", "argument --qat-lr: must be a number above 0 and at most 1. Received: inf."),
         ("eval-crop-for-a-run", "records the evaluation transform it trained with. Nothing was written."),

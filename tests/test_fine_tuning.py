@@ -33,20 +33,31 @@ def test_weights_switch_to_the_fine_tuning_recipe_and_leave_the_layout_to_them()
     assert (training.batch_size, training.learning_rate, training.epochs, training.schedule) == (64, 0.01, 20, "cosine")
     assert training.freeze_epochs == recipes.FREEZE_EPOCHS and training.warmup_epochs == 0
     assert config.data.min_crop_area == recipes.FINE_TUNING_MIN_CROP_AREA and config.data.augmentation == "imagenet"
-    assert config.model.version is None and config.model.shortcut is None  # the weights decide
-    scaled = resolve(model="resnet18", weights="imagenet", batch_size=256, freeze_epochs=0)
+    # The weights decide the layout, resolved with the rest: timm's v1.5 with projection shortcuts.
+    model = config.model
+    assert (model.version, model.shortcut, model.input_normalization, model.conv_bias) == ("v1.5", "B", "torch", False)
+    assert config.weights_source.image_size == 288 and config.weights_source.weights == "timm/resnet18.a1_in1k"
+    scaled = resolve(model="resnet50", weights="imagenet", batch_size=256, freeze_epochs=0)
     assert scaled.training.learning_rate == pytest.approx(0.04) and scaled.training.freeze_epochs == 0
+    assert (scaled.model.version, scaled.model.input_normalization, scaled.model.conv_bias) == ("v1", "caffe", True)
+    with pytest.raises(config_lib.UsageError, match=r"--weights imagenet: weights='imagenet' exist for resnet50, resnet101 and resnet152"):
+        resolve(model="resnet18", weights="imagenet")  # refused with the other flags, before anything trains
     assert resolve(weights="timm/resnet50.tv_in1k").model.name == "resnet50"  # the network from the name
     scratch = resolve(model="resnet18", dataset="folder:/photos")
     assert (scratch.training.schedule, scratch.training.freeze_epochs, scratch.model.version) == ("step", 0, "v1.5")
 
 
-def test_plan_puts_the_schedule_after_the_frozen_phase():
-    config = resolve(depth=20, weights="x.keras", epochs=10, freeze_epochs=2, batch_size=10)
+def test_plan_puts_the_schedule_after_the_frozen_phase(tmp_path):
+    keras_resnet.build("resnet20", version="v1", shortcut="B").save(tmp_path / "x.keras")
+    config = resolve(depth=20, weights=str(tmp_path / "x.keras"), epochs=10, freeze_epochs=2, batch_size=10)
+    assert (config.model.version, config.model.shortcut) == ("v1", "B")  # the model's layout, not the family's
+    assert config.weights_source.own_model and config.training.weights == str(tmp_path / "x.keras")
     plan = config.plan(100)
     assert (plan.freeze_steps, plan.total_steps) == (20, 100)
     with pytest.raises(config_lib.UsageError, match=r"--freeze-epochs 10 \(100 steps\) leaves nothing of the 100"):
-        resolve(depth=20, weights="x.keras", epochs=10, freeze_epochs=10, batch_size=10).plan(100)
+        resolve(depth=20, weights=str(tmp_path / "x.keras"), epochs=10, freeze_epochs=10, batch_size=10).plan(100)
+    with pytest.raises(config_lib.UsageError, match=r"--weights .*x.keras were trained with --shortcut B. Received: --shortcut A"):
+        resolve(depth=20, weights=str(tmp_path / "x.keras"), shortcut="A")
 
 
 def test_frozen_phase_rate_then_the_whole_networks_schedule_and_it_saves():
@@ -59,8 +70,9 @@ def test_frozen_phase_rate_then_the_whole_networks_schedule_and_it_saves():
 
 
 def test_frozen_backbone_trains_only_the_classifier_with_batch_norm_in_inference_mode(tmp_path):
-    config = resolve(depth=8, image_size=16, weights="x.keras", epochs=4, freeze_epochs=1, batch_size=8)
-    config = config.with_class_names(["a", "b", "c"]).with_model(version="v1.5", shortcut="A")
+    keras_resnet.build("resnet8", input_shape=(16, 16, 3), shortcut="A").save(tmp_path / "x.keras")
+    config = resolve(depth=8, image_size=16, weights=str(tmp_path / "x.keras"), epochs=4, freeze_epochs=1, batch_size=8)
+    config = config.with_class_names(["a", "b", "c"])
     model = trainer.build_and_compile(config, config.plan(16))
     images = np.random.default_rng(0).uniform(0, 255, (16, 16, 16, 3)).astype("float32")
     labels = keras.utils.to_categorical(np.arange(16) % 3, 3)

@@ -16,13 +16,13 @@ from support.programs import REPOSITORY
 PACKAGE = "keras_resnet"
 # Lowest first. A module belongs to the layer of the longest prefix that names it or a package above it.
 LAYERS = (
-    ("base", ("errors", "quiet", "files", "internals", "nets.normalization", "nets.specs", "runtime")),  # no TensorFlow (but quiet's import of it)
+    ("base", ("errors", "ranges", "quiet", "files", "internals", "nets.normalization", "nets.specs", "runtime")),  # no TensorFlow (but quiet's import of it)
     ("run", ("run.config", "run.recipes", "run.directory", "run")),  # a run as data: no TensorFlow
     ("nets", ("nets.layers", "nets.blocks", "nets.complexity")),
     ("weights", ("weights",)),
     ("builder", ("nets.builder", "nets")),
     ("data", ("data",)),
-    ("resolve", ("run.resolve",)),  # asks a checkpoint or a run for its network
+    ("resolve", ("run.resolve", "run.weights_source")),  # asks a checkpoint or a run for its network
     ("training", ("training",)),
     ("litert", ("litert",)),
     ("cli", ("cli", "__main__")),

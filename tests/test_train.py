@@ -81,7 +81,7 @@ def test_the_evaluation_transform_is_chosen_at_training_time_and_recorded():
     assert resolve(depth=20).data.evaluation_crop == 1.0  # CIFAR-style: the whole picture
     chosen = resolve(depth=18, eval_crop=1.0)
     assert chosen.data.preprocessing() == Preprocessing(1.0) and chosen.to_json()["data"]["evaluation_crop"] == 1.0
-    with pytest.raises(config_lib.UsageError, match=r"--eval-crop must be from 0.1 to 1. Received: 0.05."):
+    with pytest.raises(config_lib.UsageError, match=r"--eval-crop must be a number from 0.1 to 1. Received: 0.05."):
         resolve(depth=18, eval_crop=0.05)
     # A run recorded before the field existed is the same run as one that names its family's crop.
     recorded = resolve(depth=18, dataset="folder:x")

@@ -14,8 +14,10 @@ when interrupted.
 """
 
 import argparse
-import math
 import sys
+
+from keras_resnet import ranges
+from keras_resnet.ranges import Range
 
 USAGE_ERROR = 2
 
@@ -46,35 +48,30 @@ class HelpFormatter(argparse.HelpFormatter):
 
 
 class Number:
-    """An argparse type: an int or float within [minimum, maximum] (finite). A value outside is
-    refused as the flag is parsed: one line naming the flag, the valid range and what was received."""
+    """An argparse type: a number in a keras_resnet.ranges.Range (`Number(range)`, or the range's
+    arguments: `Number(int, minimum=1)`). A value outside is refused as the flag is parsed: one line
+    naming the flag, the valid range and what was received."""
 
-    def __init__(self, kind, *, minimum=None, maximum=None, above=None, below=None):
-        self.kind, self.minimum, self.maximum, self.above, self.below = kind, minimum, maximum, above, below
-        noun = "an integer" if kind is int else "a number"
-        show = lambda value: f"{value:g}" if isinstance(value, float) else str(value)  # noqa: E731
-        if above is not None:
-            self.text = f"{noun} above {show(above)}" + (f" and at most {show(maximum)}" if maximum is not None else "")
-        elif maximum is not None:
-            self.text = f"{noun} from {show(minimum)} to {show(maximum)}"
-        elif below is not None:
-            self.text = f"{noun} from {show(minimum)} to below {show(below)}"
+    def __init__(self, kind_or_range, *, minimum=None, maximum=None, above=None, below=None):
+        if isinstance(kind_or_range, Range):
+            self.range = kind_or_range
         else:
-            self.text = f"{noun} of at least {show(minimum)}"
+            self.range = Range(
+                kind_or_range,
+                minimum if above is None else above,
+                maximum if below is None else below,
+                minimum_included=above is None,
+                maximum_included=below is None,
+            )
+        self.text = self.range.text
         self.__name__ = self.text  # argparse names the type in its own messages
 
     def __call__(self, text):
         try:
-            value = self.kind(text)
+            value = self.range.kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expects {self.text}. Received: {text!r}.") from None
-        if not (
-            math.isfinite(value)
-            and (self.minimum is None or value >= self.minimum)
-            and (self.maximum is None or value <= self.maximum)
-            and (self.above is None or value > self.above)
-            and (self.below is None or value < self.below)
-        ):
+        if not self.range.contains(value):
             raise argparse.ArgumentTypeError(f"must be {self.text}. Received: {text}.")
         return value
 
@@ -84,4 +81,4 @@ COUNT = Number(int, minimum=1)
 NON_NEGATIVE_COUNT = Number(int, minimum=0)
 NON_NEGATIVE = Number(float, minimum=0)
 THREADS = Number(int, minimum=1, maximum=1024)
-SEED = Number(int, minimum=0, maximum=2**32 - 1)  # what NumPy's and TensorFlow's seeding take (config.MAX_SEED)
+SEED = Number(ranges.SEED)

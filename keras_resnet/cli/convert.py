@@ -16,7 +16,7 @@ import sys
 from keras_resnet.cli import COUNT, THREADS, ArgumentParser, HelpFormatter, Number, usage_error
 from keras_resnet.litert.targets import TARGETS, parse_targets
 from keras_resnet.quiet import import_tensorflow_quietly, list_devices_quietly, native_output_silenced_at_exit
-from keras_resnet.runtime import preprocessing
+from keras_resnet.run.config import FIELD_RANGES
 
 
 def parser():
@@ -31,7 +31,7 @@ def parser():
     what.add_argument("--data-dir", help="TFDS data directory (default: the run's)")
     what.add_argument("--labels", help="with --model and no --dataset: a labels.txt, one class name per line")
     what.add_argument(
-        "--eval-crop", type=Number(float, minimum=preprocessing.MIN_CROP_FRACTION, maximum=1), metavar="FRACTION",
+        "--eval-crop", type=Number(FIELD_RANGES["evaluation_crop"]), metavar="FRACTION",
         help="with --model outside a run directory: the evaluation transform's crop it was trained with (train.py --eval-crop; "
         "default: its family's, 0.875 ImageNet-style, 1.0 CIFAR-style). A run directory records its own",
     )

@@ -20,7 +20,7 @@ def _parser():
     )
     summary.add_argument("name", help="model name: resnetD or plainD, optionally with v1/v1.5/v2 (e.g. resnet50, plain56)")
     summary.add_argument("--classes", type=COUNT, default=None, help="classes (default: 1000 ImageNet-style, 10 CIFAR-style)")
-    summary.add_argument("--image-size", type=Number(int, minimum=config_lib.MIN_IMAGE_SIZE, maximum=config_lib.MAX_IMAGE_SIZE), default=None, help="input height and width (default: 224 or 32)")
+    summary.add_argument("--image-size", type=Number(config_lib.FIELD_RANGES["image_size"]), default=None, help="input height and width (default: 224 or 32)")
     summary.add_argument("--family", choices=list(specs.FAMILIES), default=None, help="force the ImageNet- or CIFAR-style network of a depth")
     summary.add_argument("--version", choices=specs.VERSIONS, default=None, help="block version (default v1.5)")
     shortcut_defaults = ", ".join(f"{family.shortcut} {name}-style" for name, family in specs.FAMILIES.items())

@@ -13,16 +13,17 @@
 import inspect
 import sys
 
+from keras_resnet.cli import ArgumentParser, HelpFormatter, Number, usage_error
 from keras_resnet.nets import specs
-from keras_resnet.cli import COUNT, NON_NEGATIVE, NON_NEGATIVE_COUNT, SEED, ArgumentParser, HelpFormatter, Number, usage_error
 from keras_resnet.quiet import import_tensorflow_quietly, list_devices_quietly
 from keras_resnet.run import config as config_lib
 from keras_resnet.run import recipes
 from keras_resnet.run.resolve import resolve
-from keras_resnet.runtime import preprocessing
 
 
-IMAGE_SIZE = Number(int, minimum=config_lib.MIN_IMAGE_SIZE, maximum=config_lib.MAX_IMAGE_SIZE)
+def field(name):
+    """The argparse type of a flag that sets the run's field `name`: its range (config.FIELD_RANGES)."""
+    return Number(config_lib.FIELD_RANGES[name])
 
 
 def parser():
@@ -41,7 +42,7 @@ def parser():
     network.add_argument("--family", choices=list(specs.FAMILIES), help="the CIFAR-style net of a depth that is also ImageNet-style (50, 152, 200)")
     size_defaults = ", ".join(f"{family.input_size} {name}-style" for name, family in specs.FAMILIES.items())
     network.add_argument(
-        "--image-size", type=IMAGE_SIZE,
+        "--image-size", type=field("image_size"),
         help=f"training image size (default: a run or .keras of ours given as --weights: its size; published weights: "
         f"the size their accuracy is quoted at; else {size_defaults}; the last two at most the pictures' median shorter side)",
     )
@@ -50,14 +51,14 @@ def parser():
     data = p.add_argument_group("data")
     data.add_argument("--dataset", help="'synthetic' (embedded, offline; the default), a TFDS image dataset (cifar10, imagenet2012, fashion_mnist, …) folder:PATH (class folders, or train/ and val/ holding them) or tfrecord:PATTERN (the training shards of Model Garden-style TFRecords; validation-* beside them, labels.txt the class names). With --evaluate: the data to evaluate on (default: the run's validation split; a folder of class folders is evaluated whole)")
     data.add_argument(
-        "--eval-crop", type=Number(float, minimum=preprocessing.MIN_CROP_FRACTION, maximum=1), metavar="FRACTION",
+        "--eval-crop", type=field("evaluation_crop"), metavar="FRACTION",
         help="evaluation transform: the centred square of this fraction of the shorter side, resized to --image-size "
         "(default 0.875 ImageNet-style, as the paper and torchvision; 1.0 CIFAR-style). It travels with the model: "
         "--evaluate, the conversion report, classify.py and the page all apply it",
     )
     data.add_argument("--data-dir", help="TFDS data directory holding prepared datasets (TFDS default: ~/tensorflow_datasets)")
-    data.add_argument("--train-examples", type=COUNT, help="use only this many training examples (quick experiments)")
-    data.add_argument("--validation-examples", type=COUNT, help="use only this many validation examples")
+    data.add_argument("--train-examples", type=field("train_examples"), help="use only this many training examples (quick experiments)")
+    data.add_argument("--validation-examples", type=field("validation_examples"), help="use only this many validation examples")
 
     tuning = p.add_argument_group(
         "fine-tuning (changes the recipe's defaults: SGD at "
@@ -72,23 +73,23 @@ def parser():
         ".keras model or run directory of ours (continued training; its classifier is kept for the same classes)",
     )
     tuning.add_argument(
-        "--freeze-epochs", type=NON_NEGATIVE_COUNT,
+        "--freeze-epochs", type=field("freeze_epochs"),
         help=f"with --weights: first train only the classifier this many epochs, the backbone frozen (batch norm in "
         f"inference mode), at {recipes.HEAD_RATE_FACTOR}x the learning rate; then the whole network (default {recipes.FREEZE_EPOCHS}, "
         "at most half the training)",
     )
 
     recipe = p.add_argument_group("recipe (defaults: the paper's, per family)")
-    recipe.add_argument("--epochs", type=COUNT, help=f"training epochs (default: {imagenet.epochs} ImageNet-style; {recipes.SYNTHETIC_EPOCHS} on the synthetic dataset)")
-    recipe.add_argument("--steps", type=COUNT, help=f"training steps instead of epochs (default: {cifar.steps} CIFAR-style, as the paper)")
-    recipe.add_argument("--batch-size", type=COUNT, help=f"global batch over all replicas (default: {cifar.batch_size} CIFAR-style, {imagenet.batch_size} ImageNet-style, halved "
+    recipe.add_argument("--epochs", type=field("epochs"), help=f"training epochs (default: {imagenet.epochs} ImageNet-style; {recipes.SYNTHETIC_EPOCHS} on the synthetic dataset)")
+    recipe.add_argument("--steps", type=field("steps"), help=f"training steps instead of epochs (default: {cifar.steps} CIFAR-style, as the paper)")
+    recipe.add_argument("--batch-size", type=field("batch_size"), help=f"global batch over all replicas (default: {cifar.batch_size} CIFAR-style, {imagenet.batch_size} ImageNet-style, halved "
                         f"down to {config_lib.MIN_FITTED_BATCH} until an epoch has {config_lib.MIN_STEPS_PER_EPOCH} steps)")
-    recipe.add_argument("--lr", type=Number(float, minimum=0, maximum=config_lib.MAX_LEARNING_RATE), help=f"peak learning rate (default: {cifar.learning_rate} per {cifar.reference_batch} images CIFAR-style, per {imagenet.reference_batch} ImageNet-style)")
+    recipe.add_argument("--lr", type=field("learning_rate"), help=f"peak learning rate (default: {cifar.learning_rate} per {cifar.reference_batch} images CIFAR-style, per {imagenet.reference_batch} ImageNet-style)")
     recipe.add_argument("--schedule", choices=recipes.SCHEDULES, help="step: lr / 10 at 50%%/75%% (CIFAR) or 1/3, 2/3 (ImageNet) of training (default step; cosine with --weights)")
-    recipe.add_argument("--warmup-epochs", type=NON_NEGATIVE, help=f"linear warm-up epochs (default: 0 for step, {recipes.COSINE_WARMUP_EPOCHS} for cosine, at most a tenth of the training)")
-    recipe.add_argument("--weight-decay", type=Number(float, minimum=0, maximum=config_lib.MAX_WEIGHT_DECAY), help=f"SGD weight decay (default {cifar.weight_decay:g})")
-    recipe.add_argument("--label-smoothing", type=Number(float, minimum=0, below=1), default=0.0, help="label smoothing")
-    recipe.add_argument("--seed", type=SEED, default=0, help="seed of initialization, shuffling and augmentation")
+    recipe.add_argument("--warmup-epochs", type=field("warmup_epochs"), help=f"linear warm-up epochs (default: 0 for step, {recipes.COSINE_WARMUP_EPOCHS} for cosine, at most a tenth of the training)")
+    recipe.add_argument("--weight-decay", type=field("weight_decay"), help=f"SGD weight decay (default {cifar.weight_decay:g})")
+    recipe.add_argument("--label-smoothing", type=field("label_smoothing"), default=0.0, help="label smoothing")
+    recipe.add_argument("--seed", type=field("seed"), default=0, help="seed of initialization, shuffling and augmentation")
 
     runtime = p.add_argument_group("runtime")
     runtime.add_argument("--strategy", default="auto", choices=config_lib.STRATEGIES,
@@ -96,11 +97,11 @@ def parser():
     runtime.add_argument("--tpu", help="TPU name or address for --strategy tpu")
     runtime.add_argument("--data-service", metavar="grpc://HOST:PORT",
                          help="take the training input from a tf.data service (keras-resnet data-service; default: prepare it here)")
-    runtime.add_argument("--cpu-replicas", type=Number(int, minimum=1, maximum=config_lib.MAX_CPU_REPLICAS), default=1, help="split the CPU into this many logical devices and mirror over them")
+    runtime.add_argument("--cpu-replicas", type=field("cpu_replicas"), default=1, help="split the CPU into this many logical devices and mirror over them")
     runtime.add_argument("--precision", default="auto", choices=config_lib.PRECISIONS,
                          help="auto: mixed_float16 on recent GPUs, mixed_bfloat16 on TPUs and bf16-capable CPUs, else float32")
     runtime.add_argument("--jit-compile", action="store_true", help="compile steps with XLA")
-    runtime.add_argument("--save-every-steps", type=COUNT, default=config_lib.DEFAULT_SAVE_EVERY_STEPS, help="back up the training state every N steps")
+    runtime.add_argument("--save-every-steps", type=field("save_every_steps"), default=config_lib.DEFAULT_SAVE_EVERY_STEPS, help="back up the training state every N steps")
 
     output = p.add_argument_group("output")
     output.add_argument("--output", help="run directory (default: runs/<model>-<dataset>-<timestamp>)")
@@ -117,7 +118,7 @@ def main(argv=None):
     args = parser().parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)  # per-epoch lines reach log files as they happen
     try:
-        # Every flag but the output ones is a parameter of resolve(), under the same name.
+        # Every flag but --resume and --evaluate is a parameter of resolve(), under the same name.
         names = inspect.signature(resolve).parameters
         config = None if args.evaluate else resolve(**{name: getattr(args, name) for name in names})
     except config_lib.UsageError as error:

@@ -17,7 +17,7 @@ from keras_resnet.errors import ConversionError
 from keras_resnet.nets.builder import ResNetModel, from_build_arguments
 from keras_resnet.run import config as config_lib
 from keras_resnet.run.directory import RunDirectory
-from keras_resnet.run.resolve import resolve
+from keras_resnet.run.resolve import for_model
 from keras_resnet.runtime import preprocessing as preprocessing_lib
 
 
@@ -168,13 +168,8 @@ def _config_for(dataset, arguments, *, data_dir, batch_size, seed, evaluation_cr
     """The run configuration train.py would have used for this network on `dataset` (its recipe:
     augmentation, learning rate), for a model file without its run directory."""
     try:
-        return resolve(
-            depth=arguments["depth"],
-            plain=arguments["plain"],
-            family=arguments["family"],
-            version=arguments["version"],
-            shortcut=arguments["shortcut"],
-            image_size=arguments["input_shape"][0],
+        return for_model(
+            arguments,
             dataset=dataset,
             data_dir=data_dir,
             eval_crop=evaluation_crop,

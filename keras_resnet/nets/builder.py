@@ -9,22 +9,11 @@ import keras
 from keras_resnet import weights as weights_lib
 from keras_resnet.nets import normalization, specs
 from keras_resnet.nets.blocks import BlockOptions, Blocks
-from keras_resnet.nets.layers import FUSED_MIN_EPSILON
 
 DOWNSAMPLE_BLOCKS = ("first", "last")
 POOLINGS = (None, "avg", "max")
 MAX_CLASSES = 1_000_000  # a classifier of more outputs is no ResNet image classifier (ImageNet-21k: 21,843)
 
-# Defaults of the arguments that pretrained weights may dictate (see weights.required_layout);
-# they default to None in the signatures so that a conflicting explicit value can be refused.
-_LAYOUT_DEFAULTS = {
-    "version": "v1.5",
-    "conv_bias": False,
-    "bn_epsilon": FUSED_MIN_EPSILON,
-    "input_normalization": "torch",
-    "downsample_block": "first",
-    "plain": False,
-}
 
 
 def build(name=None, **kwargs):
@@ -310,7 +299,9 @@ def _resolve_layout(requested, required, weights):
                     f"Received: {key}={value!r}."
                 )
             value = required[key]
-        layout[key] = _LAYOUT_DEFAULTS.get(key) if value is None else value
+        # The layout's arguments default to None in the signatures so that a value that contradicts
+        # the weights can be refused; unset, they take specs.LAYOUT_DEFAULTS.
+        layout[key] = specs.LAYOUT_DEFAULTS[key] if value is None else value
     return layout
 
 

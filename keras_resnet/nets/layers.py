@@ -10,6 +10,8 @@ import functools
 
 import keras
 
+from keras_resnet.nets.specs import FUSED_MIN_EPSILON
+
 
 def _make_channel_zero_pad(keras_module, ops):
     class ChannelZeroPad(keras_module.layers.Layer):
@@ -77,9 +79,6 @@ class _TensorFlowOps:
         return tf.concat(tensors, axis=axis)
 
 
-# The smallest epsilon TensorFlow's fused batch norm accepts as given (cuDNN's minimum, 1e-5, with
-# a margin); smaller values fall back to Keras' unfused implementation.
-FUSED_MIN_EPSILON = 1.001e-5
 
 
 @keras.saving.register_keras_serializable(package="keras_resnet")

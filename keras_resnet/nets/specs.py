@@ -46,6 +46,24 @@ BLOCK_EXPANSION = {"basic": 1, "bottleneck": 4}
 VERSIONS = ("v1", "v1.5", "v2")
 SHORTCUTS = ("A", "B", "C")
 
+# The smallest epsilon TensorFlow's fused batch norm accepts as given (cuDNN's minimum, 1e-5, with
+# a margin); smaller values fall back to Keras' unfused implementation.
+FUSED_MIN_EPSILON = 1.001e-5
+
+# A network's layout: the builder arguments that pretrained weights dictate (they were trained in
+# it), with the builder's defaults; shortcut None: the family's (Family.shortcut). The one home of
+# these fields and defaults: the builder, train.py's flags, the weights' formats and config.json's
+# model section all take them from here.
+LAYOUT_DEFAULTS = {
+    "plain": False,
+    "version": "v1.5",
+    "shortcut": None,
+    "input_normalization": "torch",
+    "conv_bias": False,
+    "bn_epsilon": FUSED_MIN_EPSILON,
+    "downsample_block": "first",
+}
+
 _NAME_PATTERN = re.compile(r"^(resnet|plain)(\d+)(v1\.5|v1|v2)?$")
 
 

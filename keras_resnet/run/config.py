@@ -12,8 +12,10 @@ import dataclasses
 import json
 import math
 
-from keras_resnet.nets import specs
+from keras_resnet import ranges
 from keras_resnet.errors import ConfigFileError, UsageError
+from keras_resnet.nets import specs
+from keras_resnet.ranges import Range
 from keras_resnet.run import recipes
 from keras_resnet.runtime import preprocessing as preprocessing_lib
 
@@ -24,7 +26,7 @@ DEFAULT_SAVE_EVERY_STEPS = 200
 # image's activations alone outgrow any accelerator's memory in a ResNet-50.
 MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 8, 2048
 MAX_CPU_REPLICAS = 64  # logical devices carved out of the CPU (--cpu-replicas, for tests of distribution)
-MAX_SEED = 2**32 - 1  # what NumPy's and TensorFlow's seeding take
+MAX_SEED = ranges.SEED.maximum
 # Bounds of SGD's rate and L2 weight decay (the paper's: 0.1 and 1e-4): far beyond any that trains,
 # short of float32's overflow. A rate that diverges is stopped at its first NaN (exit code 1).
 MAX_LEARNING_RATE, MAX_WEIGHT_DECAY = 1e6, 1.0
@@ -42,14 +44,18 @@ class ModelConfig:
     zero_init_residual: bool = False
     weight_decay: float = 1e-4
     classes: int | None = None  # the dataset's; None until it is known
-    # The layout pretrained weights may dictate (keras_resnet.training.pretrained); these defaults
+    # The layout pretrained weights may dictate (keras_resnet.run.weights_source); these defaults
     # are the builder's, so that configurations written before these fields existed read the same.
-    input_normalization: str = "torch"
-    conv_bias: bool = False
-    downsample_block: str = "first"
+    input_normalization: str = specs.LAYOUT_DEFAULTS["input_normalization"]
+    conv_bias: bool = specs.LAYOUT_DEFAULTS["conv_bias"]
+    downsample_block: str = specs.LAYOUT_DEFAULTS["downsample_block"]
 
     def build_arguments(self):
         return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+
+
+# The fields of a network's layout (specs.LAYOUT_DEFAULTS) that a run's configuration records.
+LAYOUT_FIELDS = tuple(field for field in specs.LAYOUT_DEFAULTS if field in {field.name for field in dataclasses.fields(ModelConfig)})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,6 +139,9 @@ class RunConfig:
     # Which of DATA_DEPENDENT_DEFAULTS were left to defaults (not flags): fit_to_data may change
     # them. Not part of the run (not in config.json, not compared).
     defaulted: frozenset = dataclasses.field(default=frozenset(), compare=False)
+    # What --weights resolved to (keras_resnet.run.weights_source.WeightsSource: the classes its
+    # classifier knows, its kind, its image size); None without weights. Not part of the run either.
+    weights_source: object = dataclasses.field(default=None, compare=False)
 
     def with_class_names(self, class_names):
         """This configuration for a dataset with these classes (the classifier's width follows)."""
@@ -293,7 +302,7 @@ class RunConfig:
     def to_json(self):
         """A JSON-ready dict: the sections as objects, tuples as lists."""
         data = dataclasses.asdict(self)
-        del data["defaulted"]
+        del data["defaulted"], data["weights_source"]
         return json.loads(json.dumps(data))
 
     @classmethod
@@ -333,25 +342,27 @@ class RunConfig:
 
 # The valid values of config.json's numeric fields, by field name: (minimum, maximum), None for no
 # bound, and a third element False where the maximum itself is not valid. The flags' ranges.
+# The one home of every numeric field's range: train.py's flag types (keras_resnet.cli.train),
+# resolve() and the config.json reader check and word them from here.
 FIELD_RANGES = {
-    "classes": (1, None),
-    "weight_decay": (0, MAX_WEIGHT_DECAY),
-    "image_size": (MIN_IMAGE_SIZE, MAX_IMAGE_SIZE),
-    "min_crop_area": (0, 1),
-    "evaluation_crop": (preprocessing_lib.MIN_CROP_FRACTION, 1),
-    "train_examples": (1, None),
-    "validation_examples": (1, None),
-    "epochs": (1, None),
-    "steps": (1, None),
-    "batch_size": (1, None),
-    "learning_rate": (0, MAX_LEARNING_RATE),
-    "warmup_epochs": (0, None),
-    "momentum": (0, 1),
-    "label_smoothing": (0, 1, False),
-    "seed": (0, MAX_SEED),
-    "freeze_epochs": (0, None),
-    "cpu_replicas": (1, MAX_CPU_REPLICAS),
-    "save_every_steps": (1, None),
+    "classes": Range(int, 1),
+    "weight_decay": Range(float, 0, MAX_WEIGHT_DECAY),
+    "image_size": Range(int, MIN_IMAGE_SIZE, MAX_IMAGE_SIZE),
+    "min_crop_area": Range(float, 0, 1),
+    "evaluation_crop": Range(float, preprocessing_lib.MIN_CROP_FRACTION, 1),
+    "train_examples": Range(int, 1),
+    "validation_examples": Range(int, 1),
+    "epochs": Range(int, 1),
+    "steps": Range(int, 1),
+    "batch_size": Range(int, 1),
+    "learning_rate": Range(float, 0, MAX_LEARNING_RATE),
+    "warmup_epochs": Range(float, 0),
+    "momentum": Range(float, 0, 1),
+    "label_smoothing": Range(float, 0, 1, maximum_included=False),
+    "seed": ranges.SEED,
+    "freeze_epochs": Range(int, 0),
+    "cpu_replicas": Range(int, 1, MAX_CPU_REPLICAS),
+    "save_every_steps": Range(int, 1),
 }
 FIELD_CHOICES = {
     "family": tuple(specs.FAMILIES),
@@ -411,9 +422,7 @@ def _field_problem(name, value, annotation):
         if name == "input_shape" and (len(value) != 3 or any(item is not None and item < 1 for item in value)):
             return "must be [height, width, channels] of positive sizes"
     if name in FIELD_RANGES and number:
-        low, high, high_included = (*FIELD_RANGES[name], True)[:3]
-        if value < low or (high is not None and (value > high or (value == high and not high_included))):
-            return f"must be at least {low}" + (f" and {'at most' if high_included else 'below'} {high}" if high is not None else "")
+        return FIELD_RANGES[name].problem(value)
     if name in FIELD_CHOICES and value not in FIELD_CHOICES[name]:
         return f"must be one of {', '.join(map(str, FIELD_CHOICES[name]))}"
     return None

@@ -1,27 +1,24 @@
 """`resolve(...)`: a user's choices (train.py's flags, by the same names) → a complete RunConfig,
 filling every default and derived value once: the paper's recipe for the network's family, the
-learning rate scaled to the global batch, the schedule and the augmentation. Raises UsageError for
-choices that cannot work, saying what was received and what is valid.
+learning rate scaled to the global batch, the schedule and the augmentation, and with --weights the
+layout the weights dictate (keras_resnet.run.weights_source). Raises UsageError for choices that
+cannot work, saying what was received and what is valid. Only the defaults that depend on the data
+(batch size, image size, warm-up, frozen phase: RunConfig.fit_to_data) wait until the data is open.
 
 It sits above the rest of keras_resnet.run: it asks a checkpoint for its network (timm names,
 .safetensors files: keras_resnet.weights.torch_checkpoints) and a run directory for its own.
 """
 
-import math
 
-from keras_resnet.nets import specs
 from keras_resnet.errors import UsageError
-from keras_resnet.run import directory, recipes
+from keras_resnet.nets import specs
+from keras_resnet.run import directory, recipes, weights_source
 from keras_resnet.run.config import (
     DEFAULT_SAVE_EVERY_STEPS,
-    MAX_CPU_REPLICAS,
-    MAX_IMAGE_SIZE,
-    MAX_LEARNING_RATE,
-    MAX_SEED,
-    MAX_WEIGHT_DECAY,
-    MIN_IMAGE_SIZE,
+    FIELD_RANGES,
     PRECISIONS,
     STRATEGIES,
+    LAYOUT_FIELDS,
     DataConfig,
     ModelConfig,
     RunConfig,
@@ -30,6 +27,10 @@ from keras_resnet.run.config import (
     is_published,
 )
 from keras_resnet.runtime import preprocessing as preprocessing_lib
+
+
+# train.py's flag of each field whose name differs from it (--image-size is image_size).
+FLAGS = {"learning_rate": "lr", "evaluation_crop": "eval-crop"}
 
 
 def resolve(
@@ -65,12 +66,13 @@ def resolve(
     cpu_replicas=1,
     tpu=None,
     data_service=None,
+    output=None,
 ):
     """The RunConfig of the user's choices (train.py's flags, by name); None means the paper's
     default for the network's family, or with `weights` the fine-tuning recipe's
-    (recipes.fine_tuning). With `weights`, the version and shortcut stay None unless chosen: the
-    weights decide them (keras_resnet.training.pretrained.with_weights_layout, before training).
-    Raises UsageError for invalid choices."""
+    (recipes.fine_tuning) and the layout the weights dictate — a run in `output` that already
+    started keeps the layout it recorded (weights_source.with_weights). Raises UsageError for
+    invalid choices."""
     try:
         if model is None and depth is None and isinstance(weights, str) and weights.startswith("timm/"):
             from keras_resnet.weights import torch_checkpoints  # only when the weights name a checkpoint
@@ -103,7 +105,7 @@ def resolve(
             name = name.replace("resnet", "plain", 1)
         if name_version and version and name_version != version:
             raise UsageError(f"--version {version} contradicts --model {model}.")
-        version = version or name_version or (None if weights else "v1.5")
+        version = version or name_version or (None if weights else specs.LAYOUT_DEFAULTS["version"])
         spec = specs.spec_for_depth(name_depth, family=family)
     except UsageError:
         raise
@@ -129,24 +131,19 @@ def resolve(
         "freeze_epochs": freeze_epochs if weights else 0,
     }
     freeze_epochs = (recipes.FREEZE_EPOCHS if weights else 0) if freeze_epochs is None else freeze_epochs
-    _check(freeze_epochs >= 0, f"--freeze-epochs must be at least 0. Received: {freeze_epochs}.")
     _check(weights != "", "--weights needs a value: imagenet, timm/NAME or a path.")
     _check(epochs is None or steps is None, "Pass --epochs or --steps, not both.")
-    for flag, value in (("--epochs", epochs), ("--steps", steps), ("--batch-size", batch_size),
-                        ("--save-every-steps", save_every_steps), ("--cpu-replicas", cpu_replicas),
-                        ("--train-examples", train_examples), ("--validation-examples", validation_examples)):
-        _check(value is None or value >= 1, f"{flag} must be at least 1. Received: {value}.")
-    _check(
-        image_size is None or MIN_IMAGE_SIZE <= image_size <= MAX_IMAGE_SIZE,
-        f"--image-size must be from {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE}. Received: {image_size}.",
-    )
-    _check(cpu_replicas <= MAX_CPU_REPLICAS, f"--cpu-replicas must be at most {MAX_CPU_REPLICAS}. Received: {cpu_replicas}.")
-    _check(0 <= seed <= MAX_SEED, f"--seed must be from 0 to {MAX_SEED}. Received: {seed}.")
-    for flag, value in (("--lr", lr), ("--weight-decay", weight_decay), ("--warmup-epochs", warmup_epochs)):
-        _check(value is None or (math.isfinite(value) and value >= 0), f"{flag} must be a number >= 0. Received: {value}.")
-    _check(lr is None or lr <= MAX_LEARNING_RATE, f"--lr must be at most {MAX_LEARNING_RATE:g}. Received: {lr}.")
-    _check(weight_decay is None or weight_decay <= MAX_WEIGHT_DECAY, f"--weight-decay must be at most {MAX_WEIGHT_DECAY:g}. Received: {weight_decay}.")
-    _check(0 <= label_smoothing < 1, f"--label-smoothing must be in [0, 1). Received: {label_smoothing}.")
+    # Each flag against its field's range (config.FIELD_RANGES: argparse checked them already when
+    # they came from train.py's command line; here for every other caller).
+    for field, value in (
+        ("epochs", epochs), ("steps", steps), ("batch_size", batch_size), ("save_every_steps", save_every_steps),
+        ("cpu_replicas", cpu_replicas), ("train_examples", train_examples), ("validation_examples", validation_examples),
+        ("image_size", image_size), ("seed", seed), ("learning_rate", lr), ("weight_decay", weight_decay),
+        ("warmup_epochs", warmup_epochs), ("label_smoothing", label_smoothing), ("freeze_epochs", freeze_epochs),
+        ("evaluation_crop", eval_crop),
+    ):
+        problem = None if value is None else FIELD_RANGES[field].problem(value)
+        _check(problem is None, f"--{FLAGS.get(field, field.replace('_', '-'))} {problem}. Received: {value}.")
     _check(dataset != "folder:", "--dataset folder:PATH needs a path after 'folder:'.")
     if data_service is not None:
         from keras_resnet.data import service
@@ -156,10 +153,6 @@ def resolve(
         except service.ServiceError as error:
             raise UsageError(str(error)) from None
     _check(dataset != "tfrecord:", "--dataset tfrecord:PATTERN needs a glob of the training shards after 'tfrecord:' (e.g. tfrecord:/data/imagenet/train-*).")
-    _check(
-        eval_crop is None or preprocessing_lib.MIN_CROP_FRACTION <= eval_crop <= 1,
-        f"--eval-crop must be from {preprocessing_lib.MIN_CROP_FRACTION} to 1. Received: {eval_crop}.",
-    )
 
     dataset = dataset or "synthetic"
     synthetic = dataset == "synthetic"
@@ -170,7 +163,7 @@ def resolve(
     if warmup_epochs is None:
         warmup_epochs = recipes.COSINE_WARMUP_EPOCHS if schedule == "cosine" and not weights else 0
     image_size = image_size or spec.family.input_size
-    return RunConfig(
+    config = RunConfig(
         model=ModelConfig(
             name=name,
             family=spec.family.name,
@@ -215,6 +208,25 @@ def resolve(
         ),
         defaulted=defaulted,
     )
+    # The version and shortcut left None above are the weights' to decide.
+    return weights_source.with_weights(config, output=output) if weights else config
+
+
+def for_model(build_arguments, **choices):
+    """The RunConfig train.py would have used for a model of ours that comes without its run
+    directory (a lone .keras file): its network and its whole layout from its build arguments, the
+    recipe and the rest from `choices` (resolve's other parameters: dataset, batch_size, …)."""
+    input_size = (build_arguments.get("input_shape") or [None])[0]
+    config = resolve(
+        depth=build_arguments["depth"],
+        plain=bool(build_arguments.get("plain")),
+        family=build_arguments.get("family"),
+        version=build_arguments.get("version"),
+        shortcut=build_arguments.get("shortcut"),
+        image_size=input_size if isinstance(input_size, int) else None,
+        **choices,
+    )
+    return config.with_model(**{field: build_arguments[field] for field in LAYOUT_FIELDS if field in build_arguments})
 
 
 def _check(condition, message):

@@ -1,110 +1,11 @@
-"""Where a fine-tuning run starts (train.py --weights): the source resolved, the layout it dictates
-written into the run's configuration, and the weights loaded with a classifier for the dataset.
+"""Where a fine-tuning run starts (train.py --weights), once resolve() has resolved its source
+(keras_resnet.run.weights_source): the weights fetched before the run directory is made, loaded with
+a classifier kept or new for the dataset, and the backbone frozen or not."""
 
-Sources: "imagenet" (keras.applications' files), "timm/NAME" (timm's published checkpoints), a
-weights file (.safetensors in timm's/torchvision's layout, a keras.applications .h5, a .weights.h5 of
-ours), or a model of ours — a .keras file or a run directory (its best.keras) — to continue from.
-"""
-
-import dataclasses
-import os
-
+from keras_resnet import weights as weights_lib
+from keras_resnet.errors import UsageError, WeightsDownloadError, WeightsError
 from keras_resnet.nets import specs
-from keras_resnet.weights import keras_applications, torch_checkpoints
-from keras_resnet.errors import UsageError
-from keras_resnet.run import directory as run_dir
-
-# Every form --weights takes, for the errors that name them.
-VALID_WEIGHTS = (
-    "imagenet (keras.applications), timm/NAME (" + ", ".join(torch_checkpoints.CHECKPOINTS) + "), a weights file "
-    "(.safetensors, .h5, .weights.h5), a .keras model of ours or a run directory of ours"
-)
-# keras.applications' ImageNet weights are evaluated at 224 px.
-KERAS_APPLICATIONS_IMAGE_SIZE = 224
-
-
-def published_image_size(weights):
-    """The image size published weights' accuracy is quoted at (None: not published weights)."""
-    if weights == "imagenet":
-        return KERAS_APPLICATIONS_IMAGE_SIZE
-    if torch_checkpoints.is_hub_name(weights):
-        return torch_checkpoints.checkpoint(weights).evaluated_at
-    return None
-
-# The ModelConfig fields that a model of ours dictates, from its build arguments.
-_OWN_LAYOUT_FIELDS = ("family", "version", "shortcut", "input_normalization", "conv_bias", "downsample_block")
-_FLAGS = {"version": "--version", "shortcut": "--shortcut", "family": "--family"}
-
-
-@dataclasses.dataclass(frozen=True)
-class WeightsSource:
-    weights: str  # what keras_resnet's builder and weights.load take: a name or an absolute path
-    layout: dict  # ModelConfig fields the weights dictate
-    class_names: tuple | None = None  # what its classifier was trained on, when known
-    own_model: bool = False  # a .keras model of ours
-    whole_file: bool = False  # a weights file of ours (.weights.h5, legacy .h5): loaded whole, classifier included
-    # The size they were trained at (a model of ours) or their accuracy is quoted at (published
-    # weights); None: not known. The default image size follows it (RunConfig.fit_to_data).
-    image_size: int | None = None
-
-
-def resolve_source(weights, *, model):
-    """The WeightsSource of train.py's --weights value for the network `model` (a ModelConfig)."""
-    from keras_resnet import weights as weights_lib
-
-    spec = specs.spec_for_depth(specs.parse_name(model.name)[0], family=model.family)
-    if weights == "imagenet" or torch_checkpoints.is_hub_name(weights):
-        try:
-            layout = weights_lib.required_layout(weights, spec=spec, version=model.version)
-        except ValueError as error:
-            raise UsageError(f"--weights {weights}: {error}") from None
-        return WeightsSource(weights, _model_fields(layout), image_size=published_image_size(weights))
-    try:
-        own = run_dir.own_model(weights)
-    except UsageError as error:
-        raise UsageError(f"--weights {weights}: {error} Valid: {VALID_WEIGHTS}.") from None
-    if own is not None:
-        return _own_model(own, spec=spec, plain=specs.parse_name(model.name)[1], weights=weights)
-    path = os.path.abspath(os.path.expanduser(weights))
-    if os.path.isdir(path):
-        raise UsageError(f"--weights {weights}: a directory, but not a run directory (no config.json). Valid: {VALID_WEIGHTS}.")
-    if not os.path.isfile(path):
-        what = "not a regular file (a pipe or a device)" if os.path.exists(path) else "no such file or directory"
-        raise UsageError(f"--weights {weights}: {what}. Valid: {VALID_WEIGHTS}.")
-    try:
-        layout = weights_lib.required_layout(path, spec=spec, version=model.version)
-        # keras.applications' and timm's files get a new classifier; ours are loaded whole.
-        whole = not torch_checkpoints.is_checkpoint_file(path) and not layout
-    except ValueError as error:
-        raise UsageError(f"--weights {weights}: {error}") from None
-    return WeightsSource(path, _model_fields(layout), whole_file=whole)
-
-
-def from_run_config(stored):
-    """The WeightsSource a run's stored configuration records: what resuming it needs, without
-    going back to the weights (which may have moved since)."""
-    model = stored.model
-    layout = {field: getattr(model, field) for field in ("version", "shortcut", "input_normalization", "conv_bias", "downsample_block")}
-    return WeightsSource(stored.training.weights, layout, image_size=stored.data.image_size)
-
-
-def with_weights_layout(config, source):
-    """`config` (a RunConfig from keras_resnet.run.resolve) with the layout `source` dictates and its recorded
-    weights; UsageError where a chosen flag contradicts the weights."""
-    changes = {}
-    for field, value in source.layout.items():
-        chosen = getattr(config.model, field)
-        if field in _FLAGS and chosen is not None and chosen != value:
-            raise UsageError(
-                f"--weights {config.training.weights} were trained with {_FLAGS[field]} {value}. Received: "
-                f"{_FLAGS[field]} {chosen}; leave it out."
-            )
-        changes[field] = value
-    config = config.with_model(**changes)
-    # Unset where the weights do not decide (a weights file of ours): the builder's defaults.
-    defaults = {"version": "v1.5", "shortcut": specs.FAMILIES[config.model.family].shortcut}
-    config = config.with_model(**{field: value for field, value in defaults.items() if getattr(config.model, field) is None})
-    return dataclasses.replace(config, training=dataclasses.replace(config.training, weights=source.weights))
+from keras_resnet.weights import keras_applications, own, torch_checkpoints
 
 
 def keeps_classifier(source, config):
@@ -120,12 +21,11 @@ def keeps_classifier(source, config):
 
 
 def load(model, source, config):
-    """Loads `source` into `model` (built from `config`); returns what was done, for the log."""
-    from keras_resnet import weights as weights_lib
-
+    """Loads `source` (a keras_resnet.run.weights_source.WeightsSource) into `model` (built from
+    `config`); returns what was done, for the log."""
     keep = keeps_classifier(source, config)
     if source.own_model:
-        weights_lib.own.load_model_into(model, source.weights, describe=f"model {source.weights}", skip=() if keep else ("predictions",))
+        own.load_model_into(model, source.weights, describe=f"model {source.weights}", skip=() if keep else ("predictions",))
         weights_lib.check_values(model, f"model {source.weights}")
     else:
         spec = specs.spec_for_depth(specs.parse_name(config.model.name)[0], family=config.model.family)
@@ -138,15 +38,13 @@ def load(model, source, config):
 def fetch(source, config):
     """Downloads published weights now (cached), so that an offline machine fails before the run
     directory is made; UsageError saying where to put the file by hand."""
-    from keras_resnet import weights as weights_lib
-
     try:
         if torch_checkpoints.is_hub_name(source.weights):
             torch_checkpoints.download(source.weights)
         elif source.weights == "imagenet":
             depth = specs.parse_name(config.model.name)[0]
             keras_applications.download_imagenet(depth, config.model.version, include_top=keeps_classifier(source, config))
-    except (weights_lib.WeightsError, weights_lib.WeightsDownloadError) as error:
+    except (WeightsError, WeightsDownloadError) as error:
         raise UsageError(f"--weights {source.weights}: {error}") from None
 
 
@@ -155,25 +53,3 @@ def set_backbone_frozen(model, frozen):
     for layer in model.layers:
         if layer.name != "predictions":
             layer.trainable = not frozen
-
-
-def _model_fields(layout):
-    return {field: value for field, value in layout.items() if field in ("version", "shortcut", "input_normalization", "conv_bias", "downsample_block")}
-
-
-def _own_model(own, *, spec, plain, weights):
-    """A model of ours (a run_dir.OwnModel): the layout its build arguments dictate and, inside a
-    run directory, its classes and image size."""
-    arguments = own.build_arguments
-    if (arguments.get("depth"), arguments.get("family")) != (spec.depth, spec.family.name):
-        raise UsageError(
-            f"--weights {weights}: {own.path} is {specs.styled(arguments.get('family'))} resnet{arguments.get('depth')}. "
-            f"Received: {specs.styled(spec.family.name)} resnet{spec.depth}; leave --model and --depth out to take its network."
-        )
-    if bool(arguments.get("plain")) != plain:
-        kinds = {True: "a plain network", False: "a residual network"}
-        raise UsageError(f"--weights {weights}: {own.path} is {kinds[bool(arguments.get('plain'))]}. Received: {kinds[plain]}.")
-    layout = {field: arguments[field] for field in _OWN_LAYOUT_FIELDS if field in arguments}
-    layout.pop("family", None)
-    class_names = own.config.class_names if own.config is not None else None
-    return WeightsSource(own.path, layout, class_names=class_names, own_model=True, image_size=own.image_size)

@@ -24,7 +24,7 @@ from keras_resnet.run import config as config_lib
 from keras_resnet.run import directory as run_dir_lib
 from keras_resnet.run.directory import RunDirectory, default_path, find_interrupted
 from keras_resnet.run.recipes import HEAD_RATE_FACTOR
-from keras_resnet.run.resolve import resolve
+from keras_resnet.run.resolve import for_model
 from keras_resnet.training import distribute, evaluation, pretrained, schedules
 from keras_resnet.training.callbacks import (
     AtomicModelCheckpoint,
@@ -61,16 +61,10 @@ def train(config, *, output=None, resume=False, log=print):
         output is None or not os.path.exists(output) or os.path.isdir(output),
         f"--output {output} is a file, not a directory: choose another --output. Nothing was changed.",
     )
+    if config.training.weights and config.weights_source is None:
+        raise ValueError("train() takes the RunConfig of keras_resnet.run.resolve.resolve(): it resolves the weights' layout.")
     stored_here = _stored_config(output)
-    weights_source = None
-    if config.training.weights:
-        # Before anything is compared or written: the run's configuration holds the weights' layout.
-        # A run that already started records it: continuing does not go back to the weights.
-        if stored_here is not None and stored_here.training.weights and RunDirectory(output).has_state():
-            weights_source = pretrained.from_run_config(stored_here)
-        else:
-            weights_source = pretrained.resolve_source(config.training.weights, model=config.model)
-        config = pretrained.with_weights_layout(config, weights_source)
+    weights_source = config.weights_source
     runtime = config.runtime
     try:
         strategy, strategy_name = distribute.make_strategy(runtime.strategy, tpu=runtime.tpu, cpu_replicas=runtime.cpu_replicas)
@@ -699,10 +693,7 @@ def _model_to_evaluate(path, *, dataset):
     arguments = own.build_arguments
     size = own.image_size
     _check(size is not None, f"{path} takes pictures of any size: evaluate it from its run directory.")
-    config = resolve(
-        depth=arguments["depth"], plain=bool(arguments.get("plain")), family=arguments.get("family"),
-        version=arguments.get("version"), shortcut=arguments.get("shortcut"), image_size=size, dataset=dataset,
-    )
+    config = for_model(arguments, dataset=dataset)
     return model_path, config, None, False
 
 

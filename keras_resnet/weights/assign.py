@@ -8,7 +8,6 @@ which layer or key does not fit when one does not.
 import dataclasses
 from collections.abc import Callable
 
-import keras
 import numpy as np
 
 from keras_resnet.errors import WeightsError
@@ -96,6 +95,8 @@ def by_layer_name(arrays, *, describe, name_of=None):
 def check_values(model, source):
     """WeightsError naming the first of `model`'s variables that `source` filled with values no
     trained network has: NaN or infinity anywhere, a negative batch-norm variance."""
+    import keras  # the model's Keras: this package's formats read files without it
+
     for variable in model.weights:
         values = np.asarray(keras.ops.convert_to_numpy(variable))
         if not np.issubdtype(values.dtype, np.floating):

@@ -9,11 +9,9 @@ import os
 import re
 
 import h5py
-import keras
 
 from keras_resnet.nets import specs
 from keras_resnet.errors import WeightsDownloadError
-from keras_resnet.nets.layers import FUSED_MIN_EPSILON
 from keras_resnet.weights import assign, files
 
 BASE_URL = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
@@ -31,7 +29,7 @@ IMAGENET_CLASSES = specs.FAMILIES["imagenet"].classes
 # Where downloaded weight files are kept; None: Keras' cache, $KERAS_HOME/models or ~/.keras/models.
 CACHE_DIR = None
 
-_COMMON_LAYOUT = {"conv_bias": True, "bn_epsilon": FUSED_MIN_EPSILON, "plain": False, "shortcut": "B"}
+_COMMON_LAYOUT = {"conv_bias": True, "bn_epsilon": specs.FUSED_MIN_EPSILON, "plain": False, "shortcut": "B"}
 LAYOUT = {
     "v1": {**_COMMON_LAYOUT, "version": "v1", "input_normalization": "caffe", "downsample_block": "first"},
     "v2": {**_COMMON_LAYOUT, "version": "v2", "input_normalization": "tf", "downsample_block": "last"},
@@ -82,6 +80,8 @@ def load(model, weights, *, spec, version, include_top, classes):
 def download_imagenet(depth, version, *, include_top):
     """Path of keras.applications' ImageNet weight file, downloaded once into ~/.keras/models."""
     name, top_hash, notop_hash = IMAGENET_FILES[(depth, version)]
+    import keras  # only to download: reading the files needs no TensorFlow
+
     file_name = f"{name}_weights_tf_dim_ordering_tf_kernels{'' if include_top else '_notop'}.h5"
     try:
         return keras.utils.get_file(

@@ -1,20 +1,18 @@
 """Weights of our own models: a .keras model built by this package (or a run directory, whose best
 model it loads), a Keras 3 .weights.h5 file saved from one, and Keras 2 .h5 files of ours. A model
-of ours dictates the layout it was built with (`LAYOUT_FIELDS`); its layers carry our names."""
+of ours dictates the layout it was built with (the fields of `specs.LAYOUT_DEFAULTS`); its layers carry our names."""
 
 import os
 import warnings
 
 import h5py
-import keras
 
 from keras_resnet import internals
+from keras_resnet.nets import specs
 from keras_resnet.errors import UsageError, WeightsError
 from keras_resnet.run import directory as run_dir
 from keras_resnet.weights import assign, files
 
-# The builder arguments a model of ours dictates when its weights are loaded into a new model.
-LAYOUT_FIELDS = ("plain", "version", "shortcut", "input_normalization", "conv_bias", "downsample_block")
 
 
 def own_model(weights):
@@ -37,7 +35,7 @@ def required_layout(weights, *, spec, version):
     own = own_model(weights)
     if own is None:
         return {}
-    return {field: own.build_arguments[field] for field in LAYOUT_FIELDS if field in own.build_arguments}
+    return {field: own.build_arguments[field] for field in specs.LAYOUT_DEFAULTS if field in own.build_arguments}
 
 
 def load(model, weights, *, spec, version, include_top, classes):
@@ -56,6 +54,8 @@ def load(model, weights, *, spec, version, include_top, classes):
 def load_model_into(model, path, *, describe, skip=()):
     """Sets `model`'s layers from the .keras model at `path`, layer by layer name; the layers in
     `skip` keep their fresh values."""
+    import keras
+
     source = keras.saving.load_model(path, compile=False)
     arrays = {layer.name: layer.get_weights() for layer in source.layers if layer.weights}
     assign.assign(model, assign.by_layer_name(arrays, describe=describe), skip=skip)
