@@ -21,10 +21,11 @@ import pytest
 from PIL import Image
 
 from support.assertions import one_line_error, one_line_error_in_process
-from support.programs import load_script, REPOSITORY
+from support.programs import REPOSITORY
 from support.requirements import CHROMIUM, require_browser
-from keras_resnet.cli import classify
+from keras_resnet.cli import classify, serve
 from keras_resnet.runtime import classifier
+from keras_resnet.runtime import server as server_lib
 
 EDGE_DEMO = os.path.join(REPOSITORY, "edge_demo")
 SAMPLES = os.path.join(EDGE_DEMO, "samples")
@@ -406,9 +407,11 @@ BOARD_FILES = [
     "edge_demo/serve.py",
     "keras_resnet/__init__.py",
     "keras_resnet/quiet.py",
+    "keras_resnet/ranges.py",
     "keras_resnet/cli/__init__.py",
     "keras_resnet/cli/classify.py",
-    *(f"keras_resnet/runtime/{name}" for name in ("__init__.py", "classifier.py", "delegates.py", "labels.py", "model.py")),
+    "keras_resnet/cli/serve.py",
+    *(f"keras_resnet/runtime/{name}" for name in os.listdir(os.path.join(REPOSITORY, "keras_resnet", "runtime")) if name.endswith(".py")),
 ]
 
 
@@ -616,7 +619,6 @@ def closed_by_the_server(connection):
 def test_a_connection_flood_from_one_address_is_bounded_and_the_others_are_served(server):
     # Before: one thread per connection without a limit, trickling clients dropped only per idle
     # read: thousands of threads, and no answer to anyone for minutes after the flood.
-    serve = load_script(os.path.join(EDGE_DEMO, "serve.py"))
     running = server()
     pid = running.process.pid
     idle_threads = threads_of(pid)
@@ -626,8 +628,8 @@ def test_a_connection_flood_from_one_address_is_bounded_and_the_others_are_serve
         connection.sendall(b"G")  # the start of a request that never comes whole
     time.sleep(1)
     admitted = [connection for connection in flood if not closed_by_the_server(connection)]
-    assert len(admitted) == serve.MAX_CONNECTIONS_PER_CLIENT, running.stop()
-    assert threads_of(pid) <= idle_threads + 2 * serve.MAX_CONNECTIONS_PER_CLIENT  # a thread and a deadline timer each
+    assert len(admitted) == server_lib.MAX_CONNECTIONS_PER_CLIENT, running.stop()
+    assert threads_of(pid) <= idle_threads + 2 * server_lib.MAX_CONNECTIONS_PER_CLIENT  # a thread and a deadline timer each
     # Another machine (another loopback address) is served during the flood.
     other = socket.create_connection(("127.0.0.1", running.port), source_address=("127.0.0.2", 0), timeout=10)
     other.sendall(b"GET /labels.txt HTTP/1.0\r\n\r\n")
@@ -687,7 +689,6 @@ def test_serve_refuses_files_that_are_not_a_certificate(board, models, tmp_path)
 
 def test_serve_refuses_a_pipe_as_certificate_instead_of_waiting_on_it(models, tmp_path, capsys):
     # Before: serve.py blocked for ever reading the pipe.
-    serve = load_script(os.path.join(EDGE_DEMO, "serve.py"))
     os.mkfifo(tmp_path / "cert.pem")
     (tmp_path / "key.pem").write_text("key")
     line = one_line_error_in_process(
@@ -696,12 +697,19 @@ def test_serve_refuses_a_pipe_as_certificate_instead_of_waiting_on_it(models, tm
     assert line == f"error: --certfile {tmp_path / 'cert.pem'}: not a regular file (a pipe or a device): pass a PEM file"
 
 
-def test_serve_without_litertjs_installed_says_how_to_install_it(monkeypatch, models, capsys):
-    serve = load_script(os.path.join(EDGE_DEMO, "serve.py"))
+def test_serve_without_litertjs_installed_says_how_to_install_it(tmp_path, models, capsys):
+    page = tmp_path / "web"
+    page.mkdir()
+    shutil.copy(os.path.join(EDGE_DEMO, "web", "index.html"), page / "index.html")  # the page without `npm ci`
+    line = one_line_error_in_process(serve.main, ["--model", str(models["int8"]), "--web", str(page)], capsys)
+    assert "LiteRT.js is not installed in" in line and f"npm ci --prefix {os.path.relpath(page)}" in line
 
-    monkeypatch.setitem(serve.STATIC_ROOTS, "/vendor/litertjs/core/", "/nonexistent")
-    assert serve.main(["--model", str(models["int8"])]) == 2
-    assert "npm ci --prefix" in capsys.readouterr().err
+
+def test_serve_without_the_pages_files_says_where_they_are(tmp_path, models, capsys):
+    # An installed wheel carries the program but not edge_demo/web: --web names a checkout's.
+    line = one_line_error_in_process(serve.main, ["--model", str(models["int8"]), "--web", str(tmp_path)], capsys)
+    assert line == f"error: --web {tmp_path}: the page's files (index.html) are not there: pass --web with the edge_demo/web folder of a checkout of keras-resnet"
+    assert serve.CHECKOUT_WEB_DIR == os.path.join(EDGE_DEMO, "web")  # the default, found from the package
 
 
 # WebGPU in headless Chromium: without --disable-gpu, with --enable-unsafe-webgpu (Linux), the page

@@ -29,7 +29,7 @@ def test_console_scripts_point_at_main_functions_that_exist():
     import importlib
 
     scripts = pyproject()["scripts"]
-    assert set(scripts) == {"keras-resnet", "keras-resnet-train", "keras-resnet-convert", "keras-resnet-classify"}
+    assert set(scripts) == {"keras-resnet", "keras-resnet-train", "keras-resnet-convert", "keras-resnet-classify", "keras-resnet-serve"}
     for target in scripts.values():
         module, function = target.split(":")
         assert callable(getattr(importlib.import_module(module), function)), target
@@ -41,6 +41,7 @@ def test_console_scripts_point_at_main_functions_that_exist():
         ("keras-resnet-train", "Train a ResNet (He et al., 2016)."),
         ("keras-resnet-convert", "Convert a trained ResNet to LiteRT models"),
         ("keras-resnet-classify", "Classify images, a directory of images"),
+        ("keras-resnet-serve", "Serve the LiteRT.js browser demo with a .tflite model"),
         ("keras-resnet", "Inspect the ResNets of He et al. (2016)."),
     ],
 )

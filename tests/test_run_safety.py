@@ -18,7 +18,7 @@ from support.programs import backup_step, load_models_in_fresh_processes, REPOSI
 from support.requirements import small_filesystem
 from keras_resnet import files
 from keras_resnet.run.directory import RunDirectory, read_history
-from keras_resnet.training import trainer
+from keras_resnet.training import evaluate
 
 
 # Real processes killed inside their writes, real disks filled: all of it trains.
@@ -191,7 +191,7 @@ def test_an_epoch_of_one_step_gets_its_own_row_and_the_final_figures_are_the_mod
     assert [(row["epoch"], row["step"]) for row in rows] == [(1, 20), (2, 21)]
     assert "images_per_second" in rows[0] and "images_per_second" not in rows[1]
     metrics = json.loads(open(run.metrics).read())
-    measured = trainer.evaluate(run.last_model, log=lambda line: None)  # the oracle: Keras on the saved model
+    measured = evaluate.evaluate(run.last_model, log=lambda line: None)  # the oracle: Keras on the saved model
     assert metrics["top1"] == pytest.approx(measured["top1"]) and metrics["loss"] == pytest.approx(measured["loss"], rel=1e-4)
     assert metrics["top1"] == rows[1]["val_accuracy"] and metrics["images_per_second"] == rows[0]["images_per_second"]
     assert f"Validation: top-1 {100 * metrics['top1']:.2f} %" in out

@@ -6,6 +6,7 @@ edge_demo/classify.py.
 - train.py     keras-resnet-train           train or evaluate (python train.py)
 - convert.py   keras-resnet-convert         LiteRT models and their report (python convert/to_tflite.py)
 - classify.py  keras-resnet-classify        classify pictures on a board, no TensorFlow (python edge_demo/classify.py)
+- serve.py     keras-resnet-serve           the browser demo for a phone, no TensorFlow (python edge_demo/serve.py)
 
 Each has `main(argv=None)`, returning the exit code: 0, 1 when training failed, 2 for bad input
 (one line on stderr, `usage_error`; `ArgumentParser` makes argparse's own errors one line too, and

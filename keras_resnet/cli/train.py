@@ -129,11 +129,11 @@ def main(argv=None):
         # lines. Not before training: --cpu-replicas configures the devices before they are listed.
         list_devices_quietly()
     from keras_resnet.data.sources import DatasetError
-    from keras_resnet.training import trainer
+    from keras_resnet.training import evaluate, trainer
 
     try:
         if args.evaluate:
-            trainer.evaluate(args.evaluate, dataset=args.dataset, batch_size=args.batch_size, data_dir=args.data_dir)
+            evaluate.evaluate(args.evaluate, dataset=args.dataset, batch_size=args.batch_size, data_dir=args.data_dir)
         else:
             trainer.train(config, output=args.output, resume=args.resume)
         return 0

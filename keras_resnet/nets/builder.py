@@ -1,6 +1,6 @@
 """`build("resnet50")` and `ResNet(depth=50, ...)`: a spec row from specs.py, assembled from blocks.py."""
 
-import math
+import dataclasses
 import numbers
 import sys
 
@@ -9,10 +9,59 @@ import keras
 from keras_resnet import weights as weights_lib
 from keras_resnet.nets import normalization, specs
 from keras_resnet.nets.blocks import BlockOptions, Blocks
+from keras_resnet.ranges import Range
 
 DOWNSAMPLE_BLOCKS = ("first", "last")
 POOLINGS = (None, "avg", "max")
 MAX_CLASSES = 1_000_000  # a classifier of more outputs is no ResNet image classifier (ImageNet-21k: 21,843)
+_RANGES = {
+    "weight_decay": Range(float, 0, 1),
+    "bn_momentum": Range(float, 0, 1),
+    "bn_epsilon": Range(float, 0, 1, minimum_included=False),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ResNetArguments:
+    """`ResNet`'s arguments with every default resolved and checked: everything that decides the
+    layers. A ResNetModel keeps them (`build_arguments`, their JSON form, in its config), so that a
+    saved model is rebuilt from them alone. `weights` and `keras_module` are not among them: they
+    decide the values and the Keras, not the layers."""
+
+    depth: int
+    family: str
+    plain: bool
+    version: str
+    shortcut: str
+    input_normalization: str
+    conv_bias: bool
+    bn_epsilon: float
+    downsample_block: str
+    include_top: bool
+    input_shape: tuple
+    pooling: str | None
+    classes: int
+    classifier_activation: object  # a name, None (logits) or a callable
+    include_preprocessing: bool
+    zero_init_residual: bool
+    weight_decay: float
+    bn_momentum: float
+    sync_batch_norm: bool
+    subsampled_pointwise: bool
+    name: str
+
+    @property
+    def spec(self):
+        return specs.spec_for_depth(self.depth, family=self.family)
+
+    def to_json(self):
+        """The build arguments a ResNetModel records: JSON values (the input shape a list, the
+        classifier activation by its registered name)."""
+        arguments = dataclasses.asdict(self)
+        arguments["input_shape"] = list(self.input_shape)
+        if self.include_top:
+            arguments["classifier_activation"] = _activation_name(self.classifier_activation)
+        return arguments
 
 
 
@@ -127,22 +176,19 @@ def ResNet(
     keras_module = keras_module or keras
     spec = specs.spec_for_depth(depth, family=family)
     requested = {
+        "plain": plain,
         "version": version,
+        "shortcut": shortcut,
+        "input_normalization": input_normalization,
         "conv_bias": conv_bias,
         "bn_epsilon": bn_epsilon,
-        "input_normalization": input_normalization,
         "downsample_block": downsample_block,
-        "plain": plain,
-        "shortcut": shortcut,
     }
     layout = _resolve_layout(requested, weights_lib.required_layout(weights, spec=spec, version=version), weights)
     layout["shortcut"] = _check_choice("shortcut", (layout["shortcut"] or spec.family.shortcut).upper(), specs.SHORTCUTS)
     _check_choice("version", layout["version"], specs.VERSIONS)
     _check_choice("downsample_block", layout["downsample_block"], DOWNSAMPLE_BLOCKS)
     normalization.check_style(layout["input_normalization"])
-
-    classes = _check_classes(spec.family.classes if classes is None else classes)
-    input_shape = _check_input_shape(input_shape, spec, include_preprocessing=include_preprocessing)
     _check_choice("pooling", pooling, POOLINGS)
     if include_top and pooling == "max":
         raise ValueError("include_top=True ends with average pooling. Received: pooling='max'; use include_top=False.")
@@ -150,70 +196,71 @@ def ResNet(
         keras_module.activations.get(classifier_activation)  # raises for an unknown activation
     if layout["plain"] and zero_init_residual:
         raise ValueError("zero_init_residual=True would zero every block of a plain network. Received: plain=True.")
-    _check_number("weight_decay", weight_decay, minimum=0, maximum=1)
-    _check_number("bn_momentum", bn_momentum, minimum=0, maximum=1)
-    if layout["bn_epsilon"] is not None:
-        _check_number("bn_epsilon", layout["bn_epsilon"], above=0, maximum=1)
+    for argument, value in (("weight_decay", weight_decay), ("bn_momentum", bn_momentum), ("bn_epsilon", layout["bn_epsilon"])):
+        _check_number(argument, value)
+    arguments = ResNetArguments(
+        depth=depth,
+        family=spec.family.name,
+        **layout,
+        include_top=include_top,
+        input_shape=_check_input_shape(input_shape, spec, include_preprocessing=include_preprocessing),
+        pooling=pooling,
+        classes=_check_classes(spec.family.classes if classes is None else classes),
+        classifier_activation=classifier_activation,
+        include_preprocessing=include_preprocessing,
+        zero_init_residual=zero_init_residual,
+        weight_decay=weight_decay,
+        bn_momentum=bn_momentum,
+        sync_batch_norm=sync_batch_norm,
+        subsampled_pointwise=bool(subsampled_pointwise),
+        name=name or f"{'plain' if layout['plain'] else 'resnet'}{depth}",
+    )
+    model = assemble(arguments, keras_module=keras_module)
+    if weights is not None:
+        weights_lib.load(model, weights, spec=spec, version=arguments.version, include_top=include_top, classes=arguments.classes)
+    return model
 
+
+def assemble(arguments, *, keras_module=keras):
+    """The layers that `arguments` (ResNetArguments) describe, as a ResNetModel (with keras) or a
+    plain functional model (with tf_keras, the twin for quantization-aware training)."""
+    spec = arguments.spec
     blocks = Blocks(
         keras_module,
         BlockOptions(
             block=spec.block,
-            version=layout["version"],
-            shortcut=layout["shortcut"],
-            plain=layout["plain"],
-            conv_bias=layout["conv_bias"],
-            bn_epsilon=layout["bn_epsilon"],
-            bn_momentum=bn_momentum,
-            sync_batch_norm=sync_batch_norm,
-            zero_init_residual=zero_init_residual,
-            weight_decay=weight_decay,
-            subsampled_pointwise=bool(subsampled_pointwise),
+            version=arguments.version,
+            shortcut=arguments.shortcut,
+            plain=arguments.plain,
+            conv_bias=arguments.conv_bias,
+            bn_epsilon=arguments.bn_epsilon,
+            bn_momentum=arguments.bn_momentum,
+            sync_batch_norm=arguments.sync_batch_norm,
+            zero_init_residual=arguments.zero_init_residual,
+            weight_decay=arguments.weight_decay,
+            subsampled_pointwise=arguments.subsampled_pointwise,
         ),
     )
-    inputs = keras_module.Input(shape=input_shape, name="images")
+    inputs = keras_module.Input(shape=arguments.input_shape, name="images")
     x = inputs
-    if include_preprocessing:
-        scale, offset = normalization.STYLES[layout["input_normalization"]]
+    if arguments.include_preprocessing:
+        scale, offset = normalization.STYLES[arguments.input_normalization]
         x = keras_module.layers.Rescaling(list(scale), list(offset), name="normalize")(x)
     x = blocks.stem(x, kind=spec.family.stem, width=spec.family.stage_widths[0])
-    strides = _block_strides(spec.blocks_per_stage, downsample_block=layout["downsample_block"])
+    strides = _block_strides(spec.blocks_per_stage, downsample_block=arguments.downsample_block)
     for stage, (width, out_channels, stage_strides) in enumerate(
         zip(spec.family.stage_widths, spec.stage_channels, strides), start=1
     ):
         for index, stride in enumerate(stage_strides, start=1):
             x = blocks.block(x, width=width, out_channels=out_channels, stride=stride, name=f"stage{stage}_block{index}")
     x = blocks.head(
-        x, include_top=include_top, pooling=pooling, classes=classes, classifier_activation=classifier_activation
+        x, include_top=arguments.include_top, pooling=arguments.pooling, classes=arguments.classes,
+        classifier_activation=arguments.classifier_activation,
     )
     allow_graph_depth(layers=8 * sum(spec.blocks_per_stage) + 30)  # a block has at most 8 layers in line
-    name = name or f"{'plain' if layout['plain'] else 'resnet'}{depth}"
     if keras_module is keras:
-        # Everything that decides the layers, resolved: the model can be rebuilt from it alone.
-        build_arguments = {
-            "depth": depth,
-            "family": spec.family.name,
-            **layout,
-            "include_top": include_top,
-            "input_shape": list(input_shape),
-            "pooling": pooling,
-            "classes": classes,
-            "classifier_activation": _activation_name(classifier_activation) if include_top else classifier_activation,
-            "include_preprocessing": include_preprocessing,
-            "zero_init_residual": zero_init_residual,
-            "weight_decay": weight_decay,
-            "bn_momentum": bn_momentum,
-            "sync_batch_norm": sync_batch_norm,
-            "subsampled_pointwise": bool(subsampled_pointwise),
-            "name": name,
-        }
-        model = ResNetModel(inputs, x, build_arguments=build_arguments)
-    else:
-        model = keras_module.Model(inputs, x, name=name)
-
-    if weights is not None:
-        weights_lib.load(model, weights, spec=spec, version=layout["version"], include_top=include_top, classes=classes)
-    return model
+        return ResNetModel(inputs, x, build_arguments=arguments.to_json())
+    return keras_module.Model(inputs, x, name=arguments.name)
 
 
 @keras.saving.register_keras_serializable(package="keras_resnet")
@@ -317,18 +364,10 @@ def _check_classes(classes):
     return int(classes)
 
 
-def _check_number(argument, value, *, minimum=None, above=None, maximum=None):
-    valid = (
-        isinstance(value, numbers.Real)
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and (minimum is None or value >= minimum)
-        and (above is None or value > above)
-        and (maximum is None or value <= maximum)
-    )
-    if not valid:
-        valid_range = f"above {above} and at most {maximum}" if above is not None else f"from {minimum} to {maximum}"
-        raise ValueError(f"{argument} must be a number {valid_range}. Received: {argument}={value!r}.")
+def _check_number(argument, value):
+    bounds = _RANGES[argument]
+    if not (isinstance(value, numbers.Real) and not isinstance(value, bool) and bounds.contains(value)):
+        raise ValueError(f"{argument} must be {bounds.text}. Received: {argument}={value!r}.")
 
 
 def _check_input_shape(input_shape, spec, *, include_preprocessing):

@@ -12,6 +12,7 @@ Nothing here imports TensorFlow or Keras (tests/test_edge_demo.py proves it), so
 - selftest.py       the check of an accelerator's answers against the CPU's before they are shown
 - classifier.py     a picture in, class names and scores out: what classify.py and serve.py run
 - confusion.py      the confusion matrix of a model's answers, and its picture
+- server.py         the browser demo's HTTP server: the model, its description, the page, LiteRT.js
 """
 
 

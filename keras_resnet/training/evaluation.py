@@ -2,7 +2,7 @@
 matrix, written as evaluation-<data>.json beside the model, with its picture confusion-<data>.png.
 
 Training writes them for its validation split when it finishes; train.py --evaluate writes them for
-any dataset (keras_resnet.training.trainer.evaluate).
+any dataset (keras_resnet.training.evaluate).
 """
 
 import json
@@ -13,6 +13,7 @@ import keras
 import numpy as np
 
 from keras_resnet import files
+from keras_resnet.errors import UsageError
 from keras_resnet.run.directory import dataset_slug
 from keras_resnet.runtime import confusion
 
@@ -168,3 +169,24 @@ def weakest_classes(figures, *, limit=3):
 
 def percent(value):
     return "n/a" if value is None else f"{100 * value:.2f} %"
+
+
+def write_for_model(directory, figures, *, model_path, data, class_names, split):
+    """evaluation-<data>.json and confusion-<data>.png of `model_path`'s figures on `data` (a
+    DataConfig) in `directory`: their names, for the log. UsageError where they cannot be written."""
+    about = {
+        "model": os.path.abspath(model_path),
+        "data": data.dataset,
+        "split": split,
+        "image_size": data.image_size,
+        "evaluation_transform": data.preprocessing().describe(),
+    }
+    title = f"{os.path.basename(model_path)} on {data.dataset} ({figures['pictures']} pictures, top-1 {percent(figures['top1'])})"
+    try:
+        json_path, png_path = write(directory, figures, dataset=data.dataset, class_names=class_names, title=title, about=about)
+    except OSError as error:
+        raise UsageError(
+            f"Cannot write the evaluation into {directory} ({files.describe_os_error(error)}): make it writable, or "
+            "copy the model (or its run directory) somewhere writable and evaluate the copy."
+        ) from None
+    return [path for path in (json_path, png_path) if path]

@@ -1,9 +1,11 @@
-"""Training and evaluation: the one code path of train.py and of the experiments.
+"""Training: the one code path of train.py and of the experiments.
 
 `train(config, ...)` runs a `keras_resnet.run.config.RunConfig` (from `keras_resnet.run.resolve`) into a run
-directory and survives crashes; `evaluate(path)` measures a trained model on its validation split.
+directory and survives crashes: the directory and the step it continues from are resume.py's, the
+callbacks that save and watch are callbacks.py's; --evaluate is evaluate.py's.
 """
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -21,11 +23,10 @@ from keras_resnet import files
 from keras_resnet.data import pictures, pipeline, records, service, sources
 from keras_resnet.errors import TrainingError, UsageError
 from keras_resnet.run import config as config_lib
-from keras_resnet.run import directory as run_dir_lib
-from keras_resnet.run.directory import RunDirectory, default_path, find_interrupted
+from keras_resnet.run.directory import RunDirectory
 from keras_resnet.run.recipes import HEAD_RATE_FACTOR
-from keras_resnet.run.resolve import for_model
 from keras_resnet.training import distribute, evaluation, pretrained, schedules
+from keras_resnet.training import resume as resume_lib
 from keras_resnet.training.callbacks import (
     AtomicModelCheckpoint,
     Curves,
@@ -37,7 +38,6 @@ from keras_resnet.training.callbacks import (
     StepBackup,
     StepCounter,
     Throughput,
-    saved_model_step,
 )
 
 
@@ -63,7 +63,7 @@ def train(config, *, output=None, resume=False, log=print):
     )
     if config.training.weights and config.weights_source is None:
         raise ValueError("train() takes the RunConfig of keras_resnet.run.resolve.resolve(): it resolves the weights' layout.")
-    stored_here = _stored_config(output)
+    stored_here = resume_lib.stored_config(output)
     weights_source = config.weights_source
     runtime = config.runtime
     try:
@@ -84,7 +84,7 @@ def train(config, *, output=None, resume=False, log=print):
     # configuration is compared with a stored one or written: a run that already started keeps
     # those it started with; a new one gets them fitted to its data.
     data_source = sources.open_configured(config.data, seed=config.training.seed)
-    stored = stored_here if output is not None else _interrupted_config(config)
+    stored = stored_here if output is not None else resume_lib.interrupted_config(config)
     if stored is not None:
         config, defaults_chosen = config.with_stored_defaults(stored), []
     else:
@@ -104,7 +104,7 @@ def train(config, *, output=None, resume=False, log=print):
         f"use a multiple of {replicas}.",
     )
     if distribute.is_chief(strategy):
-        run = _run_directory(config, output=output, resume=resume, log=log)
+        run = resume_lib.run_directory(config, output=output, resume=resume, log=log)
     else:
         # Every worker saves its copy (identical to the chief's), but only the chief into the run itself.
         run = RunDirectory(os.path.join(output, f"worker-{distribute.worker_index(strategy)}"))
@@ -120,21 +120,19 @@ def train(config, *, output=None, resume=False, log=print):
         config = config.with_class_names(data_source.class_names)
         plan = config.plan(data_source.train_examples)
         if resume:
-            _check_not_shorter(run, plan, data_source.train_examples)
+            resume_lib.check_not_shorter(run, plan, data_source.train_examples)
         if weights_source is not None and not run.has_state():
             pretrained.fetch(weights_source, config)  # a failed download leaves nothing behind
         # A new run refused at start-up (weights that do not fit after all) takes back what it
         # wrote, so that the corrected command finds the directory as it was.
         new_run = run.is_empty()
-        _prepare_directory(run, config)
+        resume_lib.prepare_directory(run, config)
 
         previous_policy = keras.mixed_precision.global_policy()
         keras.mixed_precision.set_global_policy(precision)
         try:
-            return _train(
-                config, run, strategy=strategy, strategy_name=strategy_name, precision=precision, source=data_source,
-                plan=plan, weights_source=weights_source, defaults_chosen=defaults_chosen, log=log,
-            )
+            session = _Session(config, run, strategy, strategy_name, precision, data_source, plan, log)
+            return _train(session, defaults_chosen=defaults_chosen)
         except UsageError:
             if new_run and not run.has_state():
                 run.remove_started()
@@ -143,38 +141,87 @@ def train(config, *, output=None, resume=False, log=print):
             keras.mixed_precision.set_global_policy(previous_policy)
 
 
-def _train(config, run, *, strategy, strategy_name, precision, source, plan, weights_source, defaults_chosen, log):
-    """The training itself, in the locked run directory, under the run's precision policy."""
-    training, data = config.training, config.data
-    replicas = strategy.num_replicas_in_sync
-    keras.utils.set_random_seed(training.seed)
-    with strategy.scope():
-        model = build_and_compile(config, plan, replicas=replicas)
+@dataclasses.dataclass(frozen=True)
+class _Session:
+    """One process training one run: what each part of the training needs, fixed before it starts."""
 
+    config: config_lib.RunConfig  # complete: classes and data-fitted defaults included
+    run: RunDirectory  # locked by this process
+    strategy: tf.distribute.Strategy
+    strategy_name: str  # as the log names it: "default", "mirrored", …
+    precision: str  # the Keras dtype policy
+    source: sources.DataSource  # the opened data
+    plan: config_lib.StepPlan
+    log: object  # print, or what the caller gave
+
+    @property
+    def replicas(self):
+        return self.strategy.num_replicas_in_sync
+
+
+def _train(session, *, defaults_chosen):
+    """The training itself, in the locked run directory, under the run's precision policy."""
+    config, run, plan, log = session.config, session.run, session.plan, session.log
+    keras.utils.set_random_seed(config.training.seed)
+    with session.strategy.scope():
+        model = build_and_compile(config, plan, replicas=session.replicas)
     counter = StepCounter()
     backup = StepBackup(run.backup, save_every_steps=config.runtime.save_every_steps, counter=counter)
     backup.set_model(model)
-    done = counter.step = _restore(model, run, backup, log=log)
+    done = counter.step = _start_or_continue(model, session, backup)
+    if done >= plan.total_steps and run.is_finished():
+        _report_finished(run, log=log)
+        return run
+    callbacks, epoch_end, interrupt, watch = _callbacks(session, counter, backup)
+    validation = pipeline.evaluation_dataset(
+        session.source, image_size=config.data.image_size, preprocessing=config.data.preprocessing(), batch_size=config.training.batch_size
+    )
+    started = time.time()
+    with _stopped_in_words(session, counter, backup):
+        ended = resume_lib.epoch_ending_at(done, plan)
+        if ended is not None and not any(int(row["epoch"]) == ended + 1 for row in run.read_history()):
+            # Stopped between an epoch's last step (backed up) and that epoch's end: finish it first.
+            log(f"{run} trained epoch {ended + 1} to its last step but stopped before the epoch ended: evaluating it now.")
+            _end_epoch_by_hand(model, ended, validation, epoch_end)
+        if done < plan.total_steps:
+            _announce(session, defaults_chosen)
+            try:
+                _fit(model, session, done=done, validation=validation, callbacks=callbacks, interrupt=interrupt)
+            finally:
+                if watch is not None:
+                    watch.stop()  # fit() that raises skips on_train_end
+        return _finish(session, steps=counter.step, validation=validation, started=started)
+
+
+def _start_or_continue(model, session, backup):
+    """The step training continues from (resume_lib.restore), the run's files made to agree with
+    it; at step 0, the pretrained weights loaded."""
+    config, run, plan, log = session.config, session.run, session.plan, session.log
+    done = resume_lib.restore(model, run, backup, log=log)
     if done == 0:
         if not run.is_empty() and (os.path.exists(run.history) or os.path.exists(run.tensorboard)):
             log(f"{run} holds no saved state to continue from (stopped before its first backup): starting it afresh.")
         run.clear_derived()
-        if weights_source is not None:
+        if config.weights_source is not None:
             try:
-                log(f"Starting from {weights_source.weights} ({pretrained.load(model, weights_source, config)}).")
+                log(f"Starting from {config.weights_source.weights} ({pretrained.load(model, config.weights_source, config)}).")
             except ValueError as error:  # weights.WeightsError: a file that does not fit after all
                 raise UsageError(f"--weights {config.training.weights}: {error}") from None
     elif done >= plan.total_steps and run.is_finished():
-        _report_finished(run, log=log)
-        return run
+        return done  # nothing to continue: _train reports it
     elif done < plan.total_steps:
         log(f"Resuming {run} at step {done} of {plan.total_steps}.")
     if done < plan.total_steps and os.path.exists(run.metrics):
         os.remove(run.metrics)  # trained longer (--resume): finished again only at the new end
     # The rows of the steps trained again (the rest of an interrupted epoch, and any later) go.
     run.keep_history_through(done, steps_per_epoch=plan.steps_per_epoch)
+    return done
 
-    throughput = Throughput(training.batch_size)
+
+def _callbacks(session, counter, backup):
+    """fit()'s callbacks in their order, those that end an epoch (for an epoch ended by hand), the
+    Ctrl-C catcher, and the first-step watch of a tf.data service (None without one)."""
+    config, run = session.config, session.run
     best_so_far = max((row.get("val_accuracy", -1.0) for row in run.read_history()), default=None)
     interrupt = InterruptAtStepEnd()
     epoch_end = [  # in this order: an epoch's row in history.csv means its models are saved
@@ -184,15 +231,15 @@ def _train(config, run, *, strategy, strategy_name, precision, source, plan, wei
         ),
         AtomicModelCheckpoint(run.last_model, counter=counter),
         EpochHistory(run, counter=counter),
-        Curves(run.history, run.curves, title=f"{config.model.name} on {data.dataset}", freeze_epochs=training.freeze_epochs),
-        DivergenceStop(run, classes=len(source.class_names)),  # after the epoch's files: they stay resumable
+        Curves(run.history, run.curves, title=f"{config.model.name} on {config.data.dataset}", freeze_epochs=config.training.freeze_epochs),
+        DivergenceStop(run, classes=len(session.source.class_names)),  # after the epoch's files: they stay resumable
     ]
     callbacks = [
         counter,  # first: a step is counted before anything can stop training after it
         interrupt,
         keras.callbacks.TerminateOnNaN(raise_error=True),  # before anything that saves
         backup,
-        throughput,
+        Throughput(config.training.batch_size),
         *epoch_end,
         keras.callbacks.TensorBoard(run.tensorboard, write_graph=False, profile_batch=0),
     ]
@@ -203,58 +250,56 @@ def _train(config, run, *, strategy, strategy_name, precision, source, plan, wei
             f"The first step has not ended after {service.FIRST_STEP_PATIENCE_S} s: it waits for batches from the tf.data "
             f"service at {address}. If no worker serves it, start one: `keras-resnet data-service --dispatcher "
             f"{address.host}:{address.port}` (on a machine that sees the dataset at the same path).",
-            after_seconds=service.FIRST_STEP_PATIENCE_S, log=log,
+            after_seconds=service.FIRST_STEP_PATIENCE_S, log=session.log,
         )
         callbacks.append(watch)
-    validation = pipeline.evaluation_dataset(
-        source, image_size=data.image_size, preprocessing=data.preprocessing(), batch_size=training.batch_size
-    )
-    started = time.time()
-    try:
-        ended = _epoch_ending_at(done, plan)
-        if ended is not None and not any(int(row["epoch"]) == ended + 1 for row in run.read_history()):
-            # Stopped between an epoch's last step (backed up) and that epoch's end: finish it first.
-            log(f"{run} trained epoch {ended + 1} to its last step but stopped before the epoch ended: evaluating it now.")
-            _end_epoch_by_hand(model, ended, validation, epoch_end)
-        if done < plan.total_steps:
-            if defaults_chosen:
-                log(f"Defaults chosen for this data: {'; '.join(defaults_chosen)}.")
-            if source.unreadable_train_files:
-                unreadable = source.unreadable_train_files
-                log(
-                    f"warning: {config_lib.counted(len(unreadable), 'training file')} cannot be opened as a picture and "
-                    f"{'is' if len(unreadable) == 1 else 'are'} left out: {', '.join(unreadable[:3])}{', …' if len(unreadable) > 3 else ''}. "
-                    f"Repair or remove {'it' if len(unreadable) == 1 else 'them'}."
-                )
-            log(
-                f"Training {config.model.name} on {data.dataset} ({source.train_examples} training, "
-                f"{source.validation_examples} validation images, {len(source.class_names)} classes) at {data.image_size} px: "
-                f"{config_lib.counted(plan.total_steps, 'step')} ({config_lib.counted(plan.epochs, 'epoch')} of {config_lib.counted(plan.steps_per_epoch, 'step')}), "
-                f"global batch {training.batch_size} over {config_lib.counted(replicas, 'replica')} [{strategy_name}], {precision}. Run directory: {run}"
-            )
-            prepared_by = f"; prepared by the tf.data service at {config.runtime.data_service}" if config.runtime.data_service else ""
-            log(f"Training input: {pipeline.describe_training_input(source, data.augmentation, workers=distribute.worker_count(strategy))}{prepared_by}.")
-            log(f"Evaluation transform: {data.preprocessing().describe()}, at {data.image_size} px (--eval-crop); the converted models carry it to classify.py and the page.")
-            if plan.freeze_steps:
-                log(
-                    f"Fine-tuning: {config_lib.counted(plan.freeze_steps // plan.steps_per_epoch, 'epoch')} of the classifier alone at learning "
-                    f"rate {training.learning_rate * HEAD_RATE_FACTOR:g}, then the whole network from {training.learning_rate:g} ({training.schedule})."
-                )
-            try:
-                _fit(model, config, plan, strategy=strategy, done=done, source=source, validation=validation, callbacks=callbacks, interrupt=interrupt, log=log)
-            finally:
-                if watch is not None:
-                    watch.stop()  # fit() that raises skips on_train_end
-        return _finish(
-            run, plan, steps=counter.step, config=config, source=source, validation=validation, precision=precision, replicas=replicas,
-            started=started, log=log,
+    return callbacks, epoch_end, interrupt, watch
+
+
+def _announce(session, defaults_chosen):
+    """The lines that say what is about to train, before the first step."""
+    config, source, plan, log = session.config, session.source, session.plan, session.log
+    training, data = config.training, config.data
+    if defaults_chosen:
+        log(f"Defaults chosen for this data: {'; '.join(defaults_chosen)}.")
+    if source.unreadable_train_files:
+        unreadable = source.unreadable_train_files
+        log(
+            f"warning: {config_lib.counted(len(unreadable), 'training file')} cannot be opened as a picture and "
+            f"{'is' if len(unreadable) == 1 else 'are'} left out: {', '.join(unreadable[:3])}{', …' if len(unreadable) > 3 else ''}. "
+            f"Repair or remove {'it' if len(unreadable) == 1 else 'them'}."
         )
+    log(
+        f"Training {config.model.name} on {data.dataset} ({source.train_examples} training, "
+        f"{source.validation_examples} validation images, {len(source.class_names)} classes) at {data.image_size} px: "
+        f"{config_lib.counted(plan.total_steps, 'step')} ({config_lib.counted(plan.epochs, 'epoch')} of {config_lib.counted(plan.steps_per_epoch, 'step')}), "
+        f"global batch {training.batch_size} over {config_lib.counted(session.replicas, 'replica')} [{session.strategy_name}], {session.precision}. Run directory: {session.run}"
+    )
+    prepared_by = f"; prepared by the tf.data service at {config.runtime.data_service}" if config.runtime.data_service else ""
+    log(f"Training input: {pipeline.describe_training_input(source, data.augmentation, workers=distribute.worker_count(session.strategy))}{prepared_by}.")
+    log(f"Evaluation transform: {data.preprocessing().describe()}, at {data.image_size} px (--eval-crop); the converted models carry it to classify.py and the page.")
+    if plan.freeze_steps:
+        log(
+            f"Fine-tuning: {config_lib.counted(plan.freeze_steps // plan.steps_per_epoch, 'epoch')} of the classifier alone at learning "
+            f"rate {training.learning_rate * HEAD_RATE_FACTOR:g}, then the whole network from {training.learning_rate:g} ({training.schedule})."
+        )
+
+
+@contextlib.contextmanager
+def _stopped_in_words(session, counter, backup):
+    """Training that stops early, as the user reads it: Ctrl-C backs the state up (Interrupted), and
+    a NaN loss, a divergence, a full disk or unusable data become one TrainingError line that says
+    what the same command would continue from."""
+    config, run, plan, source = session.config, session.run, session.plan, session.source
+    data = config.data
+    try:
+        yield
     except KeyboardInterrupt:
         counter.catch_up()
         try:
             backup.save_now()
         except OSError as error:
-            raise _storage_error(error, run, _continuation(run, backup)) from None
+            raise _storage_error(error, run, resume_lib.continuation(run, backup)) from None
         raise Interrupted(
             f"Interrupted at step {counter.step} of {plan.total_steps}; the state is backed up "
             f"in {run.backup}. Run the same command again to resume."
@@ -262,7 +307,7 @@ def _train(config, run, *, strategy, strategy_name, precision, source, plan, wei
     except RuntimeError as error:
         if "NaN or Inf loss" not in str(error):
             raise
-        continuation = _continuation(run, backup)
+        continuation = resume_lib.continuation(run, backup)
         if continuation:
             kept = f"The same command continues from {continuation}, saved before."
         else:
@@ -277,7 +322,7 @@ def _train(config, run, *, strategy, strategy_name, precision, source, plan, wei
             f"{run} keeps its state (the same command would continue it); start again with that change and a new --output."
         ) from None
     except OSError as error:
-        raise _storage_error(error, run, _continuation(run, backup)) from None
+        raise _storage_error(error, run, resume_lib.continuation(run, backup)) from None
     except pipeline.EmptyShare as error:
         raise TrainingError(str(error)) from None
     except tf.errors.InvalidArgumentError as error:
@@ -317,9 +362,9 @@ def _divergence_cause(config, source, plan):
     return f"the learning rate {training.learning_rate:g} is too high for this data; pass a lower --lr (e.g. {training.learning_rate / 10:g})."
 
 
-def _fit(model, config, plan, *, strategy, done, source, validation, callbacks, interrupt, log):
-    training = config.training
-    with interrupt.catching(), distribute.multi_worker_fit(model, strategy):
+def _fit(model, session, *, done, validation, callbacks, interrupt):
+    config, plan, log = session.config, session.plan, session.log
+    with interrupt.catching(), distribute.multi_worker_fit(model, session.strategy):
         for initial_epoch, final_epoch, steps in plan_fits(done, plan.total_steps, plan.steps_per_epoch, breaks=(plan.freeze_steps,)):
             start_step = max(done, initial_epoch * plan.steps_per_epoch)
             if plan.freeze_steps:
@@ -328,7 +373,7 @@ def _fit(model, config, plan, *, strategy, done, source, validation, callbacks, 
                 model.make_train_function(force=True)  # the trained variables changed
                 epochs = f"Epoch {final_epoch}" if final_epoch == initial_epoch + 1 else f"Epochs {initial_epoch + 1}-{final_epoch}"
                 log(f"{epochs}: " + ("the classifier only, backbone frozen." if frozen else "the whole network."))
-            train_data = _training_input(config, source, strategy=strategy, seed=training.seed + start_step)
+            train_data = _training_input(config, session.source, strategy=session.strategy, seed=config.training.seed + start_step)
             model.fit(
                 train_data,
                 validation_data=validation,
@@ -368,25 +413,6 @@ def _training_input(config, source, *, strategy, seed):
     return strategy.distribute_datasets_from_function(batches)
 
 
-def _epoch_ending_at(step, plan):
-    """The epoch whose last step is `step` (the last epoch may be cut short by --steps), or None."""
-    if step == 0:
-        return None
-    if step >= plan.total_steps:
-        return plan.epochs - 1
-    return step // plan.steps_per_epoch - 1 if step % plan.steps_per_epoch == 0 else None
-
-
-def _continuation(run, backup):
-    """What the same command would continue from if this process stopped now, in words (None:
-    nothing), in _restore's order. A backup restored at the start counts as saved."""
-    if backup.saved_step:
-        return f"the backup in {run.backup} (step {backup.saved_step})"
-    if os.path.exists(run.last_model):
-        return run.last_model
-    return None
-
-
 def _end_epoch_by_hand(model, epoch, validation, callbacks):
     """What fit() does at an epoch's end, for an epoch whose steps are all done: validation, then the
     checkpoints, history and curves (the epoch's training metrics are gone with the process that
@@ -398,7 +424,10 @@ def _end_epoch_by_hand(model, epoch, validation, callbacks):
         callback.on_epoch_end(epoch, logs)
 
 
-def _finish(run, plan, *, steps, config, source, validation, precision, replicas, started, log):
+def _finish(session, *, steps, validation, started):
+    """The finished run's figures: metrics.json (written last: a run with it is finished), and the
+    best model's per-class results and confusion matrix on the validation split."""
+    config, run, plan, source, log = session.config, session.run, session.plan, session.source, session.log
     history = run.read_history()
     final = history[-1]
     best = max(history, key=lambda row: row.get("val_accuracy", -1.0))
@@ -413,8 +442,8 @@ def _finish(run, plan, *, steps, config, source, validation, precision, replicas
         "epochs": plan.epochs,
         "steps": steps,
         "training_seconds": round(time.time() - started, 1),
-        "precision": precision,
-        "replicas": replicas,
+        "precision": session.precision,
+        "replicas": session.replicas,
     }
     # The per-class figures and confusion of the best model (the one --evaluate, the conversion and
     # the demo take) on the validation split, before metrics.json (written last: a run with
@@ -423,7 +452,7 @@ def _finish(run, plan, *, steps, config, source, validation, precision, replicas
     best = evaluation.in_float32(keras.saving.load_model(best_model, compile=False))
     probabilities, truth, losses = evaluation.predict(best, validation, verbose=0)
     figures = evaluation.results(probabilities, truth, list(source.class_names), losses=losses, penalty=evaluation.weight_penalty(best))
-    written = _write_evaluation(run.path, figures, model_path=best_model, data=config.data, class_names=source.class_names, split=source.validation_split_name)
+    written = evaluation.write_for_model(run.path, figures, model_path=best_model, data=config.data, class_names=source.class_names, split=source.validation_split_name)
     run.write_json(run.metrics, metrics)
     shutil.rmtree(run.backup, ignore_errors=True)  # finished: last.keras holds the final state
     files.remove_partials(run.path)
@@ -514,204 +543,7 @@ def plan_fits(done, total, steps_per_epoch, *, breaks=()):
     return calls
 
 
-def _run_directory(config, *, output, resume, log):
-    """The run directory to train in, checked before anything is read or written: a new one, or a
-    run of the same configuration to continue (from a backup, last.keras, or afresh when it holds
-    nothing to continue from)."""
-    if output is None:
-        interrupted = find_interrupted(config)
-        if interrupted is not None:
-            log(f"Found an interrupted run with this configuration: {interrupted}")
-            return interrupted
-        return RunDirectory(default_path(config.model.name, config.data.dataset))
-    run = RunDirectory(output)
-    if run.is_empty():
-        return run
-    if not os.path.exists(run.config):
-        raise UsageError(f"{output} is not empty and holds no run (no config.json): choose another --output. Nothing was changed.")
-    stored = run.read_config()
-    if not stored.same_training(config, ignore_length=resume):
-        if stored.same_training(config, ignore_length=True):
-            raise UsageError(
-                f"{output} holds a run of another length ({_length(stored)}): pass --resume to train it to "
-                f"{_length(config)}, or choose another --output. Nothing was changed."
-            )
-        raise UsageError(
-            f"{output} holds a run with another configuration (see its config.json): "
-            f"continue it with its own flags, or choose another --output. Nothing was changed."
-        )
-    if resume and not run.has_state() and not run.is_finished():
-        log(f"--resume: {run} has neither a backup nor last.keras; starting it afresh.")
-    return run
-
-
-def _length(config):
-    training = config.training
-    return config_lib.counted(training.steps, "step") if training.steps else config_lib.counted(training.epochs, "epoch")
-
-
-def _interrupted_config(config):
-    """The configuration of the interrupted run that the default --output continues, if any."""
-    interrupted = find_interrupted(config)
-    return interrupted.read_config() if interrupted is not None else None
-
-
-def _stored_config(output):
-    """The configuration of the run in `output`, if there is one."""
-    if output is None or not os.path.exists(RunDirectory(output).config):
-        return None
-    return RunDirectory(output).read_config()
-
-
-def _prepare_directory(run, config):
-    try:  # the directory exists: run.lock() made it
-        if not os.path.exists(run.config) or run.read_config().training != config.training:
-            # New, or resumed for longer: config.json records the run as it now goes.
-            run.write_config(config)
-        if not os.path.exists(run.labels):
-            run.write_labels(config.class_names)
-    except OSError as error:
-        if files.is_out_of_space(error):
-            raise TrainingError(f"No space left on the disk holding {run}: free some space and run the same command again.") from None
-        raise UsageError(f"Cannot write to the run directory {run} ({files.describe_os_error(error)}): choose another --output.") from None
-
-
-def _check_not_shorter(run, plan, train_examples):
-    """--resume trains a run longer, never shorter: refused before anything is written."""
-    try:
-        configured = run.read_config().plan(train_examples).total_steps
-    except UsageError:
-        return  # no run yet, or one whose own plan no longer works: nothing to compare
-    if plan.total_steps < configured:
-        raise UsageError(
-            f"--resume trains a run longer: {run} is set to {configured} steps and this command asks for "
-            f"{plan.total_steps}. Ask for {configured} or more, or choose another --output. Nothing was changed."
-        )
-
-
-def _restore(model, run, backup, *, log):
-    """The step to continue from: the backup's, else last.keras', else 0. Each is loaded before it is
-    trusted; one that cannot be read is reported and passed over."""
-    if run.has_backup():
-        try:
-            return backup.restore()
-        except Exception as error:  # h5py and Keras raise many kinds for a damaged file
-            log(f"The backup in {run.backup} cannot be read ({type(error).__name__}); looking for last.keras.")
-    if os.path.exists(run.last_model):
-        try:
-            return _restore_from_last(model, run)
-        except Exception as error:
-            log(f"{run.last_model} cannot be read ({type(error).__name__}: {str(error)[:120]}).")
-    return 0
-
-
-def _restore_from_last(model, run):
-    """A finished (or stopped) run's last model, with the optimizer's state; the step it was saved at."""
-    previous = keras.saving.load_model(run.last_model)
-    model.set_weights(previous.get_weights())
-    for variable, saved in zip(model.optimizer.variables, previous.optimizer.variables):
-        variable.assign(saved)
-    step = saved_model_step(run.last_model)
-    return int(model.optimizer.iterations.numpy()) if step is None else step
-
-
 def _number(value):
     return "n/a" if value is None else f"{value:.4f}"
 
 
-# -- evaluation ---------------------------------------------------------------------------------
-
-
-def evaluate(path, *, dataset=None, batch_size=None, data_dir=None, log=print):
-    """A trained model's figures (evaluation.results) on its run's validation split, or on
-    `dataset` (train.py's --dataset: a folder of class folders is evaluated whole), with the
-    evaluation transform it was trained for. `path`: a run directory (its best model) or a .keras
-    file (in its run directory, or alone with `dataset`). Writes evaluation-<data>.json and
-    confusion-<data>.png beside the model; returns the figures."""
-    model_path, config, class_names, in_run = _model_to_evaluate(path, dataset=dataset)
-    data = config.data
-    # Data other than the run's own (any data, for a .keras file without its run).
-    other_data = dataset is not None and (not in_run or dataset != data.dataset)
-    if other_data:
-        # Another dataset, seen through the run's evaluation transform at its image size; a folder
-        # of class folders without splits is evaluated whole. Its own: its validation split.
-        data = dataclasses.replace(data, dataset=dataset, data_dir=data_dir, train_examples=None, validation_examples=None)
-    source = sources.open_configured(data, seed=config.training.seed, data_dir=data_dir, evaluation=other_data)
-    try:
-        model = evaluation.in_float32(keras.saving.load_model(model_path, compile=False))
-    except Exception as error:  # a damaged or foreign file: Keras raises many kinds
-        raise UsageError(f"Cannot load {model_path} as a Keras model ({type(error).__name__}: {str(error)[:200]}).") from None
-    classes = model.output_shape[-1]
-    _check(
-        classes == len(source.class_names),
-        f"{model_path} outputs {classes} classes but {data.dataset} has {len(source.class_names)}: evaluate it on data of its own classes.",
-    )
-    if class_names is not None and list(class_names) != list(source.class_names):
-        differ = [f"{ours!r} vs {theirs!r}" for ours, theirs in zip(class_names, source.class_names) if ours != theirs]
-        raise UsageError(
-            f"{data.dataset}'s classes are not the ones {model_path} was trained on, in the same order "
-            f"({'; '.join(differ[:3])}): name its class folders as the training data's."
-        )
-    class_names = list(source.class_names)
-    batch_size = batch_size or min(config.training.batch_size, 128)
-    batches = pipeline.evaluation_dataset(source, image_size=data.image_size, preprocessing=data.preprocessing(), batch_size=batch_size)
-    steps = -(-source.validation_examples // batch_size)
-    probabilities, truth, losses = evaluation.predict(model, batches, steps=steps, verbose=1 if sys.stdout.isatty() else 2)
-    figures = evaluation.results(probabilities, truth, class_names, losses=losses, penalty=evaluation.weight_penalty(model))
-    log(
-        f"{model_path} on {figures['pictures']} pictures of {data.dataset} ({source.validation_split_name}): {evaluation.summary(figures)}. "
-        f"Least often right: {evaluation.weakest_classes(figures)}."
-    )
-    directory = os.path.dirname(os.path.abspath(model_path))
-    written = _write_evaluation(directory, figures, model_path=model_path, data=data, class_names=class_names, split=source.validation_split_name)
-    log(f"Wrote {', '.join(written)}.")
-    return figures
-
-
-def _model_to_evaluate(path, *, dataset):
-    """(the .keras file, the RunConfig it trained with, its class names or None, whether it lies in
-    its run directory) for --evaluate PATH."""
-    if os.path.isdir(path):
-        run = RunDirectory(path)
-        _check(os.path.exists(run.config), f"{path} is not a run directory (no config.json): pass a run directory or a .keras file.")
-        model_path = run.best_model if os.path.exists(run.best_model) else run.last_model
-        _check(os.path.exists(model_path), f"Run directory {path} holds no model yet (best.keras or last.keras): train it first.")
-    else:
-        _check(os.path.exists(path), f"No such run directory or model file: {path}.")
-        _check(path.endswith(".keras"), f"{path} is neither a run directory nor a .keras model.")
-        model_path = path
-    run = RunDirectory(os.path.dirname(os.path.abspath(model_path)))
-    if os.path.exists(run.config):
-        config = run.read_config()  # its run's (a ConfigFileError names what is wrong with it)
-        return model_path, config, config.class_names, True
-    # A .keras file without its run: its network says the image size and the family's transform.
-    _check(dataset is not None, f"{path} has no config.json beside it: name the data to evaluate it on with --dataset.")
-    try:
-        own = run_dir_lib.own_model(model_path)
-    except UsageError as error:
-        raise UsageError(f"--evaluate {path}: {error}") from None
-    arguments = own.build_arguments
-    size = own.image_size
-    _check(size is not None, f"{path} takes pictures of any size: evaluate it from its run directory.")
-    config = for_model(arguments, dataset=dataset)
-    return model_path, config, None, False
-
-
-def _write_evaluation(directory, figures, *, model_path, data, class_names, split):
-    """evaluation-<data>.json and confusion-<data>.png in `directory`: their names, for the log."""
-    about = {
-        "model": os.path.abspath(model_path),
-        "data": data.dataset,
-        "split": split,
-        "image_size": data.image_size,
-        "evaluation_transform": data.preprocessing().describe(),
-    }
-    title = f"{os.path.basename(model_path)} on {data.dataset} ({figures['pictures']} pictures, top-1 {evaluation.percent(figures['top1'])})"
-    try:
-        json_path, png_path = evaluation.write(directory, figures, dataset=data.dataset, class_names=class_names, title=title, about=about)
-    except OSError as error:
-        raise UsageError(
-            f"Cannot write the evaluation into {directory} ({files.describe_os_error(error)}): make it writable, or "
-            "copy the model (or its run directory) somewhere writable and evaluate the copy."
-        ) from None
-    return [path for path in (json_path, png_path) if path]
