@@ -636,7 +636,7 @@ def test_a_connection_flood_from_one_address_is_bounded_and_the_others_are_serve
     assert other.makefile("rb").readline().split()[1] == b"200"
     other.close()
     # Trickling never idles long enough for the read timeout; the request deadline cuts it.
-    while time.monotonic() - started < serve.REQUEST_DEADLINE_SECONDS + 2:
+    while time.monotonic() - started < server_lib.REQUEST_DEADLINE_SECONDS + 2:
         for connection in admitted:
             try:
                 connection.sendall(b"E")

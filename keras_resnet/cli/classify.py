@@ -27,8 +27,8 @@ from keras_resnet import files
 from keras_resnet.runtime import LiteRTError, confusion
 from keras_resnet.runtime.classifier import DEFAULT_TOP_K, Classifier, load_image
 from keras_resnet.runtime.delegates import DELEGATES
+from keras_resnet.runtime.pictures import PILLOW_EXTENSIONS
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
 
 def parser():
@@ -223,12 +223,12 @@ def _image_paths(arguments):
                 folders = [top] + ([] if below == os.curdir else below.split(os.sep))
                 for name in sorted(names):
                     path = os.path.join(folder, name)
-                    if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".") and os.path.isfile(path):
+                    if name.lower().endswith(PILLOW_EXTENSIONS) and not name.startswith(".") and os.path.isfile(path):
                         # Top-down from the first folder below the one named: photos/val → val/Bag/x.png is a Bag.
                         pictures.append((path, folders[1:] + folders[:1]))
                         found += 1
             if not found:
-                problems.append(f"{argument}: no image files ({', '.join(IMAGE_EXTENSIONS)}) in this directory")
+                problems.append(f"{argument}: no image files ({', '.join(PILLOW_EXTENSIONS)}) in this directory")
         else:
             # A missing or broken file is reported when it is read; its folder may name its class.
             pictures.append((argument, [os.path.basename(os.path.dirname(os.path.abspath(argument)))]))

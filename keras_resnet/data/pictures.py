@@ -98,9 +98,11 @@ class PictureFiles:
         )
 
     def decoded_whole(self, *, order=None, skip_undecodable=True):
-        """(uint8 RGB picture at its own size, upright, int64 label) per file, as `decoded`."""
+        """(uint8 RGB picture at its own size, upright, int64 label) per file, as `decoded`. The
+        EXIF turn is built only for files of which some are turned (self.kinds)."""
+        decode = decode_picture if self.kinds.any_turned else lambda encoded, orientation: decode_stored(encoded)
         return self.decoded(
-            lambda encoded, orientation, position: decode_picture(encoded, orientation), order=order, skip_undecodable=skip_undecodable
+            lambda encoded, orientation, position: decode(encoded, orientation), order=order, skip_undecodable=skip_undecodable
         )
 
     def _tensors(self):

@@ -19,9 +19,10 @@ import tensorflow as tf
 
 from keras_resnet.data.pictures import decode_picture, plain
 from keras_resnet.errors import RecordsError
+from keras_resnet.runtime import labels as labels_lib
 
 PREFIX = "tfrecord:"
-LABELS_FILE = "labels.txt"
+LABELS_FILE = labels_lib.LABELS_FILE
 VALIDATION_NAMES = ("validation", "val", "test")
 
 
@@ -156,7 +157,7 @@ def open_shards(pattern):
     labels_path = os.path.join(folder, LABELS_FILE)
     try:
         with open(labels_path, encoding="utf-8") as file:
-            class_names = [line.strip() for line in file if line.strip()]
+            class_names = labels_lib.names_in(file)
     except (OSError, UnicodeDecodeError) as error:
         raise RecordsError(
             f"Cannot read the class names {labels_path} ({type(error).__name__}): write one name per line, in label order "

@@ -26,8 +26,8 @@ from keras_resnet import files
 from keras_resnet.data import records, synthetic
 from keras_resnet.data.pictures import PictureFiles, PictureKinds, shown
 from keras_resnet.errors import DatasetError
+from keras_resnet.runtime.pictures import TRAINING_EXTENSIONS
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 FOLDER_PREFIX = "folder:"
 # A held-out fraction where a dataset has no validation or test split (tf_flowers, image folders).
 VALIDATION_FRACTION = 0.1
@@ -559,6 +559,6 @@ def _class_folders(path, *, need_images=True):
         )
     for class_name in classes if need_images else ():
         folder = os.path.join(path, class_name)
-        if not any(name.lower().endswith(IMAGE_EXTENSIONS) for name in _listed(folder)):
-            raise DatasetError(f"Class folder {folder!r} holds no images ({', '.join(IMAGE_EXTENSIONS)}).")
+        if not any(name.lower().endswith(TRAINING_EXTENSIONS) for name in _listed(folder)):
+            raise DatasetError(f"Class folder {folder!r} holds no images ({', '.join(TRAINING_EXTENSIONS)}).")
     return classes

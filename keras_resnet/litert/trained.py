@@ -18,6 +18,7 @@ from keras_resnet.nets.builder import ResNetModel, from_build_arguments
 from keras_resnet.run import config as config_lib
 from keras_resnet.run.directory import RunDirectory
 from keras_resnet.run.resolve import for_model
+from keras_resnet.runtime import labels as labels_lib
 from keras_resnet.runtime import preprocessing as preprocessing_lib
 
 
@@ -156,7 +157,7 @@ def _load_keras(path):
 def _read_labels(path, classes):
     try:
         with open(path) as file:
-            names = [line.strip() for line in file if line.strip()]
+            names = labels_lib.names_in(file)
     except OSError as error:
         raise ConversionError(f"Cannot read --labels {path}: {error.strerror}.") from None
     if len(names) != classes:

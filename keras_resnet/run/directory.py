@@ -28,6 +28,7 @@ import zipfile
 from keras_resnet import files
 from keras_resnet.nets import specs
 from keras_resnet.run.config import ConfigFileError, RunConfig, UsageError
+from keras_resnet.runtime import labels as labels_lib
 
 LOCK_FILE = ".lock"
 LOCK_ATTEMPTS = 5
@@ -135,11 +136,11 @@ class RunDirectory:
         files.write_text(path, json.dumps(data, indent=2) + "\n")
 
     def read_labels(self):
-        with open(self.labels) as file:
-            return [line.rstrip("\n") for line in file if line.strip()]
+        with open(self.labels, encoding="utf-8") as file:
+            return labels_lib.names_in(file)
 
     def write_labels(self, class_names):
-        files.write_text(self.labels, "".join(f"{name}\n" for name in class_names))
+        files.write_text(self.labels, labels_lib.labels_text(class_names))
 
     def read_history(self):
         return read_history(self.history)

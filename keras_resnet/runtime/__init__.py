@@ -4,6 +4,7 @@ Nothing here imports TensorFlow or Keras (tests/test_edge_demo.py proves it), so
 `pip install 'keras-resnet-edge[demo]'` (ai-edge-litert, numpy, Pillow) runs it:
 
 - labels.py         class names packed inside a .tflite file, or read from a labels file
+- pictures.py       which picture files training, classify.py and the page open
 - metadata.py       what else the file carries: the evaluation transform, the GPU verdict, self-test pictures
 - preprocessing.py  the evaluation transform every stage applies to a picture (here in Pillow)
 - delegates.py      where a model runs: the CPU, a delegate library (GPU, Coral Edge TPU)

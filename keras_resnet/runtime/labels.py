@@ -36,7 +36,7 @@ def read_labels(path):
     if not str(path).endswith(".tflite"):
         try:
             with open(path, encoding="utf-8") as file:
-                return _names(file)
+                return names_in(file)
         except (OSError, UnicodeDecodeError) as error:
             raise LiteRTError(f"cannot read labels file {path}: {reason(error)}") from None
     try:
@@ -50,7 +50,7 @@ def read_labels(path):
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise LiteRTError(f"{path}: its packed {LABELS_FILE} is not UTF-8 text: pass --labels FILE") from None
-    return _names(text.splitlines())
+    return names_in(text.splitlines())
 
 
 class PackedFileTooLarge(ValueError):
@@ -67,9 +67,10 @@ def read_packed(archive, name, *, limit):
     return data
 
 
-def _names(lines):
-    """The class names of a labels file's lines, blank lines left out and control characters
-    (escape sequences, bells) written as escapes, so that a name cannot drive the terminal."""
+def names_in(lines):
+    """The class names of a labels file's lines (one name per line: the format's one reader, as
+    `labels_text` is its one writer), blank lines left out and control characters (escape
+    sequences, bells) written as escapes, so that a name cannot drive the terminal."""
     return [_printable(line.strip()) for line in lines if line.strip()]
 
 
@@ -81,4 +82,5 @@ def _printable(name):
 
 
 def labels_text(class_names):
+    """A labels file's text: one name per line, in label order."""
     return "".join(f"{name}\n" for name in class_names)

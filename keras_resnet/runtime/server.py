@@ -19,6 +19,8 @@ from urllib.parse import unquote, urlsplit
 
 from keras_resnet.runtime import selftest
 from keras_resnet.runtime.classifier import DEFAULT_TOP_K
+from keras_resnet.runtime.labels import labels_text
+from keras_resnet.runtime.pictures import BROWSER_EXTENSIONS
 
 
 def static_roots(web_dir):
@@ -34,7 +36,6 @@ def static_roots(web_dir):
 
 # Where convert/to_tflite.py writes a few of the run's validation pictures, beside the models.
 CONVERTED_SAMPLES = "samples"
-PAGE_IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")  # what every browser shows
 # A client that sends nothing for this long is disconnected: idle or slow connections (plain or TLS)
 # hold only their own thread, never the server.
 CLIENT_TIMEOUT_SECONDS = 20
@@ -108,10 +109,10 @@ def handler_for(model_path, description, *, web_dir, samples_dir=None):
     """The request handler of the page in `web_dir` for the model at `model_path` (`description`:
     model_description's), with the sample strip's pictures from `samples_dir`."""
     model_json = json.dumps(description, indent=1).encode()
-    labels_txt = "".join(f"{name}\n" for name in description["labels"]).encode()
+    labels_txt = labels_text(description["labels"]).encode()
     samples = sorted(
         name for name in os.listdir(samples_dir)
-        if name.lower().endswith(PAGE_IMAGE_EXTENSIONS) and not name.startswith(".") and os.path.isfile(os.path.join(samples_dir, name))
+        if name.lower().endswith(BROWSER_EXTENSIONS) and not name.startswith(".") and os.path.isfile(os.path.join(samples_dir, name))
     ) if samples_dir else []
     samples_json = json.dumps(samples).encode()
     roots = {"/samples/": samples_dir, **static_roots(web_dir)} if samples_dir else static_roots(web_dir)

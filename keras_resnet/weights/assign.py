@@ -81,6 +81,16 @@ def assign(model, source, *, skip=()):
         )
 
 
+def renamed(name, rules, *, otherwise=None):
+    """Our layer `name` in a format's names: by the first of `rules` — its table of (pattern,
+    rename) pairs — whose pattern matches the whole name; `otherwise` where none does."""
+    for pattern, rename in rules:
+        match = pattern.fullmatch(name)
+        if match:
+            return rename(match)
+    return otherwise
+
+
 def by_layer_name(arrays, *, describe, name_of=None):
     """A Source of {layer name: [arrays]} (a Keras model's layers, a Keras 2 .h5 file), whose names
     are ours or map onto ours by `name_of` (our name → theirs)."""

@@ -111,8 +111,4 @@ _NAME_RULES = [
 
 def their_name(name):
     """keras.applications' name of our layer `name` (post_bn and predictions are the same)."""
-    for pattern, rename in _NAME_RULES:
-        match = pattern.fullmatch(name)
-        if match:
-            return rename(match)
-    return name
+    return assign.renamed(name, _NAME_RULES, otherwise=name)

@@ -182,11 +182,8 @@ _SUFFIXES = {
 
 
 def torch_name(layer_name):
-    for pattern, rename in _NAME_RULES:
-        match = pattern.fullmatch(layer_name)
-        if match:
-            return rename(match)
-    return None
+    """The state dict's module name of our layer `layer_name` (None: it has none)."""
+    return assign.renamed(layer_name, _NAME_RULES)
 
 
 def _to_keras(kind, suffix, array):
