@@ -23,10 +23,8 @@ import sys
 from keras_resnet import files
 from keras_resnet.cli import COUNT, NON_NEGATIVE, SEED, ArgumentParser, Number, usage_error
 from keras_resnet.run import config as config_lib
-from keras_resnet.run.resolve import resolve
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
 from keras_resnet.quiet import import_tensorflow_quietly
+from keras_resnet.run.resolve import resolve
 
 # CPU-sized defaults on the embedded dataset: the four networks train in about 20 minutes on 2 cores.
 # An epoch of warm-up there (the paper warms up only ResNet-110) keeps the 56-layer nets from

@@ -419,7 +419,34 @@ def test_the_board_code_parses_as_python_3_7():
     # The Coral Dev Board's Mendel Linux has Python 3.7 with Coral's tflite_runtime.
     for name in BOARD_FILES:
         with open(os.path.join(REPOSITORY, name)) as file:
-            ast.parse(file.read(), filename=name, feature_version=(3, 7))
+            tree = ast.parse(file.read(), filename=name, feature_version=(3, 7))
+        assert not runtime_annotations_newer_than_3_7(tree), (name, runtime_annotations_newer_than_3_7(tree))
+
+
+def runtime_annotations_newer_than_3_7(tree):
+    """Annotations that Python 3.7 evaluates (a dataclass field's, a signature's) written in a syntax
+    it cannot run: `X | None` (3.10) and `list[int]`-style generics (3.9). They parse; they fail at
+    import. Lines of the offending annotations; none where `from __future__ import annotations`."""
+    if any(isinstance(node, ast.ImportFrom) and node.module == "__future__" and any(a.name == "annotations" for a in node.names) for node in tree.body):
+        return []
+    annotations = [node.annotation for node in ast.walk(tree) if isinstance(node, (ast.AnnAssign, ast.arg)) and node.annotation is not None]
+    annotations += [node.returns for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.returns is not None]
+    found = []
+    for annotation in annotations:
+        for node in ast.walk(annotation):
+            union = isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr)
+            generic = isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) and node.value.id in ("list", "dict", "tuple", "set", "frozenset", "type")
+            if union or generic:
+                found.append(annotation.lineno)
+                break
+    return found
+
+
+def test_the_board_check_finds_annotations_python_3_7_cannot_run():
+    assert runtime_annotations_newer_than_3_7(ast.parse("import dataclasses\n@dataclasses.dataclass\nclass A:\n    gpu: int | None = None\n")) == [4]
+    assert runtime_annotations_newer_than_3_7(ast.parse("def f(x: list[int]) -> None:\n    pass\n")) == [1]
+    assert runtime_annotations_newer_than_3_7(ast.parse("from typing import Optional\nx: Optional[int] = None\n")) == []
+    assert runtime_annotations_newer_than_3_7(ast.parse("from __future__ import annotations\nx: int | None = None\n")) == []
 
 
 @pytest.mark.integration
@@ -709,7 +736,21 @@ def test_serve_without_the_pages_files_says_where_they_are(tmp_path, models, cap
     # An installed wheel carries the program but not edge_demo/web: --web names a checkout's.
     line = one_line_error_in_process(serve.main, ["--model", str(models["int8"]), "--web", str(tmp_path)], capsys)
     assert line == f"error: --web {tmp_path}: the page's files (index.html) are not there: pass --web with the edge_demo/web folder of a checkout of keras-resnet"
-    assert serve.CHECKOUT_WEB_DIR == os.path.join(EDGE_DEMO, "web")  # the default, found from the package
+
+
+@pytest.mark.integration
+def test_the_serve_script_serves_the_page_beside_it_wherever_the_package_comes_from(tmp_path, models, board):
+    # edge_demo/serve.py with the package installed elsewhere (a wheel in site-packages, as on a
+    # board): the page is its own web/ folder, not one beside the package.
+    demo = tmp_path / "edge_demo"
+    (demo / "web").mkdir(parents=True)
+    shutil.copy(os.path.join(EDGE_DEMO, "serve.py"), demo / "serve.py")
+    shutil.copy(os.path.join(EDGE_DEMO, "web", "index.html"), demo / "web" / "index.html")  # without `npm ci`
+    result = subprocess.run(
+        [sys.executable, str(demo / "serve.py"), "--model", str(models["int8"])], capture_output=True, text=True, env=board.env(), timeout=60, cwd=tmp_path
+    )
+    assert result.returncode == 2
+    assert one_line_error(result) == "error: LiteRT.js is not installed in edge_demo/web/node_modules: run `npm ci --prefix edge_demo/web` first"
 
 
 # WebGPU in headless Chromium: without --disable-gpu, with --enable-unsafe-webgpu (Linux), the page

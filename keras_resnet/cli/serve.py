@@ -21,11 +21,12 @@ from keras_resnet.runtime import LiteRTError
 from keras_resnet.runtime.classifier import Classifier
 from keras_resnet.runtime.server import CONVERTED_SAMPLES, DemoServer, handler_for, lan_address, model_description, samples_folder, static_roots
 
-# The page's files in a checkout of this repository: edge_demo/web/ beside the package.
+# The page's files in a checkout of this repository, found from the package (an editable install,
+# or a run from the checkout); edge_demo/serve.py passes its own web/ folder instead.
 CHECKOUT_WEB_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "edge_demo", "web")
 
 
-def parser():
+def parser(*, web_dir=CHECKOUT_WEB_DIR):
     p = ArgumentParser(
         description="Serve the LiteRT.js browser demo with a .tflite model (open the printed URL on a phone).",
         formatter_class=HelpFormatter,
@@ -42,14 +43,15 @@ def parser():
         "beside the model: a few of the run's validation pictures)",
     )
     p.add_argument(
-        "--web", metavar="DIR", default=CHECKOUT_WEB_DIR,
+        "--web", metavar="DIR", default=web_dir,
         help="the page's folder (index.html, app.js, and LiteRT.js in node_modules/ from `npm ci`); default: edge_demo/web of this checkout",
     )
     return p
 
 
-def main(argv=None):
-    args = parser().parse_args(argv)
+def main(argv=None, *, web_dir=CHECKOUT_WEB_DIR):
+    """The program; `web_dir`: the page's folder unless --web names another."""
+    args = parser(web_dir=web_dir).parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)
     if bool(args.certfile) != bool(args.keyfile):
         return usage_error("https needs both --certfile and --keyfile")

@@ -421,8 +421,9 @@ def _field_problem(name, value, annotation):
             return "must be a list of numbers"
         if name == "input_shape" and (len(value) != 3 or any(item is not None and item < 1 for item in value)):
             return "must be [height, width, channels] of positive sizes"
-    if name in FIELD_RANGES and number:
-        return FIELD_RANGES[name].problem(value)
+    problem = FIELD_RANGES[name].problem(value) if name in FIELD_RANGES and number else None
+    if problem:
+        return problem
     if name in FIELD_CHOICES and value not in FIELD_CHOICES[name]:
         return f"must be one of {', '.join(map(str, FIELD_CHOICES[name]))}"
     return None

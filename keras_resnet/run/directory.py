@@ -136,8 +136,10 @@ class RunDirectory:
         files.write_text(path, json.dumps(data, indent=2) + "\n")
 
     def read_labels(self):
+        # As written, name for name (a class folder's name may end in a space): what the run
+        # trained on, compared with a dataset's classes by name.
         with open(self.labels, encoding="utf-8") as file:
-            return labels_lib.names_in(file)
+            return [line.rstrip("\n") for line in file if line.strip()]
 
     def write_labels(self, class_names):
         files.write_text(self.labels, labels_lib.labels_text(class_names))

@@ -17,6 +17,7 @@ import dataclasses
 import io
 import json
 import zipfile
+from typing import Optional
 
 import numpy as np
 
@@ -46,7 +47,7 @@ class GpuVerdict:
 @dataclasses.dataclass(frozen=True)
 class Metadata:
     preprocessing: Preprocessing
-    gpu: GpuVerdict | None = None  # None: not measured
+    gpu: Optional[GpuVerdict] = None  # None: not measured (Optional: the board's Python 3.7 evaluates this)
     selftest: tuple = ()  # uint8 (H, W, 3) input pictures
     recorded: bool = True  # False: the file carries none of this (the defaults stand in)
 

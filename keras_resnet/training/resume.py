@@ -118,7 +118,7 @@ def _restore_from_last(model, run):
 
 def continuation(run, backup):
     """What the same command would continue from if this process stopped now, in words (None:
-    nothing), in _restore's order. A backup restored at the start counts as saved."""
+    nothing), in restore's order. A backup restored at the start counts as saved."""
     if backup.saved_step:
         return f"the backup in {run.backup} (step {backup.saved_step})"
     if os.path.exists(run.last_model):

@@ -55,8 +55,10 @@ def _check(condition, message):
 
 def train(config, *, output=None, resume=False, log=print):
     """Trains as `config` (a RunConfig) says into a run directory, continuing one that a crash,
-    a NaN stop or a failure at start-up left behind. Returns the RunDirectory. Raises UsageError,
-    TrainingError or Interrupted."""
+    a NaN stop or a failure at start-up left behind. `config` comes from resolve(), which resolved
+    its weights (pass it the same `output`: a started run keeps the weights' layout it recorded).
+    Returns the RunDirectory. Raises UsageError, TrainingError or Interrupted (ValueError for a
+    config with weights that resolve() did not make)."""
     _check(
         output is None or not os.path.exists(output) or os.path.isdir(output),
         f"--output {output} is a file, not a directory: choose another --output. Nothing was changed.",

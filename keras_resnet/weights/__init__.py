@@ -1,7 +1,8 @@
 """Weights for built models, from every source a user has. One module per format, each with the same
-three functions — `claims(weights)` (by name), `required_layout(weights, *, spec, version)` (the
-builder arguments they dictate) and `load(model, weights, *, spec, version, include_top, classes)` —
-over one assignment engine (assign.py), dispatched here by `format_of`:
+two functions — `required_layout(weights, *, spec, version)` (the builder arguments they dictate)
+and `load(model, weights, *, spec, version, include_top, classes)` — over one assignment engine
+(assign.py), dispatched here by `format_of`: by name where a format has names (`claims(weights)`:
+"imagenet", "timm/NAME", .safetensors), then a model of ours, then a file by its contents:
 
 - keras_applications: "imagenet" and keras.applications' .h5 files;
 - torch_checkpoints: "timm/NAME" (timm's published checkpoints) and .safetensors files in timm's

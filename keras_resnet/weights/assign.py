@@ -29,6 +29,7 @@ class Source:
             format's error with a more precise message (a tensor of the wrong kind).
         unit: what a key is, in messages: "layer", "tensor".
         error: the WeightsError subclass raised for this format.
+        format: the format's name, in messages: "keras.applications", "timm/torchvision".
     """
 
     describe: str
@@ -37,6 +38,7 @@ class Source:
     read: Callable
     unit: str = "layer"
     error: type = WeightsError
+    format: str = "keras_resnet"
 
 
 def assign(model, source, *, skip=()):
@@ -52,7 +54,7 @@ def assign(model, source, *, skip=()):
             continue
         name = source.name_of(layer.name)
         if name is None:
-            raise source.error(f"{source.describe} cannot fill layer {layer.name!r} of {model.name}: the format has no counterpart for it.")
+            raise source.error(f"{source.describe} cannot fill layer {layer.name!r} of {model.name}: it has no {source.format} counterpart.")
         found = source.read(layer, name)
         if found is None:
             hint = " (a file without classifier? build with include_top=False)" if layer.name == CLASSIFIER else ""
@@ -91,11 +93,12 @@ def renamed(name, rules, *, otherwise=None):
     return otherwise
 
 
-def by_layer_name(arrays, *, describe, name_of=None):
+def by_layer_name(arrays, *, describe, name_of=None, format="keras_resnet"):
     """A Source of {layer name: [arrays]} (a Keras model's layers, a Keras 2 .h5 file), whose names
     are ours or map onto ours by `name_of` (our name → theirs)."""
     return Source(
         describe=describe,
+        format=format,
         keys=tuple(arrays),
         name_of=name_of or (lambda name: name),
         read=lambda layer, name: None if name not in arrays else {f"{name}.{index}": array for index, array in enumerate(arrays[name])},

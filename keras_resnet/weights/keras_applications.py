@@ -73,7 +73,7 @@ def load(model, weights, *, spec, version, include_top, classes):
         # convolution reads its input channels in reverse order instead.
         stem = arrays[their_name("stem_conv")]
         stem[0] = stem[0][:, :, ::-1, :]
-    source = assign.by_layer_name(arrays, describe=f"weights file {path}", name_of=their_name)
+    source = assign.by_layer_name(arrays, describe=f"weights file {path}", name_of=their_name, format="keras.applications")
     assign.assign(model, source, skip=(assign.CLASSIFIER,) if include_top and not with_classifier else ())
 
 

@@ -241,6 +241,7 @@ def source(tensors, *, describe, model_name):
         read=read,
         unit="tensor",
         error=CheckpointError,
+        format="timm/torchvision",
     )
 
 

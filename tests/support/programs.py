@@ -53,7 +53,12 @@ def start_script(script, *args, cwd=None, env=None):
 
 
 def load_script(path):
-    """A script of the repository (experiments/, bench/, edge_demo/) as a module, to call its main()."""
+    """A script of the repository (experiments/, bench/, edge_demo/) as a module, to call its main();
+    its folder goes first on sys.path, as Python puts it for a script it runs (for the script's
+    own modules beside it: experiments/plots.py)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
     spec = importlib.util.spec_from_file_location(os.path.splitext(os.path.basename(path))[0], path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
