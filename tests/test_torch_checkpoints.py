@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import keras_resnet
-from keras_resnet.weights import torch_checkpoints
 from keras_resnet.nets.specs import FUSED_MIN_EPSILON
+from keras_resnet.weights import torch_checkpoints
 from keras_resnet.weights import WeightsDownloadError, WeightsError
 from safetensors.numpy import save_file
 from support.checkpoints import IMAGE_SIZE, timm_state_dict, write_preset

@@ -3,8 +3,8 @@ keras-resnet data-service (keras_resnet.cli.data_service)."""
 
 import sys
 
-from keras_resnet.nets import specs
 from keras_resnet.cli import COUNT, ArgumentParser, HelpFormatter, Number, data_service
+from keras_resnet.nets import specs
 from keras_resnet.run import config as config_lib
 
 

@@ -9,16 +9,15 @@ It sits above the rest of keras_resnet.run: it asks a checkpoint for its network
 .safetensors files: keras_resnet.weights.torch_checkpoints) and a run directory for its own.
 """
 
-
 from keras_resnet.errors import UsageError
 from keras_resnet.nets import specs
 from keras_resnet.run import directory, recipes, weights_source
 from keras_resnet.run.config import (
     DEFAULT_SAVE_EVERY_STEPS,
     FIELD_RANGES,
+    LAYOUT_FIELDS,
     PRECISIONS,
     STRATEGIES,
-    LAYOUT_FIELDS,
     DataConfig,
     ModelConfig,
     RunConfig,
@@ -27,6 +26,7 @@ from keras_resnet.run.config import (
     is_published,
 )
 from keras_resnet.runtime import preprocessing as preprocessing_lib
+from keras_resnet.weights import torch_checkpoints
 
 
 # train.py's flag of each field whose name differs from it (--image-size is image_size).
@@ -75,15 +75,11 @@ def resolve(
     invalid choices."""
     try:
         if model is None and depth is None and isinstance(weights, str) and weights.startswith("timm/"):
-            from keras_resnet.weights import torch_checkpoints  # only when the weights name a checkpoint
-
             try:
                 model = f"resnet{torch_checkpoints.checkpoint(weights).depth}"  # timm/resnet18.a1_in1k: a resnet18
             except ValueError as error:
                 raise UsageError(f"--weights: {error}") from None
         if model is None and depth is None and isinstance(weights, str) and weights.endswith(".safetensors"):
-            from keras_resnet.weights import torch_checkpoints
-
             try:
                 model = f"resnet{torch_checkpoints.depth_of_file(weights)}"  # the file's keys name its blocks
             except ValueError as error:

@@ -10,8 +10,8 @@ import re
 
 import h5py
 
-from keras_resnet.nets import specs
 from keras_resnet.errors import WeightsDownloadError
+from keras_resnet.nets import specs
 from keras_resnet.weights import assign, files
 
 BASE_URL = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"

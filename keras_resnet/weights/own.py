@@ -8,8 +8,8 @@ import warnings
 import h5py
 
 from keras_resnet import internals
-from keras_resnet.nets import specs
 from keras_resnet.errors import UsageError, WeightsError
+from keras_resnet.nets import specs
 from keras_resnet.run import directory as run_dir
 from keras_resnet.weights import assign, files
 

@@ -20,8 +20,8 @@ import re
 
 import numpy as np
 
-from keras_resnet.nets import specs
 from keras_resnet.errors import CheckpointDownloadError, CheckpointError
+from keras_resnet.nets import specs
 from keras_resnet.weights import assign
 
 HUB_PREFIX = "timm/"
