@@ -10,7 +10,7 @@
     python train.py --evaluate runs/resnet20-cifar10-20261122-101500
 """
 
-import inspect
+import dataclasses
 import sys
 
 from keras_resnet.cli import ArgumentParser, HelpFormatter, Number, usage_error
@@ -18,7 +18,7 @@ from keras_resnet.nets import specs
 from keras_resnet.quiet import import_tensorflow_quietly, list_devices_quietly
 from keras_resnet.run import config as config_lib
 from keras_resnet.run import recipes
-from keras_resnet.run.resolve import resolve
+from keras_resnet.run.resolve import Choices, resolve
 
 
 def field(name):
@@ -118,9 +118,9 @@ def main(argv=None):
     args = parser().parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)  # per-epoch lines reach log files as they happen
     try:
-        # Every flag but --resume and --evaluate is a parameter of resolve(), under the same name.
-        names = inspect.signature(resolve).parameters
-        config = None if args.evaluate else resolve(**{name: getattr(args, name) for name in names})
+        # Every flag but --output, --resume and --evaluate is a field of Choices, under the same name.
+        choices = Choices(**{field.name: getattr(args, field.name) for field in dataclasses.fields(Choices)})
+        config = None if args.evaluate else resolve(choices, output=args.output)
     except config_lib.UsageError as error:
         return usage_error(error)
     import_tensorflow_quietly()

@@ -9,6 +9,8 @@ It sits above the rest of keras_resnet.run: it asks a checkpoint for its network
 .safetensors files: keras_resnet.weights.torch_checkpoints) and a run directory for its own.
 """
 
+import dataclasses
+
 from keras_resnet.errors import UsageError
 from keras_resnet.nets import specs
 from keras_resnet.run import directory, recipes, weights_source
@@ -33,46 +35,156 @@ from keras_resnet.weights import torch_checkpoints
 FLAGS = {"learning_rate": "lr", "evaluation_crop": "eval-crop"}
 
 
-def resolve(
-    *,
-    model=None,
-    depth=None,
-    plain=False,
-    shortcut=None,
-    version=None,
-    family=None,
-    image_size=None,
-    zero_init_residual=False,
-    dataset=None,
-    data_dir=None,
-    eval_crop=None,
-    train_examples=None,
-    validation_examples=None,
-    weights=None,
-    freeze_epochs=None,
-    epochs=None,
-    steps=None,
-    batch_size=None,
-    lr=None,
-    schedule=None,
-    warmup_epochs=None,
-    weight_decay=None,
-    label_smoothing=0.0,
-    seed=0,
-    save_every_steps=DEFAULT_SAVE_EVERY_STEPS,
-    strategy="auto",
-    precision="auto",
-    jit_compile=False,
-    cpu_replicas=1,
-    tpu=None,
-    data_service=None,
-    output=None,
-):
-    """The RunConfig of the user's choices (train.py's flags, by name); None means the paper's
-    default for the network's family, or with `weights` the fine-tuning recipe's
-    (recipes.fine_tuning) and the layout the weights dictate — a run in `output` that already
-    started keeps the layout it recorded (weights_source.with_weights). Raises UsageError for
-    invalid choices."""
+@dataclasses.dataclass(frozen=True)
+class Choices:
+    """A user's choices: train.py's flags, under the same names (`lr` is --lr). None leaves the value
+    to resolve(): the paper's default for the network's family, or with `weights` the fine-tuning
+    recipe's and the layout the weights dictate."""
+
+    # The network.
+    model: str | None = None  # a name: resnet50, plain56, resnet50v1.5
+    depth: int | None = None
+    plain: bool = False
+    shortcut: str | None = None  # A, B or C
+    version: str | None = None  # v1, v1.5, v2
+    family: str | None = None  # imagenet or cifar (CIFAR-style depths 6n+2 otherwise)
+    image_size: int | None = None
+    zero_init_residual: bool = False
+    # The data.
+    dataset: str | None = None  # synthetic, a TFDS name, folder:PATH, tfrecord:GLOB
+    data_dir: str | None = None
+    eval_crop: float | None = None
+    train_examples: int | None = None
+    validation_examples: int | None = None
+    data_service: str | None = None  # a tf.data service dispatcher, grpc://HOST:PORT
+    # Training.
+    weights: str | None = None  # imagenet, timm/NAME, a .safetensors file, a run or model of ours
+    freeze_epochs: int | None = None
+    epochs: int | None = None
+    steps: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    schedule: str | None = None
+    warmup_epochs: float | None = None
+    weight_decay: float | None = None
+    label_smoothing: float = 0.0
+    seed: int = 0
+    # Where and how it runs.
+    save_every_steps: int = DEFAULT_SAVE_EVERY_STEPS
+    strategy: str = "auto"
+    precision: str = "auto"
+    jit_compile: bool = False
+    cpu_replicas: int = 1
+    tpu: str | None = None
+
+
+def resolve(choices=None, *, output=None, **flags):
+    """The complete RunConfig of a user's choices.
+
+    Args:
+        choices: a Choices; or its fields as keyword arguments (`flags`), e.g.
+            `resolve(depth=20, dataset="cifar10")`.
+        output: the run directory, when known: a run there that already started keeps the layout it
+            recorded (weights_source.with_weights).
+
+    Returns:
+        A RunConfig with every default filled but those that depend on the data
+        (RunConfig.fit_to_data), and with `weights` their source resolved.
+
+    Raises:
+        UsageError: choices that cannot work, saying what was received and what is valid.
+    """
+    if choices is None:
+        choices = Choices(**flags)
+    elif flags:
+        raise TypeError(f"resolve() takes a Choices or its fields as keywords, not both. Received: {', '.join(flags)}.")
+    name, spec, version = _network(choices)
+    weights = choices.weights
+    base = recipes.RECIPES[spec.family.name]
+    if weights:
+        base = recipes.fine_tuning(base)
+    schedule = choices.schedule or base.schedule
+    _check_choice("--schedule", schedule, recipes.SCHEDULES)
+    _check_choice("--strategy", choices.strategy, STRATEGIES)
+    _check_choice("--precision", choices.precision, PRECISIONS)
+    shortcut = choices.shortcut.upper() if choices.shortcut else None if weights else spec.family.shortcut
+    if shortcut is not None:
+        _check_choice("--shortcut", shortcut, specs.SHORTCUTS)
+    _check(choices.freeze_epochs is None or weights, "--freeze-epochs freezes a pretrained backbone: it needs --weights.")
+    _check(weights != "", "--weights needs a value: imagenet, timm/NAME or a path.")
+    _check(choices.epochs is None or choices.steps is None, "Pass --epochs or --steps, not both.")
+    freeze_epochs = (recipes.FREEZE_EPOCHS if weights else 0) if choices.freeze_epochs is None else choices.freeze_epochs
+    _check_ranges(choices, freeze_epochs=freeze_epochs)
+    data_service = _data_service(choices)
+
+    dataset = choices.dataset or "synthetic"
+    synthetic = dataset == "synthetic"
+    chosen = {
+        "batch_size": choices.batch_size, "learning_rate": choices.lr, "warmup_epochs": choices.warmup_epochs,
+        "image_size": choices.image_size, "freeze_epochs": choices.freeze_epochs if weights else 0,
+    }
+    epochs, steps = choices.epochs, choices.steps
+    if epochs is None and steps is None:
+        epochs, steps = (recipes.SYNTHETIC_EPOCHS, None) if synthetic else (base.epochs, base.steps)
+    batch_size = choices.batch_size or base.batch_size
+    warmup_epochs = choices.warmup_epochs
+    if warmup_epochs is None:
+        warmup_epochs = recipes.COSINE_WARMUP_EPOCHS if schedule == "cosine" and not weights else 0
+    image_size = choices.image_size or spec.family.input_size
+    config = RunConfig(
+        model=ModelConfig(
+            name=name,
+            family=spec.family.name,
+            version=version,
+            shortcut=shortcut,
+            input_shape=(image_size, image_size, 3),
+            zero_init_residual=choices.zero_init_residual,
+            weight_decay=base.weight_decay if choices.weight_decay is None else choices.weight_decay,
+        ),
+        data=DataConfig(
+            dataset=dataset,
+            data_dir=choices.data_dir,
+            image_size=image_size,
+            augmentation=base.augmentation,
+            min_crop_area=recipes.SYNTHETIC_MIN_CROP_AREA if synthetic else base.min_crop_area,
+            evaluation_crop=preprocessing_lib.for_augmentation(base.augmentation, choices.eval_crop).crop_fraction,
+            train_examples=choices.train_examples,
+            validation_examples=choices.validation_examples,
+        ),
+        training=TrainingConfig(
+            epochs=epochs,
+            steps=steps,
+            batch_size=batch_size,
+            learning_rate=choices.lr if choices.lr is not None else base.scaled_learning_rate(batch_size),
+            schedule=schedule,
+            step_boundaries=tuple(base.step_boundaries),
+            warmup_epochs=warmup_epochs,
+            momentum=base.momentum,
+            label_smoothing=choices.label_smoothing,
+            seed=choices.seed,
+            weights=weights,
+            freeze_epochs=freeze_epochs,
+        ),
+        runtime=RuntimeConfig(
+            strategy=choices.strategy,
+            precision=choices.precision,
+            jit_compile=choices.jit_compile,
+            cpu_replicas=choices.cpu_replicas,
+            tpu=choices.tpu,
+            save_every_steps=choices.save_every_steps,
+            data_service=data_service,
+        ),
+        defaulted=frozenset(field for field, value in chosen.items() if value is None),
+    )
+    # The version and shortcut left None above are the weights' to decide.
+    return weights_source.with_weights(config, output=output) if weights else config
+
+
+def _network(choices):
+    """(name, ArchitectureSpec, version) of the chosen network: from --model or --depth (and
+    --plain), or the network the weights name (a timm checkpoint, a .safetensors file, a run or
+    model of ours). The version stays None where the weights decide it."""
+    model, depth, family, weights = choices.model, choices.depth, choices.family, choices.weights
     try:
         if model is None and depth is None and isinstance(weights, str) and weights.startswith("timm/"):
             try:
@@ -93,119 +205,55 @@ def resolve(
                 "Name a network: --depth D or --model NAME (e.g. --depth 20, --model plain56), or --weights "
                 "with a run directory or .keras model of ours, or timm/NAME."
             )
-        name = model or f"{'plain' if plain else 'resnet'}{depth}"
+        name = model or f"{'plain' if choices.plain else 'resnet'}{depth}"
         name_depth, name_plain, name_version = specs.parse_name(name)
         if depth is not None and model is not None and depth != name_depth:
             raise UsageError(f"--depth {depth} contradicts --model {model}.")
-        if plain and not name_plain:
+        if choices.plain and not name_plain:
             name = name.replace("resnet", "plain", 1)
-        if name_version and version and name_version != version:
-            raise UsageError(f"--version {version} contradicts --model {model}.")
-        version = version or name_version or (None if weights else specs.LAYOUT_DEFAULTS["version"])
+        if name_version and choices.version and name_version != choices.version:
+            raise UsageError(f"--version {choices.version} contradicts --model {model}.")
+        version = choices.version or name_version or (None if weights else specs.LAYOUT_DEFAULTS["version"])
         spec = specs.spec_for_depth(name_depth, family=family)
     except UsageError:
         raise
     except ValueError as error:
         raise UsageError(str(error)) from None
-    name = name.lower().removesuffix(name_version or "")
-    base = recipes.RECIPES[spec.family.name]
-    if weights:
-        base = recipes.fine_tuning(base)
-    schedule = schedule or base.schedule
-
-    _check_choice("--schedule", schedule, recipes.SCHEDULES)
     if version is not None:
         _check_choice("--version", version, specs.VERSIONS)
-    _check_choice("--strategy", strategy, STRATEGIES)
-    _check_choice("--precision", precision, PRECISIONS)
-    shortcut = shortcut.upper() if shortcut else None if weights else spec.family.shortcut
-    if shortcut is not None:
-        _check_choice("--shortcut", shortcut, specs.SHORTCUTS)
-    _check(freeze_epochs is None or weights, "--freeze-epochs freezes a pretrained backbone: it needs --weights.")
-    chosen = {
-        "batch_size": batch_size, "learning_rate": lr, "warmup_epochs": warmup_epochs, "image_size": image_size,
-        "freeze_epochs": freeze_epochs if weights else 0,
-    }
-    freeze_epochs = (recipes.FREEZE_EPOCHS if weights else 0) if freeze_epochs is None else freeze_epochs
-    _check(weights != "", "--weights needs a value: imagenet, timm/NAME or a path.")
-    _check(epochs is None or steps is None, "Pass --epochs or --steps, not both.")
-    # Each flag against its field's range (config.FIELD_RANGES: argparse checked them already when
-    # they came from train.py's command line; here for every other caller).
+    return name.lower().removesuffix(name_version or ""), spec, version
+
+
+def _check_ranges(choices, *, freeze_epochs):
+    """Each numeric choice against its field's range (config.FIELD_RANGES: argparse checked them
+    already when they came from train.py's command line; here for every other caller)."""
     for field, value in (
-        ("epochs", epochs), ("steps", steps), ("batch_size", batch_size), ("save_every_steps", save_every_steps),
-        ("cpu_replicas", cpu_replicas), ("train_examples", train_examples), ("validation_examples", validation_examples),
-        ("image_size", image_size), ("seed", seed), ("learning_rate", lr), ("weight_decay", weight_decay),
-        ("warmup_epochs", warmup_epochs), ("label_smoothing", label_smoothing), ("freeze_epochs", freeze_epochs),
-        ("evaluation_crop", eval_crop),
+        ("epochs", choices.epochs), ("steps", choices.steps), ("batch_size", choices.batch_size),
+        ("save_every_steps", choices.save_every_steps), ("cpu_replicas", choices.cpu_replicas),
+        ("train_examples", choices.train_examples), ("validation_examples", choices.validation_examples),
+        ("image_size", choices.image_size), ("seed", choices.seed), ("learning_rate", choices.lr),
+        ("weight_decay", choices.weight_decay), ("warmup_epochs", choices.warmup_epochs),
+        ("label_smoothing", choices.label_smoothing), ("freeze_epochs", freeze_epochs), ("evaluation_crop", choices.eval_crop),
     ):
         problem = None if value is None else FIELD_RANGES[field].problem(value)
         _check(problem is None, f"--{FLAGS.get(field, field.replace('_', '-'))} {problem}. Received: {value}.")
-    _check(dataset != "folder:", "--dataset folder:PATH needs a path after 'folder:'.")
-    if data_service is not None:
-        from keras_resnet.data import service
 
-        try:
-            data_service = str(service.Address.parse(data_service))
-        except service.ServiceError as error:
-            raise UsageError(str(error)) from None
-    _check(dataset != "tfrecord:", "--dataset tfrecord:PATTERN needs a glob of the training shards after 'tfrecord:' (e.g. tfrecord:/data/imagenet/train-*).")
 
-    dataset = dataset or "synthetic"
-    synthetic = dataset == "synthetic"
-    defaulted = frozenset(name for name, value in chosen.items() if value is None)
-    if epochs is None and steps is None:
-        epochs, steps = (recipes.SYNTHETIC_EPOCHS, None) if synthetic else (base.epochs, base.steps)
-    batch_size = batch_size or base.batch_size
-    if warmup_epochs is None:
-        warmup_epochs = recipes.COSINE_WARMUP_EPOCHS if schedule == "cosine" and not weights else 0
-    image_size = image_size or spec.family.input_size
-    config = RunConfig(
-        model=ModelConfig(
-            name=name,
-            family=spec.family.name,
-            version=version,
-            shortcut=shortcut,
-            input_shape=(image_size, image_size, 3),
-            zero_init_residual=zero_init_residual,
-            weight_decay=base.weight_decay if weight_decay is None else weight_decay,
-        ),
-        data=DataConfig(
-            dataset=dataset,
-            data_dir=data_dir,
-            image_size=image_size,
-            augmentation=base.augmentation,
-            min_crop_area=recipes.SYNTHETIC_MIN_CROP_AREA if synthetic else base.min_crop_area,
-            evaluation_crop=preprocessing_lib.for_augmentation(base.augmentation, eval_crop).crop_fraction,
-            train_examples=train_examples,
-            validation_examples=validation_examples,
-        ),
-        training=TrainingConfig(
-            epochs=epochs,
-            steps=steps,
-            batch_size=batch_size,
-            learning_rate=lr if lr is not None else base.scaled_learning_rate(batch_size),
-            schedule=schedule,
-            step_boundaries=tuple(base.step_boundaries),
-            warmup_epochs=warmup_epochs,
-            momentum=base.momentum,
-            label_smoothing=label_smoothing,
-            seed=seed,
-            weights=weights,
-            freeze_epochs=freeze_epochs,
-        ),
-        runtime=RuntimeConfig(
-            strategy=strategy,
-            precision=precision,
-            jit_compile=jit_compile,
-            cpu_replicas=cpu_replicas,
-            tpu=tpu,
-            save_every_steps=save_every_steps,
-            data_service=data_service,
-        ),
-        defaulted=defaulted,
+def _data_service(choices):
+    """The dataset's form and the tf.data service's address, normalised (None without one)."""
+    _check(choices.dataset != "folder:", "--dataset folder:PATH needs a path after 'folder:'.")
+    _check(
+        choices.dataset != "tfrecord:",
+        "--dataset tfrecord:PATTERN needs a glob of the training shards after 'tfrecord:' (e.g. tfrecord:/data/imagenet/train-*).",
     )
-    # The version and shortcut left None above are the weights' to decide.
-    return weights_source.with_weights(config, output=output) if weights else config
+    if choices.data_service is None:
+        return None
+    from keras_resnet.data import service
+
+    try:
+        return str(service.Address.parse(choices.data_service))
+    except service.ServiceError as error:
+        raise UsageError(str(error)) from None
 
 
 def for_model(build_arguments, **choices):

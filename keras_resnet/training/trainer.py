@@ -455,11 +455,17 @@ def _finish(session, *, steps, validation, started):
     probabilities, truth, losses = evaluation.predict(best, validation, verbose=0)
     figures = evaluation.results(probabilities, truth, list(source.class_names), losses=losses, penalty=evaluation.weight_penalty(best))
     written = evaluation.write_for_model(run.path, figures, model_path=best_model, data=config.data, class_names=source.class_names, split=source.validation_split_name)
+    # The epoch figures above are measured in the training precision (bfloat16 on CPUs); this is the
+    # saved model in float32, as --evaluate, the conversion report and the devices see it.
+    metrics["best_model_top1"] = figures["top1"]
     run.write_json(run.metrics, metrics)
     shutil.rmtree(run.backup, ignore_errors=True)  # finished: last.keras holds the final state
     files.remove_partials(run.path)
     log(f"Finished {config_lib.counted(metrics['steps'], 'step')}. {_summary(metrics)} Run directory: {run}")
-    log(f"Per class ({os.path.basename(best_model)}): least often right {evaluation.weakest_classes(figures)}; see {', '.join(map(os.path.basename, written))}.")
+    log(
+        f"{os.path.basename(best_model)} in float32 (what --evaluate and the conversion measure): top-1 {evaluation.percent(figures['top1'])}; "
+        f"least often right {evaluation.weakest_classes(figures)}; see {', '.join(map(os.path.basename, written))}."
+    )
     return run
 
 
