@@ -21,6 +21,8 @@ import sys
 import tempfile
 import time
 
+from keras_resnet.runtime import reason
+
 PARTIAL_PREFIX = ".partial-"
 PAUSE_VARIABLE = "KERAS_RESNET_TEST_PAUSE_WRITING"
 # Errors that more free space or another place to write fixes, not another input.
@@ -93,10 +95,11 @@ def is_out_of_space(error):
 
 
 def describe_os_error(error):
-    """The reason of an OSError in a few words ('No space left on device'), without the path."""
-    if isinstance(error, OSError) and error.strerror:
-        return error.strerror
-    return "No space left on device" if is_out_of_space(error) else str(error).splitlines()[0][:200]
+    """The reason of a failed write in a few words ('No space left on device'), without the path:
+    runtime.reason's, and a full disk recognised in the errors that TensorFlow and HDF5 raise."""
+    if not (isinstance(error, OSError) and error.strerror) and is_out_of_space(error):
+        return "No space left on device"
+    return reason(error)
 
 
 def _writer_alive(name):

@@ -79,13 +79,35 @@ def backup_load(callback):
 
 
 def checkpoint_file_path(callback, epoch, batch, logs):
-    """The file keras.callbacks.ModelCheckpoint would write now (its `filepath`, formatted)."""
+    """The file keras.callbacks.ModelCheckpoint would write now (its `filepath`, formatted).
+
+    Args:
+        callback: The keras.callbacks.ModelCheckpoint (or subclass) whose `filepath` is formatted.
+        epoch: The epoch's 0-based index (Keras formats `{epoch}` as `epoch + 1`).
+        batch: The batch's 0-based index in the epoch, or None when saving at the end of an epoch.
+        logs: The metrics that Keras passed to the callback (the names `filepath` may use).
+
+    Returns:
+        The path, a str.
+    """
     return callback._get_file_path(epoch, batch, logs)
 
 
 def checkpoint_should_save(callback, epoch, batch, logs, path):
-    """ModelCheckpoint's own decision (save_best_only, monitor, initial_value_threshold), which also
-    records a new best."""
+    """ModelCheckpoint's own decision (save_best_only, monitor, initial_value_threshold).
+
+    It also records a new best in the callback.
+
+    Args:
+        callback: The keras.callbacks.ModelCheckpoint (or subclass) that decides.
+        epoch: The epoch's 0-based index.
+        batch: The batch's 0-based index in the epoch, or None when saving at the end of an epoch.
+        logs: The metrics that Keras passed to the callback (the monitored one among them).
+        path: The file it would write (from `checkpoint_file_path`), named in its verbose messages.
+
+    Returns:
+        True if the model should be saved now.
+    """
     return callback._should_save_model(epoch, batch, logs, path)
 
 

@@ -5,6 +5,7 @@ import argparse
 import sys
 
 from keras_resnet.cli import COUNT, HelpFormatter, Number, usage_error
+from keras_resnet.runtime import reason
 
 
 def add_command(commands):
@@ -41,7 +42,6 @@ def run(args):
     except service.ServiceError as error:
         return usage_error(str(error))
     except (OSError, RuntimeError) as error:  # a port taken: TensorFlow's "Could not start gRPC server"
-        reason = " ".join(str(error).split())[:200]
-        print(f"error: Cannot start the tf.data service on port {args.port} ({reason}): is the port taken? Choose another --port.", file=sys.stderr)
+        print(f"error: Cannot start the tf.data service on port {args.port} ({reason(error)}): is the port taken? Choose another --port.", file=sys.stderr)
         return 1
     return 0

@@ -17,7 +17,7 @@ import ssl
 import sys
 
 from keras_resnet.cli import ArgumentParser, HelpFormatter, Number, usage_error
-from keras_resnet.runtime import LiteRTError
+from keras_resnet.runtime import LiteRTError, reason
 from keras_resnet.runtime.classifier import Classifier
 from keras_resnet.runtime.server import CONVERTED_SAMPLES, DemoServer, handler_for, lan_address, model_description, samples_folder, static_roots
 
@@ -76,7 +76,7 @@ def main(argv=None, *, web_dir=CHECKOUT_WEB_DIR):
     try:
         server = DemoServer((args.host, args.port), handler_for(args.model, description, web_dir=args.web, samples_dir=samples_dir))
     except OSError as error:
-        return usage_error(f"cannot listen on {args.host}:{args.port} ({error.strerror or error}): pass another --port or --host")
+        return usage_error(f"cannot listen on {args.host}:{args.port} ({reason(error)}): pass another --port or --host")
     scheme = "http"
     if args.certfile:
         try:

@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from keras_resnet.data.pictures import decode_picture, plain
 from keras_resnet.errors import RecordsError
-from keras_resnet.runtime import labels as labels_lib
+from keras_resnet.runtime import labels as labels_lib, reason
 
 PREFIX = "tfrecord:"
 LABELS_FILE = labels_lib.LABELS_FILE
@@ -102,10 +102,9 @@ def median_shorter_side(shards, *, sample=200):
             for encoded, _ in shards.records().take(sample)
         ]
     except tf.errors.InvalidArgumentError as error:
-        reason = " ".join(str(error).split("\n")[0].split())[:200]
         raise RecordsError(
             f"{shards.paths[0]}'s records are not pictures with labels as expected: each needs the features "
-            f"{shards.image_key!r} (the encoded picture) and {shards.label_key!r} (an int64) ({reason})."
+            f"{shards.image_key!r} (the encoded picture) and {shards.label_key!r} (an int64) ({reason(error)})."
         ) from None
     return int(sorted(sides)[(len(sides) - 1) // 2]) if sides else None
 

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 from keras_resnet.errors import ServiceError
+from keras_resnet.runtime import reason
 
 SCHEME = "grpc://"
 # How long the dispatcher waits for a worker's heartbeat before it hands the worker's share to the
@@ -77,7 +78,7 @@ def check_reachable(address, *, otherwise="or train without --data-service"):
             pass
     except OSError as error:
         raise ServiceError(
-            f"Cannot reach the tf.data service dispatcher at {address} ({getattr(error, 'strerror', None) or error}): "
+            f"Cannot reach the tf.data service dispatcher at {address} ({reason(error)}): "
             f"start it with `keras-resnet data-service --port {address.port}` on {address.host}, {otherwise}."
         ) from None
 

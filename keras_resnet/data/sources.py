@@ -26,6 +26,7 @@ from keras_resnet import files
 from keras_resnet.data import records, synthetic
 from keras_resnet.data.pictures import PictureFiles, PictureKinds, shown
 from keras_resnet.errors import DatasetError
+from keras_resnet.runtime import reason
 from keras_resnet.runtime.pictures import TRAINING_EXTENSIONS
 
 FOLDER_PREFIX = "folder:"
@@ -216,10 +217,11 @@ def _open_tfds(name, *, data_dir):
     try:
         builder.download_and_prepare()  # nothing to do when data_dir holds a prepared copy
     except Exception as error:  # network, manual-download and extraction failures alike
-        reason = " ".join(str(error).split())[:300] or type(error).__name__
+        # TFDS spreads its reason over several lines (a URL, then what failed): all of them.
+        why = " ".join(str(error).split())[:300] or type(error).__name__
         where = data_dir or "~/tensorflow_datasets"
         raise DatasetError(
-            f"Could not download or prepare TFDS dataset {name!r} into {where} ({reason}). "
+            f"Could not download or prepare TFDS dataset {name!r} into {where} ({why}). "
             f"Offline? Use --data-dir with a prepared copy of it, or --dataset synthetic."
         ) from None
 
@@ -360,7 +362,7 @@ def read_idx(path):
         with opener(path, "rb") as file:
             data = file.read()
     except (OSError, EOFError) as error:
-        raise DatasetError(f"Cannot read {path} ({getattr(error, 'strerror', None) or error}): reinstall it.") from None
+        raise DatasetError(f"Cannot read {path} ({reason(error)}): reinstall it.") from None
     # Magic: two zero bytes, the element type (0x08: unsigned byte), the number of dimensions.
     if len(data) < 4 or data[:2] != b"\0\0" or data[2] != 0x08:
         raise DatasetError(f"{path} is not an IDX file of unsigned bytes: reinstall it.")

@@ -186,6 +186,7 @@ def _produce(target, trained, data, settings, *, log):
     except ConversionError as error:
         raise TargetFailed(str(error)) from None
     except Exception as error:  # the converter reports failures as many kinds of exception
+        # Its last line says what failed (the lines before are the MLIR trace), so not runtime.reason's first.
         message = str(error).strip().splitlines()
         raise TargetFailed(f"conversion failed ({type(error).__name__}: {message[-1][:300] if message else ''})") from None
 

@@ -18,7 +18,7 @@ from keras_resnet.nets.builder import ResNetModel, from_build_arguments
 from keras_resnet.run import config as config_lib
 from keras_resnet.run.directory import RunDirectory
 from keras_resnet.run.resolve import for_model
-from keras_resnet.runtime import labels as labels_lib
+from keras_resnet.runtime import labels as labels_lib, reason
 from keras_resnet.runtime import preprocessing as preprocessing_lib
 
 
@@ -151,7 +151,7 @@ def _load_keras(path):
     try:
         return keras.saving.load_model(path, compile=False)
     except Exception as error:  # a damaged or foreign file: Keras raises many kinds
-        raise ConversionError(f"Cannot load {path} as a Keras model ({type(error).__name__}: {str(error)[:200]}).") from None
+        raise ConversionError(f"Cannot load {path} as a Keras model ({type(error).__name__}: {reason(error)}).") from None
 
 
 def _read_labels(path, classes):
@@ -159,7 +159,7 @@ def _read_labels(path, classes):
         with open(path) as file:
             names = labels_lib.names_in(file)
     except OSError as error:
-        raise ConversionError(f"Cannot read --labels {path}: {error.strerror}.") from None
+        raise ConversionError(f"Cannot read --labels {path}: {reason(error)}.") from None
     if len(names) != classes:
         raise ConversionError(f"--labels {path} has {len(names)} names but the model has {classes} classes.")
     return names

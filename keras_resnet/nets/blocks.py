@@ -48,9 +48,26 @@ class Blocks:
     # -- single layers -------------------------------------------------------------------------
 
     def conv(self, x, filters, kernel_size, *, stride=1, name, followed_by_bn=True, zero_init=False):
-        """A convolution. Strided convolutions pad symmetrically (explicit zeros, then 'valid'):
-        TensorFlow's 'same' pads only at the bottom/right for even inputs, which misaligns the
-        residual and shortcut branches and breaks weights trained in other frameworks."""
+        """A convolution, He-normal initialized, with the blocks' weight decay.
+
+        Strided convolutions pad symmetrically (explicit zeros, then 'valid'): TensorFlow's 'same'
+        pads only at the bottom/right for even inputs, which misaligns the residual and shortcut
+        branches and breaks weights trained in other frameworks. With `subsampled_pointwise`, a
+        strided 1x1 convolution is built as a 1x1 max-pool with that stride, then the convolution.
+
+        Args:
+            x: The input tensor (NHWC).
+            filters: The number of output channels.
+            kernel_size: The kernel's height and width (an int: kernels are square).
+            stride: The stride, in both directions.
+            name: The convolution layer's name (its padding and subsampling layers get suffixes).
+            followed_by_bn: Whether a batch norm follows: in v2 (pre-activation) only a convolution
+                not followed by one gets a bias, when `conv_bias` is set.
+            zero_init: Initialize the kernel with zeros (zero_init_residual in pre-activation nets).
+
+        Returns:
+            The convolution's output tensor.
+        """
         padding = "same"
         if stride > 1 and kernel_size > 1:
             x = self.layers.ZeroPadding2D(kernel_size // 2, name=f"{name}_pad")(x)
@@ -74,6 +91,16 @@ class Blocks:
         )(x)
 
     def batch_norm(self, x, *, name, zero_init=False):
+        """A batch normalization with the blocks' epsilon, momentum and synchronization.
+
+        Args:
+            x: The input tensor.
+            name: The layer's name.
+            zero_init: Initialize gamma with zeros instead of ones (zero_init_residual).
+
+        Returns:
+            The layer's output tensor.
+        """
         return batch_normalization_layer(self.keras)(
             epsilon=self.options.bn_epsilon,
             momentum=self.options.bn_momentum,
@@ -88,8 +115,18 @@ class Blocks:
     # -- stem --------------------------------------------------------------------------------
 
     def stem(self, x, *, kind, width):
-        """ImageNet: 7x7/2 conv and 3x3/2 max-pool. CIFAR: one 3x3 conv (paper, Sec. 4.2). In v2
-        the first block pre-activates the stem's output, so the stem ends at its convolution."""
+        """The stem. ImageNet: 7x7/2 conv and 3x3/2 max-pool. CIFAR: one 3x3 conv (paper, Sec. 4.2).
+
+        In v2 the first block pre-activates the stem's output, so the stem ends at its convolution.
+
+        Args:
+            x: The input tensor, the (normalized) images.
+            kind: The family's stem, "imagenet"; any other value builds the CIFAR stem.
+            width: The number of channels of the stem's convolution.
+
+        Returns:
+            The stem's output tensor.
+        """
         pre_activation = self.options.pre_activation
         if kind == "imagenet":
             x = self.conv(x, width, 7, stride=2, name="stem_conv", followed_by_bn=not pre_activation)
@@ -113,6 +150,17 @@ class Blocks:
         v1 puts a bottleneck's stride on its first 1x1 conv (paper, keras.applications); v1.5 on
         the 3x3 (torchvision, Model Garden), which keeps more information and costs more compute.
         v2 is pre-activation (He et al., 2016b): BN-ReLU, conv, ..., conv, add.
+
+        Args:
+            x: The block's input tensor.
+            width: The channels of the inner convolutions: a basic block's first 3x3, a bottleneck's
+                first 1x1 and its 3x3.
+            out_channels: The channels of the block's output (its last convolution and its shortcut).
+            stride: The block's stride (1, or 2 where it downsamples).
+            name: The prefix of its layers' names, e.g. "stage2_block1".
+
+        Returns:
+            The block's output tensor.
         """
         options = self.options
         if options.pre_activation:
@@ -163,7 +211,19 @@ class Blocks:
         """The paper's options (Sec. 3.3): A — identity, subsampled and zero-padded to the new width
         where dimensions grow, no parameters; B — projection (1x1 conv + BN) where the width changes,
         identity elsewhere; C — projection on every block. A resolution change at unchanged width
-        (keras.applications' v2 layout) takes the subsampled identity under A and B."""
+        (keras.applications' v2 layout) takes the subsampled identity under A and B.
+
+        Args:
+            x: The block's input tensor.
+            pre_activated: The block's input after its pre-activation (BN-ReLU): what a v2
+                projection reads; the same as `x` in v1 and v1.5.
+            out_channels: The channels of the block's output.
+            stride: The block's stride.
+            name: The prefix of the shortcut's layers' names, e.g. "stage2_block1_shortcut".
+
+        Returns:
+            The shortcut's output tensor, of `out_channels` channels at the block's output resolution.
+        """
         options = self.options
         in_channels = x.shape[-1]
         if options.shortcut == "C" or (options.shortcut == "B" and in_channels != out_channels):
@@ -190,6 +250,19 @@ class Blocks:
     # -- head --------------------------------------------------------------------------------
 
     def head(self, x, *, include_top, pooling, classes, classifier_activation):
+        """The end of the network: in v2 a final BN-ReLU, then the pooling and the classifier asked for.
+
+        Args:
+            x: The last block's output tensor.
+            include_top: End with global average pooling and a `classes`-way Dense classifier
+                (float32 even under a mixed-precision policy).
+            pooling: Without the top: None (the feature map), "avg" or "max" (global pooling).
+            classes: The number of classes of the classifier.
+            classifier_activation: The classifier's activation ("softmax", or None for logits).
+
+        Returns:
+            The model's output tensor.
+        """
         if self.options.pre_activation:
             # Pre-activation blocks end on a convolution: normalize and activate once at the end.
             x = self.batch_norm(x, name="post_bn")

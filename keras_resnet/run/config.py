@@ -17,7 +17,7 @@ from keras_resnet.errors import ConfigFileError, UsageError
 from keras_resnet.nets import specs
 from keras_resnet.ranges import Range
 from keras_resnet.run import recipes
-from keras_resnet.runtime import preprocessing as preprocessing_lib
+from keras_resnet.runtime import preprocessing as preprocessing_lib, reason
 
 STRATEGIES = ("auto", "default", "one-device", "mirrored", "multi-worker", "tpu")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
@@ -334,7 +334,7 @@ class RunConfig:
         except FileNotFoundError:
             raise ConfigFileError(f"{path} does not exist.") from None
         except (OSError, UnicodeDecodeError) as error:
-            raise ConfigFileError(f"Cannot read {path} ({getattr(error, 'strerror', None) or error}).") from None
+            raise ConfigFileError(f"Cannot read {path} ({reason(error)}).") from None
         except json.JSONDecodeError as error:
             raise ConfigFileError(f"{path} is not valid JSON ({error.msg} at line {error.lineno}).") from None
         return cls.from_json(data, path=path)

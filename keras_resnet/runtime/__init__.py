@@ -16,12 +16,34 @@ Nothing here imports TensorFlow or Keras (tests/test_edge_demo.py proves it), so
 - server.py         the browser demo's HTTP server: the model, its description, the page, LiteRT.js
 """
 
+import re
+
 
 class LiteRTError(Exception):
     """A problem the user can fix, in one line: what is wrong and what to do."""
 
 
-def reason(error):
-    """The first line of an exception's message (its type's name when it has none)."""
-    text = str(error).strip() or type(error).__name__
-    return text.splitlines()[0]
+def reason(error, *, limit=200, first_sentence=False):
+    """An exception's reason in a few words, for the one-line messages the programs print: every
+    layer words a caught exception with this.
+
+    Args:
+        error: the exception.
+        limit: at most this many characters, cut between words (an ellipsis marks the cut).
+        first_sentence: only the first sentence, for libraries that write several on one line
+            (huggingface_hub).
+
+    Returns:
+        An OSError's strerror when it has one (the message around it names the path); otherwise the
+        first line of the message with its spaces collapsed; the exception type's name when the
+        message is empty.
+    """
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    lines = str(error).strip().splitlines()
+    text = " ".join(lines[0].split()) if lines else ""
+    if first_sentence:
+        text = re.split(r"(?<=[.!?])\s", text, maxsplit=1)[0]
+    if len(text) > limit:
+        text = text[:limit].rsplit(" ", 1)[0] + " …"
+    return text or type(error).__name__

@@ -210,7 +210,16 @@ class Classifier:
         return self.top(scores, top_k=top_k), milliseconds
 
     def benchmark(self, image, *, runs, warmup=10):
-        """Latency of `invoke()` at batch 1 on one preprocessed image (mid-grey when None)."""
+        """Latency of `invoke()` at batch 1 on one preprocessed image.
+
+        Args:
+            image: A Pillow RGB image, preprocessed as in `scores`; None for a mid-grey picture.
+            runs: How many timed runs to measure.
+            warmup: How many untimed runs come first.
+
+        Returns:
+            The model's `latency()` dict: "median_ms", "p90_ms", "frames_per_second" and "runs".
+        """
         width, height = self.input_size
         pixels = self.preprocess(image) if image is not None else np.full((height, width, 3), 128.0, np.float32)
         return self.model.latency(pixels, runs=runs, warmup=warmup)

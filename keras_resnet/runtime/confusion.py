@@ -16,7 +16,16 @@ class ConfusionError(Exception):
 
 
 def matrix(truth, predicted, classes):
-    """counts[i, j]: pictures of class i answered as class j."""
+    """The confusion matrix: counts[i, j] is the number of pictures of class i answered as class j.
+
+    Args:
+        truth: The true class index of each picture (a sequence of ints).
+        predicted: The class index answered for each picture, in the same order.
+        classes: The number of classes (the matrix is classes × classes).
+
+    Returns:
+        An int64 array of shape (classes, classes).
+    """
     counts = np.zeros((classes, classes), np.int64)
     np.add.at(counts, (np.asarray(truth, np.int64), np.asarray(predicted, np.int64)), 1)
     return counts
@@ -33,8 +42,20 @@ def per_class(counts):
 
 
 def draw(counts, class_names, path, *, title):
-    """Writes a PNG of `counts` to `path`: counts beside the row-normalized matrix (each row: where
-    that class's pictures went), class names on the axes. Raises ConfusionError without Matplotlib."""
+    """Writes a PNG of a confusion matrix: counts beside the row-normalized matrix, class names on the axes.
+
+    Each row of the normalized matrix says where that class's pictures went. Above MAX_CLASSES_DRAWN
+    classes only those with the most mistakes are drawn. The file is replaced whole or not at all.
+
+    Args:
+        counts: The confusion matrix, as `matrix` returns it.
+        class_names: The name of each class, in class index order.
+        path: The PNG file to write.
+        title: The figure's title.
+
+    Raises:
+        ConfusionError: Matplotlib is not installed.
+    """
     try:
         import matplotlib
     except ImportError:

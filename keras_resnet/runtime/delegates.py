@@ -54,8 +54,21 @@ def interpreter_module(*, prefer_tflite_runtime=False):
 
 
 def load_delegate(runtime, spec, library):
-    """The delegate in `library` (a DelegateSpec's, or the user's path), loaded by `runtime` (an
-    interpreter module). Raises LiteRTError saying what to install."""
+    """Loads the delegate in a shared library.
+
+    Args:
+        runtime: The interpreter module that loads it (from `interpreter_module`).
+        spec: The DelegateSpec of the delegate asked for (its description and what to install are
+            used in messages).
+        library: The shared library's name or path: the spec's `library`, or the user's path.
+
+    Returns:
+        The delegate, for the interpreter's `experimental_delegates`.
+
+    Raises:
+        LiteRTError: The library cannot be loaded, is not a TFLite delegate library, or gave no
+            delegate; the message says what to install or check.
+    """
     # Probe with ctypes first: when the library is missing, load_delegate raises an OSError and
     # then its half-built Delegate object prints an "Exception ignored" traceback when collected.
     try:

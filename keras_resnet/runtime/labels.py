@@ -58,8 +58,22 @@ class PackedFileTooLarge(ValueError):
 
 
 def read_packed(archive, name, *, limit):
-    """The bytes of file `name` in a .tflite's appended zip `archive`, inflating no more than `limit`
-    bytes: a few kilobytes that inflate to gigabytes are refused, not held in memory."""
+    """The bytes of one file in a .tflite's appended zip archive, inflating no more than `limit` bytes.
+
+    A few kilobytes that inflate to gigabytes are refused, not held in memory.
+
+    Args:
+        archive: The zipfile.ZipFile opened on the .tflite file.
+        name: The file's name in the archive.
+        limit: The most bytes the file may inflate to.
+
+    Returns:
+        The file's bytes.
+
+    Raises:
+        PackedFileTooLarge: The file inflates past `limit` bytes.
+        KeyError: The archive has no file of that name.
+    """
     with archive.open(name) as member:
         data = member.read(limit + 1)
     if len(data) > limit:

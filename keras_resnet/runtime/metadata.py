@@ -53,8 +53,18 @@ class Metadata:
 
 
 def pack(content, *, class_names, preprocessing, selftest=(), gpu=None):
-    """The .tflite bytes `content` with the class names, the evaluation transform, the self-test
-    pictures and the GPU verdict appended."""
+    """The .tflite bytes with the class names, the evaluation transform, the self-test pictures and the GPU verdict appended.
+
+    Args:
+        content: The .tflite flatbuffer (bytes).
+        class_names: The class names, in label order (written as labels.txt).
+        preprocessing: The evaluation transform (a keras_resnet.runtime.preprocessing.Preprocessing).
+        selftest: Self-test pictures, uint8 arrays of shape (H, W, 3) at the model's input size (written as PNGs).
+        gpu: The GpuVerdict of the conversion, or None when the GPU was not measured.
+
+    Returns:
+        The bytes of the new .tflite file.
+    """
     content = labels_lib.with_labels(content, class_names)
     buffer = io.BytesIO(content)
     buffer.seek(0, io.SEEK_END)

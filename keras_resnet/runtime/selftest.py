@@ -50,8 +50,18 @@ def pictures(metadata, input_shape):
 
 
 def generated(height, width, count=GENERATED_PICTURES):
-    """Deterministic pictures with structure at several scales (gradients, stripes, blobs, smoothed
-    noise): random pixels alone excite few of a classifier's features."""
+    """Deterministic pictures with structure at several scales (gradients, stripes, blobs, smoothed noise).
+
+    Random pixels alone excite few of a classifier's features.
+
+    Args:
+        height: Each picture's height in pixels.
+        width: Each picture's width in pixels.
+        count: How many pictures.
+
+    Returns:
+        A list of `count` uint8 arrays of shape (height, width, 3), the same on every call.
+    """
     y, x = np.mgrid[0:height, 0:width] / max(height, width)
     rng = np.random.default_rng(0)
     result = []
@@ -68,8 +78,18 @@ def generated(height, width, count=GENERATED_PICTURES):
 
 
 def compare(accelerated, reference, test_pictures):
-    """Runs `test_pictures` through two runtime models (keras_resnet.runtime.model's interface) and
-    returns how far the first's probabilities stray from the second's."""
+    """Runs pictures through two runtime models and measures how far the first's probabilities stray from the second's.
+
+    Args:
+        accelerated: The model under test (keras_resnet.runtime.model's interface: set_image, invoke,
+            probabilities), e.g. a gpu.GpuModel.
+        reference: The model it is compared with, with the same interface (the file on the CPU).
+        test_pictures: The pictures, (H, W, 3) arrays of pixels in [0, 255] at the models' input size.
+
+    Returns:
+        A SelfTestResult: the largest absolute difference of any class's probability over every
+        picture (infinity when a score is not a number) and the picture it was on.
+    """
     worst, worst_picture = 0.0, 0
     for index, picture in enumerate(test_pictures):
         difference = float(np.max(np.abs(_scores(accelerated, picture) - _scores(reference, picture))))

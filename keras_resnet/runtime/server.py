@@ -17,7 +17,7 @@ import sys
 import threading
 from urllib.parse import unquote, urlsplit
 
-from keras_resnet.runtime import selftest
+from keras_resnet.runtime import reason, selftest
 from keras_resnet.runtime.classifier import DEFAULT_TOP_K
 from keras_resnet.runtime.labels import labels_text
 from keras_resnet.runtime.pictures import BROWSER_EXTENSIONS
@@ -106,8 +106,19 @@ def samples_folder(model_path, samples):
 
 
 def handler_for(model_path, description, *, web_dir, samples_dir=None):
-    """The request handler of the page in `web_dir` for the model at `model_path` (`description`:
-    model_description's), with the sample strip's pictures from `samples_dir`."""
+    """The request handler class of the page for one model.
+
+    Args:
+        model_path: The .tflite file served as /model.tflite.
+        description: What `model_description` returned for the model, served as /model.json (its
+            labels as /labels.txt).
+        web_dir: The folder of the page's files (and of node_modules/ with LiteRT.js).
+        samples_dir: The folder of the sample strip's pictures, served under /samples/ and listed
+            once, now, as /samples.json; None for no samples.
+
+    Returns:
+        A http.server.BaseHTTPRequestHandler subclass, for DemoServer.
+    """
     model_json = json.dumps(description, indent=1).encode()
     labels_txt = labels_text(description["labels"]).encode()
     samples = sorted(
@@ -161,7 +172,7 @@ def handler_for(model_path, description, *, web_dir, samples_dir=None):
                         return
                     body, extension = _read(file_path), os.path.splitext(file_path)[1]
             except OSError as error:  # a file removed or unreadable since the server started
-                self.log_error("cannot read %s (%s)", path, error.strerror or error)
+                self.log_error("cannot read %s (%s)", path, reason(error))
                 self.send_error(500, "Cannot read the file")
                 return
             self.send_response(200)

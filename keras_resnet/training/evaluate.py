@@ -10,6 +10,7 @@ import keras
 
 from keras_resnet.data import pipeline, sources
 from keras_resnet.errors import UsageError
+from keras_resnet.runtime import reason
 from keras_resnet.run import directory as run_dir_lib
 from keras_resnet.run.directory import RunDirectory
 from keras_resnet.run.resolve import for_model
@@ -22,11 +23,29 @@ def _check(condition, message):
 
 
 def evaluate(path, *, dataset=None, batch_size=None, data_dir=None, log=print):
-    """A trained model's figures (evaluation.results) on its run's validation split, or on
-    `dataset` (train.py's --dataset: a folder of class folders is evaluated whole), with the
-    evaluation transform it was trained for. `path`: a run directory (its best model) or a .keras
-    file (in its run directory, or alone with `dataset`). Writes evaluation-<data>.json and
-    confusion-<data>.png beside the model; returns the figures."""
+    """Measures a trained model on its run's validation split or on other data, and writes its figures beside it.
+
+    The pictures go through the evaluation transform the model was trained for. Writes
+    evaluation-<data>.json and confusion-<data>.png beside the model.
+
+    Args:
+        path: A run directory (its best model, else its last) or a .keras file (in its run
+            directory, or alone with `dataset`).
+        dataset: The data to evaluate on (train.py's --dataset: a folder of class folders is
+            evaluated whole); None: the run's validation split.
+        batch_size: The evaluation's batch size; None: the run's, at most 128.
+        data_dir: Where TFDS finds the dataset; None: where the run's configuration says.
+        log: Called with each line to report (the summary, the files written).
+
+    Returns:
+        The figures, as evaluation.results returns them.
+
+    Raises:
+        UsageError: The path is no run directory or .keras file, the model cannot be loaded, its
+            classes do not match the data's, or the figures cannot be written (ConfigFileError for a
+            damaged config.json).
+        DatasetError: The data cannot be opened.
+    """
     model_path, config, class_names, in_run = _model_to_evaluate(path, dataset=dataset)
     data = config.data
     # Data other than the run's own (any data, for a .keras file without its run).
@@ -39,7 +58,7 @@ def evaluate(path, *, dataset=None, batch_size=None, data_dir=None, log=print):
     try:
         model = evaluation.in_float32(keras.saving.load_model(model_path, compile=False))
     except Exception as error:  # a damaged or foreign file: Keras raises many kinds
-        raise UsageError(f"Cannot load {model_path} as a Keras model ({type(error).__name__}: {str(error)[:200]}).") from None
+        raise UsageError(f"Cannot load {model_path} as a Keras model ({type(error).__name__}: {reason(error)}).") from None
     classes = model.output_shape[-1]
     _check(
         classes == len(source.class_names),

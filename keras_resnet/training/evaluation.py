@@ -49,10 +49,22 @@ def in_float32(model):
 
 
 def predict(model, dataset, *, steps=None, verbose=1):
-    """(probabilities, true labels, per-picture losses) of `model` on `dataset` (batches of pixels
-    and one-hot labels), with a Keras progress bar. The losses are Keras' cross-entropy on the
-    model's output, which reads the softmax's logits: exact where the probabilities saturate (a
-    confidently wrong answer), as in Keras' val_loss."""
+    """The probabilities, true labels and per-picture losses of a model on a dataset, with a Keras progress bar.
+
+    The losses are Keras' cross-entropy on the model's output, which reads the softmax's logits:
+    exact where the probabilities saturate (a confidently wrong answer), as in Keras' val_loss.
+
+    Args:
+        model: The Keras model, called with training=False.
+        dataset: Batches of (pixels, one-hot labels), read whole.
+        steps: The number of batches, for the progress bar only (None: unknown); it does not limit
+            how many are read.
+        verbose: The progress bar's verbosity (keras.utils.Progbar's: 0 silent, 1 a bar, 2 a line at the end).
+
+    Returns:
+        A tuple (probabilities, truth, losses): float64 (N, classes), int64 class indices (N,) and
+        float64 (N,).
+    """
     import tensorflow as tf
 
     @tf.function(autograph=False, reduce_retracing=True)
@@ -80,9 +92,22 @@ def weight_penalty(model):
 
 
 def results(probabilities, truth, class_names, *, losses=None, penalty=0.0):
-    """The figures of answers `probabilities` (N, classes) for pictures of classes `truth` (N,): a
-    JSON-ready dict. Its loss is the mean of `losses` (per picture; default: the cross-entropy of
-    the probabilities) plus `penalty` (weight_penalty): as Keras' val_loss."""
+    """The figures of a model's answers, as a JSON-ready dict.
+
+    Its loss is the mean of `losses` plus `penalty`, as Keras' val_loss.
+
+    Args:
+        probabilities: The answers, an array (N, classes).
+        truth: The true class index of each picture, an int array (N,).
+        class_names: The name of each class, in class index order (their number is the number of classes).
+        losses: Each picture's loss, an array (N,); None: the cross-entropy of the probabilities.
+        penalty: The weight decay's penalty added to the loss (weight_penalty).
+
+    Returns:
+        A dict: "pictures", "top1", "topK" (where top_k_reported gives a k), "loss" (those three None
+        without pictures), "classes" (per class: pictures, correct, precision, recall, accuracy),
+        "most_confused" and "confusion" (the matrix's counts).
+    """
     classes = len(class_names)
     answers = np.argmax(probabilities, axis=-1)
     count = len(truth)
@@ -119,7 +144,16 @@ def results(probabilities, truth, class_names, *, losses=None, penalty=0.0):
 
 
 def most_confused(counts, class_names, *, limit=10):
-    """The largest off-diagonal cells: [{"true", "answered", "pictures"}], most first."""
+    """The largest off-diagonal cells of a confusion matrix: the pairs of classes most often confused.
+
+    Args:
+        counts: The confusion matrix, rows the true class, columns the answered one.
+        class_names: The name of each class, in class index order.
+        limit: The most pairs returned.
+
+    Returns:
+        A list of {"true", "answered", "pictures"} dicts, most pictures first; cells of zero are left out.
+    """
     off = np.array(counts, copy=True)
     np.fill_diagonal(off, 0)
     order = np.argsort(-off, axis=None, kind="stable")[:limit]
@@ -139,8 +173,22 @@ def paths(directory, dataset):
 
 
 def write(directory, figures, *, dataset, class_names, title, about):
-    """Writes evaluation-<data>.json (`about`, then `figures`) and confusion-<data>.png into
-    `directory`; returns their paths (the picture's None when Matplotlib is missing)."""
+    """Writes evaluation-<data>.json (`about`, then `figures`) and confusion-<data>.png into a folder.
+
+    Args:
+        directory: The folder to write into.
+        figures: What `results` returned.
+        dataset: The dataset's name, which names the files (run.directory.dataset_slug).
+        class_names: The name of each class, for the picture.
+        title: The picture's title.
+        about: What the JSON file says first (the model, the data, the split, ...), a dict.
+
+    Returns:
+        A tuple (the JSON file's path, the picture's path or None when Matplotlib is missing).
+
+    Raises:
+        OSError: A file cannot be written.
+    """
     json_path, png_path = paths(directory, dataset)
     files.write_text(json_path, json.dumps({**about, **figures}, indent=1) + "\n")
     counts = np.asarray(figures["confusion"]["counts"], np.int64)
@@ -172,8 +220,22 @@ def percent(value):
 
 
 def write_for_model(directory, figures, *, model_path, data, class_names, split):
-    """evaluation-<data>.json and confusion-<data>.png of `model_path`'s figures on `data` (a
-    DataConfig) in `directory`: their names, for the log. UsageError where they cannot be written."""
+    """Writes evaluation-<data>.json and confusion-<data>.png of a model's figures into a folder.
+
+    Args:
+        directory: The folder to write into (the model's).
+        figures: What `results` returned.
+        model_path: The evaluated .keras file, recorded in the JSON file and the picture's title.
+        data: The run.config.DataConfig of the data evaluated on (dataset name, image size, transform).
+        class_names: The name of each class, in class index order.
+        split: What the evaluated split is, in words (DataSource.validation_split_name).
+
+    Returns:
+        The paths written, for the log (the picture's left out when Matplotlib is missing).
+
+    Raises:
+        UsageError: The files cannot be written there.
+    """
     about = {
         "model": os.path.abspath(model_path),
         "data": data.dataset,

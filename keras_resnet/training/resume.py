@@ -10,6 +10,7 @@ import keras
 
 from keras_resnet import files
 from keras_resnet.errors import TrainingError, UsageError
+from keras_resnet.runtime import reason
 from keras_resnet.run import config as config_lib
 from keras_resnet.run.directory import RunDirectory, default_path, find_interrupted
 from keras_resnet.training.callbacks import saved_model_step
@@ -102,7 +103,7 @@ def restore(model, run, backup, *, log):
         try:
             return _restore_from_last(model, run)
         except Exception as error:
-            log(f"{run.last_model} cannot be read ({type(error).__name__}: {str(error)[:120]}).")
+            log(f"{run.last_model} cannot be read ({type(error).__name__}: {reason(error, limit=120)}).")
     return 0
 
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from keras_resnet.errors import CheckpointDownloadError, CheckpointError
 from keras_resnet.nets import specs
+from keras_resnet.runtime import reason
 from keras_resnet.weights import assign
 
 HUB_PREFIX = "timm/"
@@ -277,8 +278,8 @@ def download(weights):
         except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as error:
             if huggingface_hub.constants.HF_HUB_OFFLINE:
                 raise CheckpointDownloadError(f"{repo} is not in the hub's cache and HF_HUB_OFFLINE=1 forbids downloading it. {by_hand}") from None
-            reason = _first_sentence(str(error)) or type(error).__name__
-            raise CheckpointDownloadError(f"Could not download {HUB_URL.format(repo=repo)} ({reason}). Offline? {by_hand}") from None
+            why = reason(error, first_sentence=True)
+            raise CheckpointDownloadError(f"Could not download {HUB_URL.format(repo=repo)} ({why}). Offline? {by_hand}") from None
         finally:
             hub_logger.setLevel(level)
     verify(cached)
@@ -295,17 +296,8 @@ def _hub_unreachable(endpoint, *, timeout=5.0):
     try:
         socket.create_connection((url.hostname, port), timeout=timeout).close()
     except OSError as error:
-        return f"{url.hostname}: {getattr(error, 'strerror', None) or error}"
+        return f"{url.hostname}: {reason(error)}"
     return None
-
-
-def _first_sentence(text, *, limit=200):
-    """The first sentence of an error message, cut at a word, not inside one."""
-    text = " ".join(text.split())
-    sentence = re.split(r"(?<=[.!?])\s", text, maxsplit=1)[0]
-    if len(sentence) > limit:
-        sentence = sentence[:limit].rsplit(" ", 1)[0] + " …"
-    return sentence
 
 
 def verify(path):
