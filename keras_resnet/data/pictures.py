@@ -71,11 +71,20 @@ class PictureFiles:
         )
 
     def decoded(self, decode, *, order=None, skip_undecodable=True, name_skipped=True):
-        """(decode(encoded bytes, orientation, position), int64 label) for the files at the indices
-        `order` (an int64 tensor; default: all, in order), in that order. With `skip_undecodable`, a
-        training file whose decoding fails is left out, and named on stderr when `name_skipped` (a
-        bool or bool tensor: a pipeline names them in its first pass only); without, the error
-        stops the iteration. `position` is the element's place in `order`."""
+        """The files at some indices, read and decoded, with their labels.
+
+        Args:
+            decode: Called in the graph as decode(encoded bytes, EXIF orientation, position) to make an
+                element's picture; `position` is the element's place in `order` (an int64 tensor).
+            order: The files' indices, an int64 tensor; None: all, in order.
+            skip_undecodable: Leave out a training file whose decoding fails (see skipping_undecodable);
+                False: the error stops the iteration.
+            name_skipped: Whether a skipped file is named on stderr (a bool or bool tensor: a pipeline
+                names them in its first pass only).
+
+        Returns:
+            A tf.data.Dataset of (decoded picture, int64 label), in the order of `order`.
+        """
         count = len(self.paths)
         order = tf.range(count, dtype=tf.int64) if order is None else order
         paths, labels, turns = self._tensors()
@@ -137,12 +146,10 @@ def _printed(lines):
 
 
 def skipping_undecodable(numbered, *, count, report):
-    """`numbered`'s (image, label)s: (position, image, label) elements of one pass, positions 0 to
-    `count` - 1 in order, made by a map whose failures (a picture that will not decode) are to be
-    skipped. `report(first, last, whole_pass)` is called, as an op, for each run of positions
-    [first, last) that failed (`whole_pass`: a bool tensor, true when it is the whole pass); a pass
-    in which everything failed then raises NOTHING_DECODED instead of ending empty (training would
-    repeat it for ever).
+    """One pass's (image, label) elements, those whose map failed skipped and reported.
+
+    A pass in which everything failed raises NOTHING_DECODED (an InvalidArgumentError, when iterated)
+    instead of ending empty (training would repeat it for ever).
 
     tf.data's ignore_errors drops a failing element silently (its warning is a C++ log line that
     TF_CPP_MIN_LOG_LEVEL hides). The survivors keep their positions, so a gap shows what was
@@ -151,7 +158,20 @@ def skipping_undecodable(numbered, *, count, report):
     (records.RecordShards.records checks that the shards are there).
 
     The element past the end is told apart by its position, not by its label: a record's label may
-    be anything (pipeline.LABEL_OUT_OF_RANGE checks it afterwards)."""
+    be anything (pipeline.LABEL_OUT_OF_RANGE checks it afterwards).
+
+    Args:
+        numbered: A tf.data.Dataset of (int64 position, image, label) elements of one pass, positions
+            0 to `count` - 1 in order, made by a map whose failures (a picture that will not decode)
+            are to be skipped.
+        count: The number of elements in the pass (an int or an integer tensor).
+        report: Called in the graph as report(first, last, whole_pass) for each run of positions
+            [first, last) that failed (`whole_pass`: a bool tensor, true when it is the whole pass);
+            it returns an int64 tensor (an op, e.g. `warn`'s).
+
+    Returns:
+        A tf.data.Dataset of the (image, label) elements that did not fail, in order.
+    """
     count = tf.cast(count, tf.int64)
     sample = numbered.element_spec[1]
     past_end = tf.data.Dataset.from_tensors(
@@ -229,7 +249,16 @@ def random_crop_box(shape, seed, min_crop_area):
 
     Not tf.image.sample_distorted_bounding_box: it places a crop at an offset below H - h (and
     W - w), never touching the last row or column unless the crop spans the picture — on a picture
-    wider than 4/3, its last column is never trained on."""
+    wider than 4/3, its last column is never trained on.
+
+    Args:
+        shape: The picture's shape (H, W, …), an integer tensor.
+        seed: The stateless random ops' seed, a shape [2] integer tensor.
+        min_crop_area: The smallest crop's share of the picture's area, in (0, 1].
+
+    Returns:
+        A tuple (begin [y, x, 0], size [h, w, -1]) of int32 tensors, for tf.slice.
+    """
     height, width = tf.cast(shape[0], tf.float32), tf.cast(shape[1], tf.float32)
     uniform = tf.random.stateless_uniform([4, _CROP_ATTEMPTS], seed=seed)
     areas = height * width * (min_crop_area + (1.0 - min_crop_area) * uniform[0])
@@ -269,8 +298,18 @@ def decode_random_crop(encoded, orientation, seed, min_crop_area, image_size, *,
     with antialiasing. The box is sampled on the picture as stored and turned with it: its area and
     aspect ranges are the same either way up.
 
-    `kinds` (PictureKinds): what the pictures are known to be; branches for what they cannot be
-    are left out, and the crop is the same as with the default."""
+    Args:
+        encoded: The picture file's or record's bytes, a string tensor.
+        orientation: Its EXIF orientation (1-8; anything else: as stored), used when `kinds.any_turned`.
+        seed: The stateless random ops' seed for the crop, a shape [2] integer tensor.
+        min_crop_area: The smallest crop's share of the picture's area, in (0, 1].
+        image_size: The output's height and width in pixels.
+        kinds: What the pictures are known to be (PictureKinds); branches for what they cannot be
+            are left out, and the crop is the same as with the default.
+
+    Returns:
+        A float32 tensor (image_size, image_size, 3) of pixels in [0, 255], not rounded.
+    """
     size = (image_size, image_size)
 
     def jpeg():

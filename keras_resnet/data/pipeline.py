@@ -50,9 +50,27 @@ def estimated_bytes(examples, image_size):
 def training_dataset(
     source, *, image_size, augmentation, batch_size, seed, min_crop_area=0.08, shuffle_buffer=10_000, input_context=None
 ):
-    """Infinite stream of augmented (float32 image in [0, 255], one-hot label) batches of `batch_size`;
-    with `input_context` (tf.distribute's, from distribute_datasets_from_function) this input
-    pipeline's share of the data, in batches of one replica's share of `batch_size`."""
+    """Infinite stream of augmented (float32 image in [0, 255], one-hot label) batches of `batch_size`.
+
+    Args:
+        source: The DataSource whose training split is read.
+        image_size: The training pictures' height and width in pixels.
+        augmentation: "cifar" or "imagenet" (AUGMENTATIONS; see the module's docstring).
+        batch_size: The global batch size; the last incomplete batch of the stream is dropped.
+        seed: The run's seed: the same seed gives the same augmented epochs.
+        min_crop_area: The "imagenet" augmentation's smallest crop, as a share of the picture's area.
+        shuffle_buffer: The shuffle buffer's size in examples (for decoded pictures, at most the split's size).
+        input_context: tf.distribute's InputContext (from distribute_datasets_from_function): then the
+            stream is this input pipeline's share of the data, in batches of one replica's share of
+            `batch_size`; None: one pipeline of global batches.
+
+    Returns:
+        A tf.data.Dataset. Iterating it raises an InvalidArgumentError for a label outside the
+        classes (LABEL_OUT_OF_RANGE) or a pass in which no picture decodes (pictures.NOTHING_DECODED).
+
+    Raises:
+        EmptyShare: This input pipeline's share of TFRecord shards holds no record.
+    """
     classes = len(source.class_names)
     shards, shard = (input_context.num_input_pipelines, input_context.input_pipeline_id) if input_context else (1, 0)
     if input_context:
@@ -102,7 +120,17 @@ def reads_encoded(source, augmentation):
 
 
 def describe_training_input(source, augmentation, *, workers):
-    """The training input in words, for the run's log: how pictures are decoded and shared out."""
+    """The training input in words, for the run's log: how pictures are decoded and shared out.
+
+    Args:
+        source: The DataSource whose training split is read.
+        augmentation: "cifar" or "imagenet".
+        workers: The number of worker processes training together (distribute.worker_count), each with
+            its own input pipeline.
+
+    Returns:
+        A phrase, without a final full stop.
+    """
     if reads_encoded(source, augmentation) and source.train_records is not None:
         shards = len(source.train_records.paths)
         how = (
@@ -240,6 +268,16 @@ def _crops_from_files(files, *, image_size, seed, min_crop_area, shards, shard):
 
         @plain
         def crop(encoded, orientation, position):
+            """One file's training picture: its random crop and flip, drawn from the epoch and `position`.
+
+            Args:
+                encoded: The file's bytes.
+                orientation: Its EXIF orientation.
+                position: Its place in the epoch's order.
+
+            Returns:
+                A float32 tensor (image_size, image_size, 3).
+            """
             random_seed = tf.stack([number + (seed << 20), position])
             return _crop_of_bytes(encoded, orientation, random_seed, min_crop_area, image_size, kinds=files.kinds)
 
@@ -256,8 +294,20 @@ def _crop_of_bytes(encoded, orientation, random_seed, min_crop_area, image_size,
 
 
 def evaluation_dataset(source, *, image_size, preprocessing, batch_size):
-    """The validation split through the evaluation transform `preprocessing`
-    (keras_resnet.runtime.preprocessing.Preprocessing), batched: (float32 pixels, one-hot labels)."""
+    """The validation split through an evaluation transform, batched: (float32 pixels, one-hot labels).
+
+    Kept in memory after the first pass when it takes less than CACHE_LIMIT_BYTES.
+
+    Args:
+        source: The DataSource whose validation split is read.
+        image_size: The pictures' height and width in pixels.
+        preprocessing: The evaluation transform (keras_resnet.runtime.preprocessing.Preprocessing).
+        batch_size: The batch size; the last batch may be smaller.
+
+    Returns:
+        A tf.data.Dataset of (float32 pixels [batch, image_size, image_size, 3] in whole values 0-255,
+        one-hot labels) batches, one pass over the split.
+    """
     classes = len(source.class_names)
 
     @plain
@@ -283,8 +333,19 @@ def _with_options(dataset, *, shard_policy=None):
 
 
 def evaluation_transform(image, image_size, preprocessing):
-    """One picture (H, W, 3) → float32 (image_size, image_size, 3) in whole values 0-255: what
-    `preprocessing.apply` gives in Pillow, within one 8-bit step (Pillow rounds between its two passes)."""
+    """One picture (H, W, 3) → float32 (image_size, image_size, 3) in whole values 0-255.
+
+    What `preprocessing.apply` gives in Pillow, within one 8-bit step (Pillow rounds between its two passes).
+
+    Args:
+        image: The picture, a numeric tensor (H, W, 3) of pixels in [0, 255] (uint8 as decoded).
+        image_size: The output's height and width in pixels.
+        preprocessing: The evaluation transform (its `crop_fraction`: the centred square's share of
+            the shorter side).
+
+    Returns:
+        A float32 tensor (image_size, image_size, 3).
+    """
     return tf.clip_by_value(tf.round(_resized_box(image, image_size, preprocessing.crop_fraction)), 0.0, 255.0)
 
 

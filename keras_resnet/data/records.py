@@ -46,9 +46,18 @@ class RecordShards:
 
     @classmethod
     def of_tfds_split(cls, builder, split, *, image_key, label_key):
-        """A prepared TFDS split's own TFRecord files, read without decoding (what TFDS's
-        SkipDecoding gives), or None where TFDS stores them otherwise (ArrayRecord) or the split
-        is a slice of one ('train[:90%]')."""
+        """A prepared TFDS split's own TFRecord files, read without decoding (what TFDS's SkipDecoding gives).
+
+        Args:
+            builder: The TFDS dataset builder, its data prepared.
+            split: The split's name, e.g. "train" (a slice such as 'train[:90%]' gives None).
+            image_key: The feature holding the encoded picture, e.g. "image".
+            label_key: The feature holding the int64 label, e.g. "label".
+
+        Returns:
+            The RecordShards of the split's files, or None where TFDS stores them otherwise
+            (ArrayRecord) or the split is a slice of one.
+        """
         import tensorflow_datasets as tfds
 
         info = builder.info.splits[split] if split in builder.info.splits else None

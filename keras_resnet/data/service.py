@@ -54,9 +54,19 @@ class Address:
 
 
 def distributed(dataset, address, *, job_name):
-    """`dataset` (an endless training pipeline) produced by the tf.data service at `address`, each
-    worker making whole epochs of it. A job serves one pipeline: each input pipeline of a run, and
-    each fit() of it, needs its own `job_name`."""
+    """A training pipeline produced by the tf.data service, each worker making whole epochs of it.
+
+    The pictures travel as 8-bit pixels: clipped to [0, 255] and rounded by the workers.
+
+    Args:
+        dataset: The endless training pipeline, batches of (float pixels, labels).
+        address: The dispatcher's Address.
+        job_name: The service's job: one serves one pipeline, so each input pipeline of a run, and
+            each fit() of it, needs its own.
+
+    Returns:
+        A tf.data.Dataset of the same (float32 pixels, labels) batches, made by the service's workers.
+    """
     import tensorflow as tf
 
     from keras_resnet.data.pictures import plain
@@ -84,9 +94,19 @@ def check_reachable(address, *, otherwise="or train without --data-service"):
 
 
 def serve(*, port, workers, host=None, log=print):
-    """Runs a dispatcher on `port` and `workers` worker processes on this machine until interrupted
-    (Ctrl-C, SIGTERM). `host`: the name trainers reach this machine by (default: its name). A worker
-    that exits is reported; the others go on. The workers end with this process, however it ends."""
+    """Runs a dispatcher and worker processes on this machine until interrupted (Ctrl-C, SIGTERM).
+
+    A worker that exits is reported; the others go on. The workers end with this process, however it ends.
+
+    Args:
+        port: The dispatcher's port; 0: any free one (the log names it).
+        workers: How many worker processes to start here.
+        host: The name trainers reach this machine by; None: its fully qualified name.
+        log: Called with each line to report.
+
+    Raises:
+        ServiceError: `port` is in use on this machine.
+    """
     import tensorflow as tf
 
     _stop_on_sigterm()  # first: a SIGTERM from here on takes the workers down too
@@ -156,9 +176,18 @@ def _end_with_parent():
 
 
 def work(*, dispatcher, port=0, host=None, log=print):
-    """Runs one worker for the dispatcher at `dispatcher` (an Address) until interrupted. `host`:
-    the name the trainer reaches this machine by (default: localhost for a dispatcher on this
-    machine, else this machine's name)."""
+    """Runs one worker for a dispatcher until interrupted.
+
+    Args:
+        dispatcher: The dispatcher's Address.
+        port: The worker's port; 0: any free one.
+        host: The name the trainer reaches this machine by; None: localhost for a dispatcher on this
+            machine, else this machine's fully qualified name.
+        log: Called with the line that says the worker runs; None: nothing is said.
+
+    Raises:
+        ServiceError: Nothing listens at the dispatcher's address.
+    """
     import tensorflow as tf
 
     check_reachable(dispatcher, otherwise="then this worker")

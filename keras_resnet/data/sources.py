@@ -88,8 +88,20 @@ class DataSource:
 
 
 def open_configured(data, *, seed, data_dir=None, evaluation=False):
-    """The dataset of a run, from its configuration's data section (a config.DataConfig);
-    `data_dir` overrides where TFDS finds it; `evaluation` as open_dataset's."""
+    """The dataset of a run, from its configuration's data section.
+
+    Args:
+        data: The run's config.DataConfig (dataset, image size, data_dir, example limits).
+        seed: The run's seed, which carves a folder's validation split off reproducibly.
+        data_dir: Where TFDS finds the dataset; None: the configuration's `data_dir`.
+        evaluation: As open_dataset's: a folder without its own splits is validation data whole.
+
+    Returns:
+        The DataSource.
+
+    Raises:
+        DatasetError: The dataset cannot be opened.
+    """
     return open_dataset(
         data.dataset,
         image_size=data.image_size,
@@ -102,10 +114,26 @@ def open_configured(data, *, seed, data_dir=None, evaluation=False):
 
 
 def open_dataset(name, *, image_size, data_dir=None, seed=0, train_examples=None, validation_examples=None, evaluation=False):
-    """Opens a dataset by name: "synthetic", a TFDS name ("cifar10", "imagenet2012", …) or
-    "folder:PATH". train_examples / validation_examples keep only that many (quick experiments).
-    With `evaluation` (train.py --evaluate on other data), a folder of class folders without its own
-    splits is validation data whole: no split is carved off for training."""
+    """Opens a dataset by name.
+
+    Args:
+        name: "synthetic", a TFDS name ("cifar10", "imagenet2012", …), "folder:PATH" or "tfrecord:PATTERN".
+        image_size: The size the synthetic dataset's pictures are generated at (other datasets keep
+            their stored sizes).
+        data_dir: Where TFDS finds or prepares the dataset; None: TFDS's default (~/tensorflow_datasets).
+        seed: The seed that carves a folder's validation split off reproducibly.
+        train_examples: Keep only that many training examples (quick experiments); None: all.
+        validation_examples: Keep only that many validation examples; None: all.
+        evaluation: For train.py --evaluate on other data: a folder of class folders without its own
+            splits is validation data whole, no split carved off for training.
+
+    Returns:
+        The DataSource.
+
+    Raises:
+        DatasetError: The dataset is unknown, cannot be downloaded or prepared, is empty, or is not
+            images with labels.
+    """
     if name == "synthetic":
         # Generated on the fly, it could be any size; it has the size of its splits, as every dataset
         # (a larger count keeps the whole split, as for the others).

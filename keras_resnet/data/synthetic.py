@@ -31,8 +31,20 @@ _VALIDATION_OFFSET = 1 << 30
 
 
 def dataset(split, *, image_size, examples=None, seed=DATASET_SEED):
-    """Unbatched tf.data.Dataset of (uint8 image [size, size, 3], int64 label) for "train" or
-    "validation"."""
+    """One split of the embedded dataset, generated on the fly.
+
+    Args:
+        split: "train" or "validation" (examples of their own, never shared).
+        image_size: The pictures' height and width in pixels.
+        examples: How many examples; None: the split's size (TRAIN_EXAMPLES or VALIDATION_EXAMPLES).
+        seed: The dataset's seed: the same seed gives the same examples.
+
+    Returns:
+        An unbatched tf.data.Dataset of (uint8 image [image_size, image_size, 3], int64 label), in a fixed order.
+
+    Raises:
+        ValueError: An unknown split.
+    """
     if split not in ("train", "validation"):
         raise ValueError(f"Unknown split. Received: {split!r}. Valid: 'train', 'validation'.")
     default = TRAIN_EXAMPLES if split == "train" else VALIDATION_EXAMPLES
@@ -47,7 +59,16 @@ def dataset(split, *, image_size, examples=None, seed=DATASET_SEED):
 
 
 def render(index, *, image_size, seed=DATASET_SEED):
-    """Example `index` as (uint8 image [image_size, image_size, 3], int64 label)."""
+    """One example of the embedded dataset, a pure function of (seed, index).
+
+    Args:
+        index: The example's index (an int or an integer tensor): validation examples start at 2**30.
+        image_size: The picture's height and width in pixels.
+        seed: The dataset's seed.
+
+    Returns:
+        A tuple (uint8 image tensor [image_size, image_size, 3], int64 label tensor).
+    """
     index = tf.cast(index, tf.int64)
     key = tf.stack([tf.constant(seed, tf.int64), index])
     p = tf.random.stateless_uniform([40], seed=key)  # every random choice of this example

@@ -189,6 +189,18 @@ class RunConfig:
           The learning rate scales with it (linearly, as the recipes do).
         - frozen phase (fine-tuning): at most half the training, in whole epochs.
         - warm-up: at most MAX_WARMUP_SHARE of the training it warms up.
+
+        Args:
+            train_examples: The size of the training split.
+            picture_side: The median shorter side of the data's pictures in pixels; None: not known.
+            weights_image_size: The image size the weights dictate or are quoted at; None: no
+                weights, or not known.
+            weights_origin: The weights as --weights names them (a published name, a run directory or
+                a .keras file); it tells a model of ours from published weights, and is named in the notes.
+            replicas: The number of replicas in sync: a fitted batch is a multiple of it.
+
+        Returns:
+            A tuple (the fitted RunConfig, a list of the defaults chosen, in words).
         """
         config, notes = self, []
         if "image_size" in self.defaulted:
@@ -220,10 +232,11 @@ class RunConfig:
             batch = max(replicas, batch - batch % replicas)
             if batch == training.batch_size:
                 notes.append(f"batch {batch} (the recipe's)")
-            elif train_examples // training.batch_size >= MIN_STEPS_PER_EPOCH and batch < training.batch_size:
-                notes.append(f"batch {batch} (the recipe's {training.batch_size}, rounded to a multiple of {replicas} replicas)")
             else:
-                notes.append(f"batch {batch} (capped from {training.batch_size}: {train_examples} training pictures)")
+                if train_examples // training.batch_size >= MIN_STEPS_PER_EPOCH and batch < training.batch_size:
+                    notes.append(f"batch {batch} (the recipe's {training.batch_size}, rounded to a multiple of {replicas} replicas)")
+                else:
+                    notes.append(f"batch {batch} (capped from {training.batch_size}: {train_examples} training pictures)")
                 changes = {"batch_size": batch}
                 if "learning_rate" in self.defaulted:
                     changes["learning_rate"] = training.learning_rate * batch / training.batch_size

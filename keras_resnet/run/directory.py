@@ -329,6 +329,16 @@ def _cell(key, value):
 
 
 def default_path(model_name, dataset, *, root="runs"):
+    """A new run directory's path: `root`/MODEL-DATASET-YYYYmmdd-HHMMSS, stamped with the local time now.
+
+    Args:
+        model_name: The network's name, e.g. "resnet20".
+        dataset: The dataset as --dataset names it (made safe for a file name by `dataset_slug`).
+        root: The folder of runs, relative to the current directory unless absolute.
+
+    Returns:
+        The path, a str; nothing is created.
+    """
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     return os.path.join(root, f"{model_name}-{dataset_slug(dataset)}-{stamp}")
 

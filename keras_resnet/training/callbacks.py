@@ -314,7 +314,16 @@ class Curves(keras.callbacks.Callback):
 
 
 def plot_history(history_path, curves_path, *, title, freeze_epochs=0):
-    """curves.png from history.csv; the first `freeze_epochs` (the classifier alone) shaded."""
+    """Draws curves.png from history.csv; the first `freeze_epochs` (the classifier alone) shaded.
+
+    Nothing is written while the history has no rows. The picture is replaced whole or not at all.
+
+    Args:
+        history_path: The run's history.csv.
+        curves_path: The PNG file to write.
+        title: The figure's title.
+        freeze_epochs: How many epochs at the start trained the classifier alone (0: none).
+    """
     import matplotlib.pyplot as plt
 
     rows = read_history(history_path)
@@ -327,7 +336,17 @@ def plot_history(history_path, curves_path, *, title, freeze_epochs=0):
 
 
 def history_figure(rows, *, title, freeze_epochs=0):
-    """The Matplotlib figure of history rows: loss and top-1 per epoch (whole epochs on the axis)."""
+    """The Matplotlib figure of history rows: loss and top-1 per epoch (whole epochs on the axis).
+
+    Args:
+        rows: history.csv's rows, as run.directory.read_history returns them (dicts with "epoch",
+            and "loss", "accuracy", "val_loss", "val_accuracy" where known).
+        title: The figure's title.
+        freeze_epochs: How many epochs at the start trained the classifier alone, shaded (0: none).
+
+    Returns:
+        The matplotlib.figure.Figure; the caller closes it.
+    """
     import matplotlib
 
     matplotlib.use("Agg")

@@ -13,9 +13,24 @@ from keras_resnet.run.config import PRECISIONS, STRATEGIES
 
 
 def make_strategy(name, *, tpu=None, cpu_replicas=1):
-    """The strategy `name` stands for; "auto" picks TPUStrategy with a TPU address,
-    MultiWorkerMirroredStrategy when TF_CONFIG is set, MirroredStrategy over two or more GPUs (or
-    over `cpu_replicas` logical CPUs), one device on a single GPU, and the default strategy on CPU."""
+    """The tf.distribute strategy that `name` stands for.
+
+    "auto" picks TPUStrategy with a TPU address, MultiWorkerMirroredStrategy when TF_CONFIG is set,
+    MirroredStrategy over two or more GPUs (or over `cpu_replicas` logical CPUs), one device on a
+    single GPU, and the default strategy on CPU.
+
+    Args:
+        name: One of STRATEGIES: "auto", "default", "one-device", "mirrored", "multi-worker" or "tpu".
+        tpu: The TPU's address (a TPU name, grpc://host:port or "local"); None: no TPU.
+        cpu_replicas: Above 1, the CPU is split into that many logical devices (for tests of
+            distribution); this must happen before TensorFlow initializes its devices.
+
+    Returns:
+        A tuple (the strategy, the name of the one chosen, "auto" resolved).
+
+    Raises:
+        DistributeError: An unknown name, "multi-worker" without a valid TF_CONFIG, or "tpu" without `tpu`.
+    """
     if name not in STRATEGIES:
         raise DistributeError(f"Unknown strategy {name!r}. Valid: {', '.join(STRATEGIES)}.")
     if cpu_replicas > 1:
@@ -134,6 +149,17 @@ def multi_worker_fit(model, strategy):
             internals.keras_symbolic_build(model, data_batch)
 
     def mean_over_replicas(values, original, strategy_, reduction):
+        """Keras' reduce_per_replica, averaging per-replica values over the replicas under multi-worker all-reduce.
+
+        Args:
+            values: The per-replica outputs (a nest of tensors and DistributedValues).
+            original: Keras' own reduce_per_replica, used for every other case.
+            strategy_: The strategy the values come from.
+            reduction: Keras' reduction, e.g. "auto", "mean" or "concat".
+
+        Returns:
+            The reduced values.
+        """
         if reduction in ("auto", "mean") and internals.keras_is_multi_worker_all_reduce(strategy_):
             return tf.nest.map_structure(
                 lambda value: strategy_.reduce("MEAN", value, axis=None)

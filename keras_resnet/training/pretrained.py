@@ -21,8 +21,20 @@ def keeps_classifier(source, config):
 
 
 def load(model, source, config):
-    """Loads `source` (a keras_resnet.run.weights_source.WeightsSource) into `model` (built from
-    `config`); returns what was done, for the log."""
+    """Loads the run's starting weights into its model, with the classifier kept or new.
+
+    Args:
+        model: The Keras model built from `config`.
+        source: The keras_resnet.run.weights_source.WeightsSource of train.py's --weights.
+        config: The run's RunConfig, its class names included.
+
+    Returns:
+        What was done, for the log: "classifier kept" or "classifier new (N classes)".
+
+    Raises:
+        WeightsError: The weights do not fit the model or hold values no trained network has.
+        WeightsDownloadError: Published weights could not be downloaded (`fetch` downloads them first).
+    """
     keep = keeps_classifier(source, config)
     if source.own_model:
         own.load_model_into(model, source.weights, describe=f"model {source.weights}", skip=() if keep else ("predictions",))

@@ -17,9 +17,25 @@ from keras_resnet.training.callbacks import saved_model_step
 
 
 def run_directory(config, *, output, resume, log):
-    """The run directory to train in, checked before anything is read or written: a new one, or a
-    run of the same configuration to continue (from a backup, last.keras, or afresh when it holds
-    nothing to continue from)."""
+    """The run directory to train in, checked before anything is read or written.
+
+    It is a new one, or a run of the same configuration to continue (from a backup, last.keras, or
+    afresh when it holds nothing to continue from).
+
+    Args:
+        config: The run's RunConfig.
+        output: The directory asked for (--output); None: the newest interrupted run of this
+            configuration under runs/, else a new path there.
+        resume: Whether --resume was given: a run of another length in `output` is then trained to this one's.
+        log: Called with each line to report.
+
+    Returns:
+        The RunDirectory (not yet created when it is new).
+
+    Raises:
+        UsageError: `output` is not empty and holds no run, or a run of another configuration or,
+            without `resume`, of another length (ConfigFileError for a damaged config.json).
+    """
     if output is None:
         interrupted = find_interrupted(config)
         if interrupted is not None:
@@ -79,7 +95,17 @@ def prepare_directory(run, config):
 
 
 def check_not_shorter(run, plan, train_examples):
-    """--resume trains a run longer, never shorter: refused before anything is written."""
+    """--resume trains a run longer, never shorter: refused before anything is written.
+
+    Args:
+        run: The RunDirectory to continue.
+        plan: The StepPlan this command asks for.
+        train_examples: The training split's size, to plan the stored configuration's steps with.
+
+    Raises:
+        UsageError: `plan` has fewer steps than the run is set to. A run without a readable
+            configuration, or whose plan no longer works, is not compared.
+    """
     try:
         configured = run.read_config().plan(train_examples).total_steps
     except UsageError:
@@ -92,8 +118,20 @@ def check_not_shorter(run, plan, train_examples):
 
 
 def restore(model, run, backup, *, log):
-    """The step to continue from: the backup's, else last.keras', else 0. Each is loaded before it is
-    trusted; one that cannot be read is reported and passed over."""
+    """Loads the state to continue from into the model and returns its step.
+
+    The backup's, else last.keras', else 0. Each is loaded before it is trusted; one that cannot be
+    read is reported and passed over.
+
+    Args:
+        model: The compiled model, which gets the weights and optimizer state.
+        run: The RunDirectory.
+        backup: The run's StepBackup callback (set to `model`), which restores the backup.
+        log: Called with each line to report.
+
+    Returns:
+        The step training continues from (0: from the start).
+    """
     if run.has_backup():
         try:
             return backup.restore()

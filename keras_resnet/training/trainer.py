@@ -54,11 +54,28 @@ def _check(condition, message):
 
 
 def train(config, *, output=None, resume=False, log=print):
-    """Trains as `config` (a RunConfig) says into a run directory, continuing one that a crash,
-    a NaN stop or a failure at start-up left behind. `config` comes from resolve(), which resolved
-    its weights (pass it the same `output`: a started run keeps the weights' layout it recorded).
-    Returns the RunDirectory. Raises UsageError, TrainingError or Interrupted (ValueError for a
-    config with weights that resolve() did not make)."""
+    """Trains as a RunConfig says into a run directory.
+
+    It continues a run that a crash, a NaN stop or a failure at start-up left behind.
+
+    Args:
+        config: The RunConfig, from resolve(), which resolved its weights (pass it the same
+            `output`: a started run keeps the weights' layout it recorded).
+        output: The run directory (train.py's --output); None: the interrupted run of the same
+            configuration under runs/, else a new one there.
+        resume: Train the run in `output` for longer than it was set to (train.py's --resume).
+        log: Called with each line to report.
+
+    Returns:
+        The RunDirectory trained in.
+
+    Raises:
+        UsageError: Bad input: a flag, the output directory, the data or weights that cannot work.
+        DatasetError: The dataset cannot be opened.
+        TrainingError: Training started and could not go on (a NaN loss, a divergence, a full disk).
+        Interrupted: Ctrl-C; the state was backed up.
+        ValueError: `config` has weights that resolve() did not resolve.
+    """
     _check(
         output is None or not os.path.exists(output) or os.path.isdir(output),
         f"--output {output} is a file, not a directory: choose another --output. Nothing was changed.",
@@ -502,8 +519,19 @@ def _storage_error(error, run, continuation):
 
 
 def build_and_compile(config, plan, *, replicas=1):
-    """The model of `config` (a RunConfig with its classes), compiled with its recipe and `plan`'s
-    schedule (under the current strategy's scope)."""
+    """The model of a RunConfig, compiled with its recipe and the plan's schedule.
+
+    Call it under the strategy's scope. The optimizer is built for every variable.
+
+    Args:
+        config: The RunConfig, with its classes.
+        plan: Its StepPlan (config.plan), whose steps the learning-rate schedule counts.
+        replicas: The number of replicas in sync: above 1, batch norms are synchronized over them.
+
+    Returns:
+        The compiled Keras model (SGD with momentum, cross-entropy with the recipe's label smoothing,
+        top-1 and, with more than 5 classes, top-5).
+    """
     training = config.training
     model = keras_resnet.build(**config.model.build_arguments(), sync_batch_norm=replicas > 1)
     # Built for every variable, also those a frozen phase leaves alone: one optimizer state for the run.
@@ -526,11 +554,23 @@ def compiled_metrics(classes):
 
 
 def plan_fits(done, total, steps_per_epoch, *, breaks=()):
-    """The fit() calls that take training from step `done` to `total`: [(initial_epoch, epochs,
-    steps_per_epoch)]. A partial epoch (the rest of an interrupted one, or a last one cut short by
-    --steps) gets a call of its own; whole epochs share one, except across a step in `breaks` (the
-    end of a frozen phase, at an epoch's end), where a new call starts. Arithmetic, not a loop over
-    epochs: any length (--epochs 1e15) is planned at once."""
+    """The fit() calls that take training from step `done` to `total`.
+
+    A partial epoch (the rest of an interrupted one, or a last one cut short by --steps) gets a call
+    of its own; whole epochs share one, except across a step in `breaks`, where a new call starts.
+    Arithmetic, not a loop over epochs: any length (--epochs 1e15) is planned at once.
+
+    Args:
+        done: The steps already trained.
+        total: The steps the run trains in all.
+        steps_per_epoch: The steps of a whole epoch.
+        breaks: Steps at which a new call starts (the end of a frozen phase); only those at an
+            epoch's end and between `done` and `total` count.
+
+    Returns:
+        A list of (initial_epoch, epochs, steps_per_epoch) tuples, fit()'s arguments of the same
+        names: epochs numbered from 0, `epochs` the epoch the call ends before.
+    """
     calls = []
     ends = sorted({step for step in breaks if done < step < total and step % steps_per_epoch == 0} | {total})
     step = done

@@ -38,14 +38,42 @@ def format_of(weights):
 
 
 def required_layout(weights, *, spec, version):
-    """The builder arguments that `weights` dictate ({} when they dictate none)."""
+    """The builder arguments that some weights dictate.
+
+    Args:
+        weights: None, "imagenet", "timm/NAME" or a path (a weights file, a .keras model or a run directory of ours).
+        spec: The specs.Spec of the network to build.
+        version: The version asked for ("v1", "v1.5", "v2"), or None when none was.
+
+    Returns:
+        A dict of builder arguments (the fields of specs.LAYOUT_DEFAULTS); {} when they dictate none.
+
+    Raises:
+        ValueError: `weights` names no weights, or published weights do not exist for this network.
+        WeightsError: A file is missing or of no known kind, or is for another network.
+    """
     if weights is None:
         return {}
     return format_of(weights).required_layout(weights, spec=spec, version=version)
 
 
 def load(model, weights, *, spec, version, include_top, classes):
-    """Loads `weights` ("imagenet", "timm/NAME" or a path) into `model`, built with `required_layout(weights)`;
-    WeightsError for a file that does not fit or holds values no trained network has."""
+    """Loads weights into a model built with `required_layout(weights)`.
+
+    Args:
+        model: The Keras model to fill.
+        weights: "imagenet", "timm/NAME" or a path (a weights file, a .keras model or a run directory of ours).
+        spec: The specs.Spec the model was built from.
+        version: The model's version ("v1", "v1.5", "v2").
+        include_top: Whether the model has a classifier.
+        classes: The model's number of classes: published weights whose classifier has another
+            width leave the model's classifier new (-1: always new).
+
+    Raises:
+        ValueError: `weights` names no weights.
+        WeightsError: A file is missing, of no known kind, does not fit the model, or holds values no
+            trained network has (CheckpointError for a timm/torchvision checkpoint).
+        WeightsDownloadError: Published weights could not be downloaded.
+    """
     format_of(weights).load(model, weights, spec=spec, version=version, include_top=include_top, classes=classes)
     check_values(model, f"weights {os.fspath(weights) if isinstance(weights, os.PathLike) else weights}")

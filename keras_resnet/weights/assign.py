@@ -42,9 +42,20 @@ class Source:
 
 
 def assign(model, source, *, skip=()):
-    """Sets every weighted layer of `model` from `source` (a Source). The layers named in `skip`
-    (e.g. "predictions", for a new classifier) keep their fresh values, and the source's keys for
-    them are not required to fit; a model without a classifier ignores the source's."""
+    """Sets every weighted layer of a model from a Source.
+
+    The layers named in `skip` keep their fresh values, and the source's keys for them are not
+    required to fit; a model without a classifier ignores the source's.
+
+    Args:
+        model: The Keras model to fill.
+        source: The Source of the saved network.
+        skip: Names of layers to leave as they are (e.g. "predictions", for a new classifier).
+
+    Raises:
+        WeightsError: (the source's `error` subclass) A layer has no counterpart in the source or one of
+            other shapes, or the source holds a key that no layer of the model takes.
+    """
     skip = set(skip)
     if not any(layer.name == CLASSIFIER for layer in model.layers):
         skip.add(CLASSIFIER)
@@ -84,8 +95,16 @@ def assign(model, source, *, skip=()):
 
 
 def renamed(name, rules, *, otherwise=None):
-    """Our layer `name` in a format's names: by the first of `rules` — its table of (pattern,
-    rename) pairs — whose pattern matches the whole name; `otherwise` where none does."""
+    """Our layer `name` in a format's names, by the first rule whose pattern matches the whole name.
+
+    Args:
+        name: Our layer name, e.g. "stage2_block1_conv2".
+        rules: The format's table of (compiled regular expression, function of the match returning its name) pairs.
+        otherwise: What is returned where no pattern matches.
+
+    Returns:
+        The format's name of the layer, or `otherwise`.
+    """
     for pattern, rename in rules:
         match = pattern.fullmatch(name)
         if match:
@@ -94,8 +113,17 @@ def renamed(name, rules, *, otherwise=None):
 
 
 def by_layer_name(arrays, *, describe, name_of=None, format="keras_resnet"):
-    """A Source of {layer name: [arrays]} (a Keras model's layers, a Keras 2 .h5 file), whose names
-    are ours or map onto ours by `name_of` (our name → theirs)."""
+    """A Source of arrays by layer name (a Keras model's layers, a Keras 2 .h5 file).
+
+    Args:
+        arrays: {layer name: [arrays, in the layer's variable order and Keras' layout]}.
+        describe: The source in error messages, e.g. "weights file PATH".
+        name_of: Our layer name → the source's name for it; None: the source uses our names.
+        format: The format's name, in messages.
+
+    Returns:
+        A Source whose keys are the layer names of `arrays`.
+    """
     return Source(
         describe=describe,
         format=format,

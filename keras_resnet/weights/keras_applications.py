@@ -44,8 +44,19 @@ def claims(weights):
 
 
 def required_layout(weights, *, spec, version):
-    """The builder arguments "imagenet" or one of keras.applications' .h5 files needs; ValueError
-    for a network keras.applications published no weights of."""
+    """The builder arguments "imagenet" or one of keras.applications' .h5 files needs.
+
+    Args:
+        weights: "imagenet" or the path of a keras.applications .h5 file (its layers say v1 or v2).
+        spec: The specs.Spec of the network to build (checked for "imagenet" only).
+        version: The version asked for with "imagenet" ("v1" or "v2"; None: "v1"); a file's own wins.
+
+    Returns:
+        The LAYOUT dict of the version.
+
+    Raises:
+        ValueError: keras.applications published no "imagenet" weights of this network and version.
+    """
     if weights != "imagenet":
         with h5py.File(os.fspath(weights), "r") as file:
             return LAYOUT["v2" if V2_FINAL_LAYER in files.legacy_layer_names(file) else "v1"]
@@ -60,8 +71,22 @@ def required_layout(weights, *, spec, version):
 
 
 def load(model, weights, *, spec, version, include_top, classes):
-    """Loads "imagenet" (downloaded) or a keras.applications .h5 file into `model`, built with
-    `required_layout`. A different number of classes gets a new classifier on the pretrained network."""
+    """Loads "imagenet" (downloaded) or a keras.applications .h5 file into `model`, built with `required_layout`.
+
+    A different number of classes gets a new classifier on the pretrained network.
+
+    Args:
+        model: The Keras model to fill.
+        weights: "imagenet" or the path of a keras.applications .h5 file.
+        spec: The specs.Spec the model was built from (its depth picks the file to download).
+        version: The model's version, "v1" or "v2" (picks the file to download).
+        include_top: Whether the model has a classifier.
+        classes: The model's number of classes: other than ImageNet's 1000, the classifier stays new.
+
+    Raises:
+        WeightsDownloadError: "imagenet" weights could not be downloaded.
+        WeightsError: The file does not fit the model.
+    """
     with_classifier = include_top and classes == IMAGENET_CLASSES
     if weights == "imagenet":
         path = download_imagenet(spec.depth, version, include_top=with_classifier)
@@ -78,7 +103,21 @@ def load(model, weights, *, spec, version, include_top, classes):
 
 
 def download_imagenet(depth, version, *, include_top):
-    """Path of keras.applications' ImageNet weight file, downloaded once into ~/.keras/models."""
+    """Path of keras.applications' ImageNet weight file, downloaded once into Keras' cache (~/.keras/models).
+
+    The download is checked against the file's MD5.
+
+    Args:
+        depth: The network's depth, 50, 101 or 152.
+        version: "v1" or "v2" (with `depth`, a key of IMAGENET_FILES).
+        include_top: True for the file with the classifier, False for the one without ("_notop").
+
+    Returns:
+        The local path of the file.
+
+    Raises:
+        WeightsDownloadError: The file could not be downloaded; the message says where to put it by hand.
+    """
     name, top_hash, notop_hash = IMAGENET_FILES[(depth, version)]
     import keras  # only to download: reading the files needs no TensorFlow
 

@@ -31,7 +31,19 @@ def own_model(weights):
 
 
 def required_layout(weights, *, spec, version):
-    """The layout a model of ours was built with; {} for a weights file (which records none)."""
+    """The layout a model of ours was built with; {} for a weights file (which records none).
+
+    Args:
+        weights: A .keras model or run directory of ours, or a weights file of ours.
+        spec: Unused: the model records its own network (the formats' common signature).
+        version: Unused, as `spec`.
+
+    Returns:
+        The model's build arguments that are fields of specs.LAYOUT_DEFAULTS, or {}.
+
+    Raises:
+        WeightsError: A directory that is not a run of ours, or a .keras file not built here.
+    """
     own = own_model(weights)
     if own is None:
         return {}
@@ -39,7 +51,19 @@ def required_layout(weights, *, spec, version):
 
 
 def load(model, weights, *, spec, version, include_top, classes):
-    """Loads a model or weights file of ours into `model`, classifier included."""
+    """Loads a model or weights file of ours into `model`, classifier included.
+
+    Args:
+        model: The Keras model to fill.
+        weights: A .keras model or run directory of ours, or a .weights.h5 or Keras 2 .h5 file of ours.
+        spec: Unused (the formats' common signature).
+        version: Unused, as `spec`.
+        include_top: Unused: the classifier is loaded whenever the model has one.
+        classes: Unused, as `include_top`.
+
+    Raises:
+        WeightsError: The file is of no known kind or does not fit the model.
+    """
     own = own_model(weights)
     path = own.path if own is not None else os.fspath(weights)
     file_format = files.file_format(path)
@@ -52,8 +76,18 @@ def load(model, weights, *, spec, version, include_top, classes):
 
 
 def load_model_into(model, path, *, describe, skip=()):
-    """Sets `model`'s layers from the .keras model at `path`, layer by layer name; the layers in
-    `skip` keep their fresh values."""
+    """Sets a model's layers from a .keras model, layer by layer name.
+
+    Args:
+        model: The Keras model to fill.
+        path: The .keras file.
+        describe: The source in error messages, e.g. "model PATH".
+        skip: Names of layers that keep their fresh values (e.g. "predictions", for a new classifier).
+
+    Raises:
+        WeightsError: A layer of the model has no counterpart of the same shapes in the file, or the
+            file holds a layer the model lacks.
+    """
     import keras
 
     source = keras.saving.load_model(path, compile=False)

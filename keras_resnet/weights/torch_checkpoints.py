@@ -93,8 +93,20 @@ def claims(weights):
 
 
 def required_layout(weights, *, spec, version=None):
-    """The builder arguments a hub name or a checkpoint file needs; CheckpointError when the
-    network (`spec`) is not the one the checkpoint holds."""
+    """The builder arguments a hub name or a checkpoint file needs.
+
+    Args:
+        weights: A hub name "timm/NAME" or the path of a .safetensors file.
+        spec: The specs.Spec of the network to build, checked against the checkpoint's.
+        version: Unused: the checkpoints dictate v1.5 (the formats' common signature).
+
+    Returns:
+        A copy of LAYOUT.
+
+    Raises:
+        CheckpointError: An unknown hub name, a file that cannot be read or holds no ResNet, or a
+            checkpoint of another network than `spec`.
+    """
     if is_hub_name(weights):
         depth, what = checkpoint(weights).depth, repr(weights)
     else:
@@ -108,8 +120,22 @@ def required_layout(weights, *, spec, version=None):
 
 
 def load(model, weights, *, spec, version, include_top, classes):
-    """Loads a hub name or a checkpoint file into `model` (built with `required_layout`). The
-    classifier is loaded when the model has one of the checkpoint's width; otherwise it stays new."""
+    """Loads a hub name or a checkpoint file into `model` (built with `required_layout`).
+
+    The classifier is loaded when the model has one of the checkpoint's width; otherwise it stays new.
+
+    Args:
+        model: The Keras model to fill.
+        weights: A hub name "timm/NAME" (downloaded) or the path of a .safetensors file.
+        spec: Unused (the formats' common signature).
+        version: Unused, as `spec`.
+        include_top: Whether the model has a classifier.
+        classes: The model's number of classes, compared with the checkpoint's classifier.
+
+    Raises:
+        CheckpointError: The file cannot be read or does not fit the model.
+        CheckpointDownloadError: A hub checkpoint could not be downloaded.
+    """
     path = download(weights) if is_hub_name(weights) else os.fspath(weights)
     tensors = read(path)
     new_classifier = include_top and tensors.get("fc.weight", np.zeros((0, 0))).shape[0] != classes
@@ -206,8 +232,20 @@ def _torch_shape(kind, suffix, shape):
 
 
 def source(tensors, *, describe, model_name):
-    """The assign.Source of a state dict for the model `model_name`: our layers by timm's module
-    names, each tensor checked (present, of the layer's shape, floating-point) and put in Keras' layout."""
+    """The assign.Source of a state dict: our layers by timm's module names, each tensor checked and put in Keras' layout.
+
+    Each tensor a layer reads must be present, of the layer's shape and floating-point; it is cast to
+    float32, and a batch norm's running variance takes the difference in epsilon (see the module's docstring).
+
+    Args:
+        tensors: The state dict, {key: numpy array} (as `read` returns it).
+        describe: The source in error messages, e.g. "weights file PATH".
+        model_name: The model's name, in error messages.
+
+    Returns:
+        An assign.Source whose `read` raises CheckpointError for a tensor that is missing, of
+        another shape or not floating-point.
+    """
 
     def read(layer, module):
         kind = next((base.__name__ for base in type(layer).__mro__ if base.__name__ in _SUFFIXES), None)
