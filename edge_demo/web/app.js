@@ -159,8 +159,8 @@ async function main() {
       requested: parameters.get('accelerator'),
       // ?gpu-timeout=S: past S seconds of WebGPU work the start falls back to WASM, a picture fails.
       gpuTimeoutSeconds: Number(parameters.get('gpu-timeout')) || 30,
+      onGpuCheck: (outcome) => { document.body.dataset.gpuCheck = outcome; },
     });
-    if (opened.gpuCheck) document.body.dataset.gpuCheck = opened.gpuCheck;
     page.model = opened.model;
     $('backend').textContent = opened.sentence;
     $('backend').dataset.accelerator = opened.model.accelerator;

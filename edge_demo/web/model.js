@@ -42,15 +42,16 @@ export class PageModel {
     const rgb = inputPixels(source, sourceWidth, sourceHeight, {
       width, height, cropFraction: this.info.preprocessing.crop_fraction, canvas: this.regionCanvas,
     });
+    const data = tensorData(rgb, this.info.input);
     const start = performance.now();
-    const scores = await this.scores(rgb);
+    const scores = await this.scores(data);
     return {top: topClasses(scores, this.info.labels, this.info.top_k), milliseconds: performance.now() - start};
   }
 
-  // The probabilities of one picture's RGB pixels (0-255, the input's size).
-  async scores(rgb) {
+  // The probabilities of one picture's input tensor data (tensorData of its pixels at the input's size).
+  async scores(data) {
     const [, height, width] = this.info.input.shape;
-    const input = new Tensor(tensorData(rgb, this.info.input), [1, height, width, 3]);
+    const input = new Tensor(data, [1, height, width, 3]);
     const running = (async () => {
       const outputs = await this.compiled.run(input);
       const output = await outputs[0].moveTo('wasm');  // reading GPU results back is part of the cost
@@ -74,7 +75,8 @@ export class PageModel {
     const {pictures, expected, tolerance} = this.info.selftest;
     const scores = [];
     for (const picture of pictures) {
-      scores.push(await this.scores(Uint8Array.from(atob(picture), (character) => character.charCodeAt(0))));
+      const rgb = Uint8Array.from(atob(picture), (character) => character.charCodeAt(0));
+      scores.push(await this.scores(tensorData(rgb, this.info.input)));
     }
     const result = selfTestResult(scores, expected, tolerance);
     return result.passed ? null : describeSelfTest(result, tolerance);
@@ -106,46 +108,53 @@ async function webGpuUnavailable() {
 
 // Opens the model: WebGPU first (unless `requested` is 'wasm'), WASM when the browser has no WebGPU,
 // the conversion marked the model CPU only, or WebGPU cannot compile it, run it or pass its self-test.
-// Returns {model: PageModel, sentence: where it runs and why, gpuCheck: 'passed' | 'failed' |
-// 'cpu-only' | undefined}.
-export async function openModel(info, {requested = null, gpuTimeoutSeconds = 30} = {}) {
+// `onGpuCheck` hears the GPU check's outcome as soon as it is known ('cpu-only', 'failed' or
+// 'passed'), before WASM is opened. Returns {model: PageModel, sentence: where it runs and why}.
+export async function openModel(info, {requested = null, gpuTimeoutSeconds = 30, onGpuCheck = () => {}} = {}) {
   let whyNotGpu = requested === 'wasm' ? 'WASM was asked for (?accelerator=wasm)' : await webGpuUnavailable();
-  let gpuCheck;
   if (!whyNotGpu && info.gpu && !info.gpu.usable) {
-    gpuCheck = 'cpu-only';
+    onGpuCheck('cpu-only');
     whyNotGpu = `the conversion marked this model CPU only (on LiteRT's GPU accelerator ${info.gpu.reason})`;
   }
   if (!whyNotGpu) {
     // JSPI lets LiteRT.js run ops WebGPU lacks on WASM within one model; threads and JSPI exclude each other.
     await loadLiteRt(WASM_DIR, {jspi: await supportsFeature('jspi')});
-    let gpuModel = null;
-    let step = 'compile the model';
-    try {
-      const compiled = await withGpuTimeout(loadAndCompile(MODEL_URL, {accelerator: 'webgpu'}), gpuTimeoutSeconds, 'compiling the model');
-      gpuModel = new PageModel(compiled, info, {accelerator: 'webgpu', gpuTimeoutSeconds});
-      step = 'run the model';
-      await withGpuTimeout(gpuModel.warmUp(), gpuTimeoutSeconds, 'its first run');
-      step = "run the model's self-test";
-      // An accelerator's answer is a claim until checked: the self-test pictures against the CPU's scores.
-      const problem = await withGpuTimeout(gpuModel.selfTestProblem(), gpuTimeoutSeconds, 'its self-test');
-      if (problem) {
-        gpuModel.delete();
-        return {...(await openOnWasm(info, `WebGPU's answers were wrong for this model: ${problem}`, {numThreads: 1})), gpuCheck: 'failed'};
-      }
-      gpuModel.opened = true;
-      const coverage = compiled.isFullyAccelerated ? 'every op on the GPU' : 'some ops fall back to WASM';
-      return {model: gpuModel, sentence: `Running on WebGPU (${coverage}; its answers checked against the CPU's).`, gpuCheck: 'passed'};
-    } catch (error) {
-      // A model whose GPU work never ended is left alone: deleting it under a pending run could fault.
-      if (gpuModel && !(error instanceof GpuTimeout)) gpuModel.delete();
-      const why = error instanceof GpuTimeout ? error.message : `WebGPU could not ${step} (${error.message})`;
-      return openOnWasm(info, why, {numThreads: 1});
-    }
+    const opened = await openOnWebGpu(info, {gpuTimeoutSeconds, onGpuCheck});
+    if (opened.model) return opened;
+    return openOnWasm(info, opened.whyNot, {numThreads: 1});
   }
   // Threads need relaxed SIMD and cross-origin isolation (serve.py sends the COOP/COEP headers).
   const threads = self.crossOriginIsolated && (await supportsFeature('relaxedSimd')) && (await supportsFeature('threads'));
   await loadLiteRt(WASM_DIR, {threads});
-  return {...(await openOnWasm(info, whyNotGpu, {numThreads: threads ? Math.min(navigator.hardwareConcurrency || 1, 4) : 1})), gpuCheck};
+  return openOnWasm(info, whyNotGpu, {numThreads: threads ? Math.min(navigator.hardwareConcurrency || 1, 4) : 1});
+}
+
+// The model on WebGPU, checked: {model, sentence}, or {whyNot} when it cannot be used there.
+async function openOnWebGpu(info, {gpuTimeoutSeconds, onGpuCheck}) {
+  let gpuModel = null;
+  let step = 'compile the model';
+  try {
+    const compiled = await withGpuTimeout(loadAndCompile(MODEL_URL, {accelerator: 'webgpu'}), gpuTimeoutSeconds, 'compiling the model');
+    gpuModel = new PageModel(compiled, info, {accelerator: 'webgpu', gpuTimeoutSeconds});
+    step = 'run the model';
+    await withGpuTimeout(gpuModel.warmUp(), gpuTimeoutSeconds, 'its first run');
+    step = "run the model's self-test";
+    // An accelerator's answer is a claim until checked: the self-test pictures against the CPU's scores.
+    const problem = await withGpuTimeout(gpuModel.selfTestProblem(), gpuTimeoutSeconds, 'its self-test');
+    if (problem) {
+      onGpuCheck('failed');
+      gpuModel.delete();
+      return {whyNot: `WebGPU's answers were wrong for this model: ${problem}`};
+    }
+    onGpuCheck('passed');
+    gpuModel.opened = true;
+    const coverage = compiled.isFullyAccelerated ? 'every op on the GPU' : 'some ops fall back to WASM';
+    return {model: gpuModel, sentence: `Running on WebGPU (${coverage}; its answers checked against the CPU's).`};
+  } catch (error) {
+    // A model whose GPU work never ended is left alone: deleting it under a pending run could fault.
+    if (gpuModel && !(error instanceof GpuTimeout)) gpuModel.delete();
+    return {whyNot: error instanceof GpuTimeout ? error.message : `WebGPU could not ${step} (${error.message})`};
+  }
 }
 
 async function openOnWasm(info, whyNotGpu, {numThreads}) {

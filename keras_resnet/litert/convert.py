@@ -51,8 +51,8 @@ def convert(trained, settings, *, log=print):
         labels.txt, samples/, confusion pictures, report.json and report.md.
 
     Raises:
-        ConversionError: the output directory cannot be written, or the run's dataset cannot be
-            opened (before anything is converted).
+        ConversionError: the output directory cannot be written, the run's dataset cannot be opened,
+            or Pillow cannot read one of its validation pictures (before anything is converted).
         OSError: a write failed later (a full disk: the files written so far are complete).
     """
     _check_output(settings.output)

@@ -43,8 +43,10 @@ class GpuAvailability:
 
     def to_json(self):
         """report.json's "gpu"."""
+        if self.adapter is None and self.unavailable is None:  # no target reached the GPU
+            return {"note": self.note()}
         if self.adapter is None:
-            return {"adapter": None, "software": False, "unavailable": self.unavailable or "not tried", "note": self.note()}
+            return {"adapter": None, "software": False, "unavailable": self.unavailable, "note": self.note()}
         return {"adapter": self.adapter, "software": self.software, "images": self.images, "note": self.note()}
 
 

@@ -4,7 +4,8 @@
     labels.txt     class names, one per line, in label order
     best.keras     the model with the best validation top-1; last.keras: the model after the last epoch
     history.csv    per-epoch metrics, one row per epoch (numbered from 1); curves.png: loss and top-1 per epoch
-    metrics.json   final validation top-1, top-5, loss and training images/s; written last
+    metrics.json   final validation top-1, top-5, loss, the best epoch's, best.keras' top-1 in float32
+                   (best_model_top1: what --evaluate and the conversion measure) and training images/s; written last
     logs/          TensorBoard
     backup/        the state of an unfinished run, every --save-every-steps steps
     .lock          held by the process training in the directory (its PID inside)

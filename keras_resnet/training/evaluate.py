@@ -34,7 +34,8 @@ def evaluate(path, *, dataset=None, batch_size=None, data_dir=None, log=print):
         dataset: The data to evaluate on (train.py's --dataset: a folder of class folders is
             evaluated whole); None: the run's validation split.
         batch_size: The evaluation's batch size; None: the run's, at most 128.
-        data_dir: Where TFDS finds the dataset; None: where the run's configuration says.
+        data_dir: Where TFDS finds the dataset; None: the run's own data where its configuration says, other data
+            (`dataset`) in TFDS's default folder.
         log: Called with each line to report (the summary, the files written).
 
     Returns:
