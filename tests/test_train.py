@@ -194,6 +194,17 @@ def test_run_directory_holds_everything_conversion_needs(finished_run):
         assert file.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
+def test_the_finished_runs_best_model_top1_is_what_evaluate_prints(finished_run, tmp_path, capsys):
+    # Training's epoch figures are in its precision (bfloat16 on CPUs that have it); the last line
+    # and metrics.json's best_model_top1 are best.keras in float32, as --evaluate measures it.
+    run = tmp_path / "run"  # a copy: evaluation writes its figures into the run
+    shutil.copytree(finished_run.path, run)
+    best = json.load(open(run / "metrics.json"))["best_model_top1"]
+    assert train.main(["--evaluate", str(run)]) == 0
+    printed = re.search(r"top-1 ([0-9.]+) %", capsys.readouterr().out)
+    assert printed and float(printed.group(1)) == round(100 * best, 2)
+
+
 def test_config_json_rebuilds_the_trained_model(finished_run, rng):
     config = finished_run.read_config()
     rebuilt = keras_resnet.build(**config.model.build_arguments(), weights=finished_run.last_model)
