@@ -443,6 +443,52 @@ def test_a_folder_whose_training_pictures_all_fail_to_decode_stops_instead_of_lo
         next(iter(batches))
 
 
+def test_crops_drawn_for_a_whole_epoch_are_each_pictures_own_and_decode_the_same():
+    # Drawn at once for many pictures (an epoch's), from the same random numbers, the boxes are
+    # those drawn one picture at a time, the fallback of pictures too narrow for any try included.
+    shapes = [(60, 200), (300, 520), (1000, 90), (90, 1000), (7, 7), (375, 500)]
+    seeds = [tf.constant([11, index], tf.int64) for index in range(len(shapes))]
+    uniform = tf.stack([tf.random.stateless_uniform(pictures.CROP_RANDOM_NUMBERS, seed=seed) for seed in seeds])
+    together = pictures.random_crop_boxes(tf.constant(shapes), uniform, 0.08).numpy()
+    for (height, width), seed, box in zip(shapes, seeds, together):
+        begin, size = (value.numpy() for value in pictures.random_crop_box(tf.constant([height, width, 3]), seed, 0.08))
+        assert box.tolist() == [begin[0], begin[1], size[0], size[1]]
+    # A JPEG's box drawn beforehand decodes as the box drawn while it is read: at its DCT scaling, and
+    # turned upright by its EXIF orientation.
+    encoded = smooth_jpeg(300, 520, detail=24)
+    known = pictures.PictureKinds(only_jpeg=True, any_turned=True, largest_shorter_side=300)
+    for index in range(8):
+        seed = tf.constant([9, index], tf.int64)
+        begin, size = pictures.random_crop_box(tf.constant([300, 520, 3]), seed, 0.08)
+        box = tf.stack([begin[0], begin[1], size[0], size[1]])
+        orientation = (1, 6)[index % 2]
+        np.testing.assert_array_equal(
+            pictures.decode_crop(encoded, orientation, box, 64, kinds=known).numpy(),
+            pictures.decode_random_crop(encoded, orientation, seed, 0.08, 64, kinds=known).numpy(),
+        )
+
+
+def test_a_jpeg_folder_read_by_file_draws_each_epochs_crops_and_flips_from_the_seed(tmp_path, monkeypatch):
+    monkeypatch.setattr(pipeline, "CACHE_LIMIT_BYTES", 0)  # read by file, as a folder too large to keep
+    ramp = np.tile(np.linspace(0, 255, 96)[np.newaxis, :, np.newaxis], (40, 1, 3)).astype(np.uint8)  # dark left, bright right
+    for split, count in (("train", 12), ("val", 2)):
+        for number in range(count):
+            folder = tmp_path / split / f"class{number % 2}"
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(ramp).save(folder / f"{number}.jpg", quality=95)
+    source = sources.open_dataset(f"folder:{tmp_path}", image_size=16)
+    assert source.train_files.sizes == [(40, 96)] * 12 and source.train_files.kinds.only_jpeg  # an epoch's crops drawn at once
+    make = lambda seed: pipeline.training_dataset(source, image_size=16, augmentation="imagenet", batch_size=12, seed=seed)  # noqa: E731
+    epochs = np.stack([images.numpy() for images, _ in make(5).take(4)])  # a batch of 12: one epoch each
+    np.testing.assert_array_equal(next(iter(make(5)))[0].numpy(), epochs[0])  # the same seed, the same crops
+    assert not np.array_equal(next(iter(make(6)))[0].numpy(), epochs[0])
+    assert not np.array_equal(epochs[0], epochs[1])  # each epoch draws anew
+    left, right = epochs[..., :, 0, 0].mean(axis=-1), epochs[..., :, -1, 0].mean(axis=-1)
+    assert 0.25 < np.mean(left > right) < 0.75  # about half flipped
+    spans = np.abs(right - left)  # a crop of more of the ramp's width spans more of its values
+    assert spans.min() < 0.5 * spans.max()
+
+
 def test_train_examples_limits_what_the_pipeline_reads_from_a_folder(tmp_path, monkeypatch):
     monkeypatch.setattr(pipeline, "CACHE_LIMIT_BYTES", 0)  # the pipeline reads the files themselves
     source = sources.open_dataset(f"folder:{id_pictures(tmp_path / 'ids')}", image_size=16, train_examples=10)

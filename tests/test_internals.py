@@ -162,3 +162,22 @@ def test_network_weights_load_without_the_optimizer(tmp_path):
 @pytest.mark.parametrize("name", ["_maybe_symbolic_build", "_symbolic_build"])
 def test_keras_model_still_has(name):
     assert callable(getattr(keras.Model, name, None)), f"keras {keras.__version__}: Model.{name} is gone"
+
+
+def test_the_folder_index_is_image_dataset_from_directorys_own(tmp_path):
+    for number in range(23):
+        folder = tmp_path / ("cats", "dogs", "owls")[number % 3]
+        folder.mkdir(exist_ok=True)
+        (folder / f"{number}.{('jpg', 'png', 'jpeg')[number % 3]}").write_bytes(b"")  # Keras indexes by name only
+    (tmp_path / "dogs" / "notes.txt").write_text("not a picture")
+    classes = ["owls", "cats", "dogs"]  # a given order is the labels' order
+    for shuffle, seed in ((True, 3), (False, None)):
+        paths, labels = internals.keras_index_image_folder(str(tmp_path), class_names=classes, shuffle=shuffle, seed=seed)
+        options = dict(labels="inferred", label_mode="int", class_names=classes, batch_size=None, shuffle=shuffle, seed=seed, verbose=False)
+        keras_dataset = keras.utils.image_dataset_from_directory(str(tmp_path), **options)
+        assert paths == keras_dataset.file_paths and len(paths) == 23
+        assert labels == [classes.index(os.path.basename(os.path.dirname(path))) for path in paths]
+    training, validation = keras.utils.image_dataset_from_directory(str(tmp_path), validation_split=0.2, subset="both", **{**options, "shuffle": True, "seed": 3})
+    paths, _ = internals.keras_index_image_folder(str(tmp_path), class_names=classes, shuffle=True, seed=3)
+    assert internals.keras_training_or_validation_split(paths, 0.2, "training") == training.file_paths
+    assert internals.keras_training_or_validation_split(paths, 0.2, "validation") == validation.file_paths

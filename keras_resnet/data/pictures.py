@@ -59,7 +59,11 @@ class PictureFiles:
     orientations: list
     # What the pictures are known to be (their headers', when read): see PictureKinds.
     kinds: PictureKinds = PictureKinds()
+    # Each picture's (height, width) as stored, when its header was read (None: not read): an
+    # epoch's crops can then be drawn before the files are read (pipeline._crops_from_files).
+    sizes: list | None = None
     _tensors_made: tuple = dataclasses.field(default=None, repr=False)
+    _sizes_made: object = dataclasses.field(default=None, repr=False)
 
     def __len__(self):
         return len(self.paths)
@@ -67,7 +71,8 @@ class PictureFiles:
     def first(self, count):
         """The first `count` files (what is known of all of them holds for these)."""
         return PictureFiles(
-            paths=self.paths[:count], labels=self.labels[:count], orientations=self.orientations[:count], kinds=self.kinds
+            paths=self.paths[:count], labels=self.labels[:count], orientations=self.orientations[:count], kinds=self.kinds,
+            sizes=None if self.sizes is None else self.sizes[:count],
         )
 
     def decoded(self, decode, *, order=None, skip_undecodable=True, name_skipped=True):
@@ -100,10 +105,10 @@ class PictureFiles:
         return skipping_undecodable(
             decoded,
             count=tf.size(order),
-            report=lambda first, last, whole_pass: warn(
-                tf.strings.join(["warning: training picture ", tf.gather(paths, tf.gather(order, tf.range(first, last))), UNDECODABLE]),
-                when=name_skipped,
+            warning=lambda first, last: tf.strings.join(
+                ["warning: training picture ", tf.gather(paths, tf.gather(order, tf.range(first, last))), UNDECODABLE]
             ),
+            warn_when=lambda whole_pass: name_skipped,
         )
 
     def decoded_whole(self, *, order=None, skip_undecodable=True):
@@ -128,24 +133,25 @@ class PictureFiles:
                 )
         return self._tensors_made
 
-
-def warn(lines, *, when=True):
-    """Prints `lines` (a string tensor) on stderr, one per line, when `when`: an op, for functions
-    that tf.data runs. tf.print, not Python: the input pipeline may run on a tf.data service
-    worker, another process, where no Python function of this one can be called."""
-    return tf.cond(
-        tf.logical_and(when, tf.size(lines) > 0),
-        lambda: _printed(lines),
-        lambda: tf.constant(0, tf.int64),
-    )
+    def sizes_tensor(self):
+        """`sizes` as an int32 tensor [files, 2], made once as `_tensors` makes its tensors."""
+        if self.sizes is None:
+            raise ValueError("these pictures' sizes were not read")
+        if self._sizes_made is None:
+            with tf.init_scope():
+                self._sizes_made = tf.constant(self.sizes, tf.int32)
+        return self._sizes_made
 
 
 def _printed(lines):
+    """Prints `lines` (a string tensor) on stderr, one per line: an op, for functions that tf.data
+    runs. tf.print, not Python: the input pipeline may run on a tf.data service worker, another
+    process, where no Python function of this one can be called."""
     with tf.control_dependencies([tf.print(tf.strings.reduce_join(lines, separator="\n"), output_stream=sys.stderr)]):
         return tf.cast(tf.size(lines), tf.int64)
 
 
-def skipping_undecodable(numbered, *, count, report):
+def skipping_undecodable(numbered, *, count, warning, warn_when):
     """One pass's (image, label) elements, those whose map failed skipped and reported.
 
     A pass in which everything failed raises NOTHING_DECODED (an InvalidArgumentError, when iterated)
@@ -153,8 +159,8 @@ def skipping_undecodable(numbered, *, count, report):
 
     tf.data's ignore_errors drops a failing element silently (its warning is a C++ log line that
     TF_CPP_MIN_LOG_LEVEL hides). The survivors keep their positions, so a gap shows what was
-    dropped; an element past the end (removed again) finds a gap at the end. `report` runs only
-    when there is a gap. It also drops a failure to read: what is read must be checked before
+    dropped; an element past the end (removed again) finds a gap at the end. The warning is made
+    and printed only when there is a gap. It also drops a failure to read: what is read must be checked before
     (records.RecordShards.records checks that the shards are there).
 
     The element past the end is told apart by its position, not by its label: a record's label may
@@ -165,9 +171,10 @@ def skipping_undecodable(numbered, *, count, report):
             0 to `count` - 1 in order, made by a map whose failures (a picture that will not decode)
             are to be skipped.
         count: The number of elements in the pass (an int or an integer tensor).
-        report: Called in the graph as report(first, last, whole_pass) for each run of positions
-            [first, last) that failed (`whole_pass`: a bool tensor, true when it is the whole pass);
-            it returns an int64 tensor (an op, e.g. `warn`'s).
+        warning: Called in the graph as warning(first, last) for a run of positions [first, last)
+            that failed: the lines to print on stderr, a string tensor.
+        warn_when: Called in the graph as warn_when(whole_pass) (`whole_pass`: a bool tensor, true
+            when the run is the whole pass): whether to print it, a bool or bool tensor.
 
     Returns:
         A tf.data.Dataset of the (image, label) elements that did not fail, in order.
@@ -184,7 +191,12 @@ def skipping_undecodable(numbered, *, count, report):
         position, image, label = element
         real = position < count
         kept_now = kept + tf.cast(real, tf.int64)
-        gap = tf.cond(position > expected, lambda: report(expected, position, kept_now == 0), lambda: tf.constant(0, tf.int64))
+        # One conditional per picture, whose printing branch runs only for a gap to be named.
+        gap = tf.cond(
+            (position > expected) & tf.convert_to_tensor(warn_when(kept_now == 0)),
+            lambda: _printed(warning(expected, position)),
+            lambda: tf.constant(0, tf.int64),
+        )
         # An Assert of string data only is one op; assert_positive's int64 message data would wrap it
         # in a conditional, run per picture.
         nothing = tf.debugging.Assert((kept_now > 0) | (count == 0), [NOTHING_DECODED])
@@ -238,6 +250,8 @@ def decode_stored(encoded):
 # torchvision's RandomResizedCrop: ten tries, then the centred crop of the nearest allowed aspect.
 _CROP_ATTEMPTS = 10
 _ASPECT_RANGE = (3 / 4, 4 / 3)
+# The random numbers a crop is drawn from (random_crop_boxes): area, aspect and place of each try.
+CROP_RANDOM_NUMBERS = (4, _CROP_ATTEMPTS)
 
 
 def random_crop_box(shape, seed, min_crop_area):
@@ -259,29 +273,53 @@ def random_crop_box(shape, seed, min_crop_area):
     Returns:
         A tuple (begin [y, x, 0], size [h, w, -1]) of int32 tensors, for tf.slice.
     """
-    height, width = tf.cast(shape[0], tf.float32), tf.cast(shape[1], tf.float32)
-    uniform = tf.random.stateless_uniform([4, _CROP_ATTEMPTS], seed=seed)
-    areas = height * width * (min_crop_area + (1.0 - min_crop_area) * uniform[0])
+    top, left, height, width = tf.unstack(_random_box(shape, seed, min_crop_area))
+    return tf.stack([top, left, 0]), tf.stack([height, width, -1])
+
+
+def _random_box(shape, seed, min_crop_area):
+    """random_crop_box's crop as [top, left, height, width] (int32)."""
+    uniform = tf.random.stateless_uniform([1, *CROP_RANDOM_NUMBERS], seed=seed)
+    return random_crop_boxes(tf.reshape(shape[:2], [1, 2]), uniform, min_crop_area)[0]
+
+
+def random_crop_boxes(shapes, uniform, min_crop_area):
+    """random_crop_box's crops of many pictures at once, each from its own random numbers: the
+    crops of a whole epoch in a few dozen operations, where drawing them picture by picture costs
+    those operations for each (pipeline._crops_from_files). The same numbers give the same box
+    either way.
+
+    Args:
+        shapes: The pictures' heights and widths, an integer tensor [n, 2].
+        uniform: Random numbers in [0, 1), float32 [n, *CROP_RANDOM_NUMBERS]: each picture's areas,
+            aspects, vertical and horizontal places, one per try.
+        min_crop_area: The smallest crop's share of the picture's area, in (0, 1].
+
+    Returns:
+        An int32 tensor [n, 4]: each crop's top, left, height and width.
+    """
+    sizes = tf.cast(shapes, tf.float32)
+    height, width = sizes[:, :1], sizes[:, 1:]
+    areas = height * width * (min_crop_area + (1.0 - min_crop_area) * uniform[:, 0])
     low, high = tf.math.log(_ASPECT_RANGE[0]), tf.math.log(_ASPECT_RANGE[1])
-    aspects = tf.exp(low + (high - low) * uniform[1])
+    aspects = tf.exp(low + (high - low) * uniform[:, 1])
     widths = tf.round(tf.sqrt(areas * aspects))
     heights = tf.round(tf.sqrt(areas / aspects))
     fits = (widths > 0) & (widths <= width) & (heights > 0) & (heights <= height)
-    tops = tf.floor(uniform[2] * (height - heights + 1))
-    lefts = tf.floor(uniform[3] * (width - widths + 1))
+    tops = tf.floor(uniform[:, 2] * (height - heights + 1))
+    lefts = tf.floor(uniform[:, 3] * (width - widths + 1))
     # The fallback: the centred crop of the nearest allowed aspect.
     ratio = width / height
     fallback_width = tf.where(ratio > _ASPECT_RANGE[1], tf.round(height * _ASPECT_RANGE[1]), width)
     fallback_height = tf.where(ratio < _ASPECT_RANGE[0], tf.round(width / _ASPECT_RANGE[0]), height)
-    first = tf.argmax(tf.cast(fits, tf.int32))
-    found = tf.reduce_any(fits)
-    box = tf.where(
+    first = tf.argmax(tf.cast(fits, tf.int32), axis=1)
+    found = tf.reduce_any(fits, axis=1, keepdims=True)
+    boxes = tf.where(
         found,
-        tf.stack([tops[first], lefts[first], heights[first], widths[first]]),
-        tf.stack([tf.floor((height - fallback_height) / 2), tf.floor((width - fallback_width) / 2), fallback_height, fallback_width]),
+        tf.gather(tf.stack([tops, lefts, heights, widths], axis=1), first, axis=2, batch_dims=1),
+        tf.concat([tf.floor((height - fallback_height) / 2), tf.floor((width - fallback_width) / 2), fallback_height, fallback_width], 1),
     )
-    box = tf.cast(box, tf.int32)
-    return tf.stack([box[0], box[1], 0]), tf.stack([box[2], box[3], -1])
+    return tf.cast(boxes, tf.int32)
 
 
 def decode_random_crop(encoded, orientation, seed, min_crop_area, image_size, *, kinds=PictureKinds()):
@@ -314,15 +352,7 @@ def decode_random_crop(encoded, orientation, seed, min_crop_area, image_size, *,
 
     def jpeg():
         shape = tf.io.extract_jpeg_shape(encoded)
-        begin, extent = random_crop_box(shape, seed, min_crop_area)
-        ratios = kinds.dct_ratios(image_size)
-        if len(ratios) == 1:
-            return _decoded_window(encoded, begin, extent, shape, 1, size)
-        # The largest ratio that keeps the crop's shorter side at image_size or more.
-        scale = tf.reduce_sum(tf.cast(tf.minimum(extent[0], extent[1]) >= image_size * tf.constant(ratios[1:]), tf.int32))
-        return tf.switch_case(
-            scale, [lambda ratio=ratio: _decoded_window(encoded, begin, extent, shape, ratio, size) for ratio in ratios]
-        )
+        return _decoded_jpeg_box(encoded, _random_box(shape, seed, min_crop_area), shape, image_size, kinds.dct_ratios(image_size))
 
     def other():
         image = decode_stored(encoded)
@@ -334,11 +364,42 @@ def decode_random_crop(encoded, orientation, seed, min_crop_area, image_size, *,
     return upright(crop, orientation) if kinds.any_turned else crop
 
 
-def _decoded_window(encoded, begin, extent, shape, ratio, size):
-    """The box (`begin`, `extent`: random_crop_box's) of the JPEG in `encoded`, of `shape`, decoded
-    at 1/`ratio` of its size and resized to `size`. libjpeg's scaled picture is ceil(side / ratio)
-    pixels; the box becomes the whole pixels of it nearest its edges, at least one."""
-    box = tf.stack([begin[0], begin[1], extent[0], extent[1]])
+def decode_crop(encoded, orientation, box, image_size, *, kinds):
+    """decode_random_crop of a JPEG whose crop was drawn beforehand (random_crop_boxes, on the size
+    its header gave when the folder was opened): the same decoding of the same box.
+
+    Args:
+        encoded: The JPEG file's bytes, a string tensor.
+        orientation: Its EXIF orientation (1-8; anything else: as stored), used when `kinds.any_turned`.
+        box: The crop on the picture as stored: top, left, height, width (int32 [4]).
+        image_size: The output's height and width in pixels.
+        kinds: What the pictures are known to be (PictureKinds): JPEGs only.
+
+    Returns:
+        A float32 tensor (image_size, image_size, 3) of pixels in [0, 255], not rounded.
+    """
+    if not kinds.only_jpeg:
+        raise ValueError(f"decode_crop decodes JPEGs only; these pictures are {kinds}")
+    crop = _decoded_jpeg_box(encoded, box, tf.io.extract_jpeg_shape(encoded), image_size, kinds.dct_ratios(image_size))
+    crop = tf.ensure_shape(crop, (image_size, image_size, 3))
+    return upright(crop, orientation) if kinds.any_turned else crop
+
+
+def _decoded_jpeg_box(encoded, box, shape, image_size, ratios):
+    """`box` (top, left, height, width) of the JPEG in `encoded`, of `shape`, decoded at the largest
+    of the DCT scalings `ratios` that keeps its shorter side at image_size or more, resized to
+    image_size square."""
+    size = (image_size, image_size)
+    if len(ratios) == 1:
+        return _decoded_window(encoded, box, shape, 1, size)
+    scale = tf.reduce_sum(tf.cast(tf.minimum(box[2], box[3]) >= image_size * tf.constant(ratios[1:]), tf.int32))
+    return tf.switch_case(scale, [lambda ratio=ratio: _decoded_window(encoded, box, shape, ratio, size) for ratio in ratios])
+
+
+def _decoded_window(encoded, box, shape, ratio, size):
+    """`box` (top, left, height, width) of the JPEG in `encoded`, of `shape`, decoded at 1/`ratio`
+    of its size and resized to `size`. libjpeg's scaled picture is ceil(side / ratio) pixels; the
+    box becomes the whole pixels of it nearest its edges, at least one."""
     if ratio > 1:
         scaled = -(-shape[:2] // ratio)
         start = tf.minimum(tf.cast(tf.round(tf.cast(box[:2], tf.float32) / ratio), tf.int32), scaled - 1)

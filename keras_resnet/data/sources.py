@@ -22,7 +22,7 @@ import numpy as np
 
 import tensorflow as tf
 
-from keras_resnet import files
+from keras_resnet import files, internals
 from keras_resnet.data import records, synthetic
 from keras_resnet.data.pictures import PictureFiles, PictureKinds, shown
 from keras_resnet.errors import DatasetError
@@ -408,7 +408,6 @@ def read_idx(path):
 def _open_folder(path, *, seed, evaluation=False):
     """Class folders in PATH, with a validation split carved off reproducibly; or, when PATH holds
     train/ and val/ (or validation/, test/) class folders, those splits as they are."""
-    import keras
 
     if not os.path.isdir(path):
         raise DatasetError(f"No such folder: {path!r}. --dataset folder:PATH needs one subfolder of images per class.")
@@ -429,47 +428,40 @@ def _open_folder(path, *, seed, evaluation=False):
             )
             raise DatasetError(f"{validation_folder} {difference}. Both splits need the same classes.")
 
-    # Keras indexes the files (and carves a validation split off reproducibly); the pictures are
-    # decoded here, whole and at their own size: the training crop is taken from the original
-    # picture, and evaluation applies the run's evaluation transform to it, as the device does.
-    options = dict(labels="inferred", label_mode="int", class_names=classes, batch_size=None, verbose=False)
+    # Keras indexes the files (and carves a validation split off reproducibly), as
+    # image_dataset_from_directory does; the pictures are decoded here, whole and at their own size:
+    # the training crop is taken from the original picture, and evaluation applies the run's
+    # evaluation transform to it, as the device does.
     try:
         if own_splits:
-            train = keras.utils.image_dataset_from_directory(os.path.join(path, "train"), shuffle=True, seed=seed, **options)
-            validation = keras.utils.image_dataset_from_directory(validation_folder, shuffle=False, **options)
-            roots = (os.path.join(path, "train"), validation_folder)
+            train_files = _indexed(os.path.join(path, "train"), classes, shuffle=True, seed=seed)
+            validation_files = _indexed(validation_folder, classes, shuffle=False)
         elif evaluation:
-            validation = keras.utils.image_dataset_from_directory(path, shuffle=False, **options)
-            train, roots = validation.take(0), (path, path)
-            train.file_paths = []
+            train_files, validation_files = [], _indexed(path, classes, shuffle=False)
         else:
-            train, validation = keras.utils.image_dataset_from_directory(
-                path, shuffle=True, seed=seed,  # the validation split is carved off reproducibly
-                validation_split=VALIDATION_FRACTION, subset="both", **options,
-            )
-            roots = (path, path)
+            indexed = _indexed(path, classes, shuffle=True, seed=seed)  # the validation split is carved off reproducibly
+            train_files = internals.keras_training_or_validation_split(indexed, VALIDATION_FRACTION, "training")
+            validation_files = internals.keras_training_or_validation_split(indexed, VALIDATION_FRACTION, "validation")
+            if not train_files:
+                raise DatasetError(f"Folder {path!r} has too few images to carve a validation split off ({len(indexed)} found).")
     except ValueError as error:
-        undecodable_name = _first_non_utf8_name(path) if "unicode" in str(error).lower() else None
-        if undecodable_name:
-            raise DatasetError(
-                f"{shown(undecodable_name)} has a file name that is not UTF-8, which TensorFlow cannot read: rename it."
-            ) from None
         raise DatasetError(f"Cannot read images from folder {path!r}: {error}") from None
-    if len(validation.file_paths) == 0:
+    undecodable_name = next((file for file, _ in train_files + validation_files if not _utf8(file)), None)
+    if undecodable_name:
+        raise DatasetError(f"{shown(undecodable_name)} has a file name that is not UTF-8, which TensorFlow cannot read: rename it.")
+    if len(validation_files) == 0:
         where = validation_folder if own_splits else path
-        raise DatasetError(f"Folder {where!r} has too few images for a validation split ({len(validation.file_paths)} found).")
+        raise DatasetError(f"Folder {where!r} has too few images for a validation split ({len(validation_files)} found).")
 
     # Every validation picture is opened (the evaluation must not fail midway); its header also says
     # which way up it is (EXIF), which classify.py and browsers apply too.
-    validation_headers = [_header(file, verify=True) for file in validation.file_paths]
-    unreadable = [file for file, header in zip(validation.file_paths, validation_headers) if header is None]
+    validation_headers = [_header(file, verify=True) for file, _ in validation_files]
+    unreadable = [file for (file, _), header in zip(validation_files, validation_headers) if header is None]
     if unreadable:
         raise DatasetError(
             f"{unreadable[0]} is not a readable image ({len(unreadable)} such file(s) in the validation split): "
             f"repair or remove them."
         )
-    train_files = _labelled(train.file_paths, roots[0], classes)
-    validation_files = _labelled(validation.file_paths, roots[1], classes)
     # Training pictures' headers are read where that is quick: their decoded size (to cache them)
     # and which way up they are; one Pillow cannot open is left out (and named). Beyond, they are
     # taken as stored, and one that will not decode is skipped when training meets it (and named then).
@@ -480,7 +472,8 @@ def _open_folder(path, *, seed, evaluation=False):
         train_files = [entry for entry, header in zip(train_files, train_headers) if header is not None]
         train_headers = [header for header in train_headers if header is not None]
         if left_out and not train_files:
-            raise DatasetError(f"None of the {len(left_out)} training pictures in {roots[0]!r} is a readable image (e.g. {left_out[0]}).")
+            where = os.path.join(path, "train") if own_splits else path
+            raise DatasetError(f"None of the {len(left_out)} training pictures in {where!r} is a readable image (e.g. {left_out[0]}).")
     training_pictures = _picture_files(train_files, train_headers)
     validation_pictures = _picture_files(validation_files, validation_headers)
     return DataSource(
@@ -498,25 +491,24 @@ def _open_folder(path, *, seed, evaluation=False):
         validation_split_name=(
             f"{os.path.basename(validation_folder)}/" if own_splits else "every picture" if evaluation else "validation split"
         ),
-        picture_side=int(statistics.median_low(header.shorter_side for header in validation_headers)),
+        picture_side=int(statistics.median_low(min(header.size) for header in validation_headers)),
     )
 
 
-def _first_non_utf8_name(root):
-    """The first path under `root` whose name is not UTF-8 (Python holds such bytes as surrogates), or None."""
-    for folder, subfolders, names in os.walk(root):
-        for name in subfolders + names:
-            try:
-                name.encode("utf-8")
-            except UnicodeEncodeError:
-                return os.path.join(folder, name)
-    return None
+def _indexed(folder, classes, *, shuffle, seed=None):
+    """(path, label) of each picture in `folder`'s class folders `classes`, Keras' index."""
+    paths, labels = internals.keras_index_image_folder(folder, class_names=classes, shuffle=shuffle, seed=seed)
+    return list(zip(paths, labels))
 
 
-def _labelled(paths, root, classes):
-    """(path, label) for files under root/<class>/…, the label being the class folder's index."""
-    index = {name: label for label, name in enumerate(classes)}
-    return [(path, index[os.path.relpath(path, root).split(os.sep)[0]]) for path in paths]
+def _utf8(path):
+    """Whether `path` is UTF-8 (Python holds other bytes in names as surrogates, which TensorFlow
+    cannot take as a string)."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _picture_files(files, headers):
@@ -526,16 +518,19 @@ def _picture_files(files, headers):
     kinds = PictureKinds(
         only_jpeg=headers is not None and all(header.jpeg for header in headers),
         any_turned=any(orientation != 1 for orientation in orientations),
-        largest_shorter_side=max((header.shorter_side for header in headers), default=None) if headers is not None else None,
+        largest_shorter_side=max((min(header.size) for header in headers), default=None) if headers is not None else None,
     )
-    return PictureFiles(paths=[path for path, _ in files], labels=[label for _, label in files], orientations=orientations, kinds=kinds)
+    return PictureFiles(
+        paths=[path for path, _ in files], labels=[label for _, label in files], orientations=orientations, kinds=kinds,
+        sizes=[header.size for header in headers] if headers is not None else None,
+    )
 
 
 @dataclasses.dataclass(frozen=True)
 class _Header:
     decoded_bytes: int
     orientation: int
-    shorter_side: int
+    size: tuple  # (height, width) as stored, before any EXIF turn
     jpeg: bool
 
 
@@ -556,8 +551,7 @@ def _header(path, *, verify=False):
     except Exception:  # PIL raises many kinds for damaged files
         return None
     return _Header(
-        decoded_bytes=width * height * 3, orientation=orientation if orientation in range(1, 9) else 1, shorter_side=min(width, height),
-        jpeg=jpeg,
+        decoded_bytes=width * height * 3, orientation=orientation if orientation in range(1, 9) else 1, size=(height, width), jpeg=jpeg,
     )
 
 
