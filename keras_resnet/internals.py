@@ -87,9 +87,18 @@ def keras_index_image_folder(folder, *, class_names, shuffle, seed):
     return list(paths), [int(label) for label in labels]
 
 
-def keras_training_or_validation_split(items, validation_split, subset):
-    """The part of `items` that image_dataset_from_directory(validation_split=…, subset=…) keeps
-    ("training" or "validation"), as it prints it ("Using N files for training.")."""
+def keras_training_or_validation_split(items, *, validation_split, subset):
+    """The part of `items` that image_dataset_from_directory(validation_split=…, subset=…) keeps.
+    Keras prints "Using N files for training." (or validation) on stdout, as that call did.
+
+    Args:
+        items: The indexed files (keras_index_image_folder's order), a list.
+        validation_split: The share of the files held out for validation.
+        subset: "training" or "validation".
+
+    Returns:
+        The list of the items in that part.
+    """
     from keras.src.utils import dataset_utils
 
     return dataset_utils.get_training_or_validation_split(items, None, validation_split, subset)[0]

@@ -276,6 +276,12 @@ def test_folder_errors(tmp_path):
         (tmp_path / "text" / name / "notes.txt").write_text("not an image")
     with pytest.raises(sources.DatasetError, match=r"holds no images"):
         sources.open_dataset(f"folder:{tmp_path / 'text'}", image_size=32)
+    few = write_folder(tmp_path / "few", per_class=2)
+    for extra in list(few.rglob("*.png")) + list(few.rglob("1.jpg")):
+        extra.unlink()
+    with pytest.raises(sources.DatasetError) as raised:  # 10 % of 3 pictures is none
+        sources.open_dataset(f"folder:{few}", image_size=32)
+    assert str(raised.value) == f"Folder {str(few)!r} has too few images to carve a validation split off (3 found)."
     broken = write_folder(tmp_path / "broken", per_class=10)
     for image in list((broken / "owls").iterdir()) + list((broken / "cats").iterdir()):
         image.write_bytes(image.read_bytes()[:40])  # truncated files
@@ -426,6 +432,31 @@ def test_each_input_pipeline_decodes_only_its_share_of_the_files(tmp_path, monke
         shares.append({int(round(value / 8)) for value in images[:, 8, 8, 0]})
     assert len(shares[0]) == len(shares[1]) == 15 and not shares[0] & shares[1] and shares[0] | shares[1] == set(range(30))
     assert "split by file over 2 workers" in pipeline.describe_training_input(source, "imagenet", workers=2)
+
+
+def test_crops_drawn_for_an_epoch_fit_each_pipelines_own_files_of_many_sizes(tmp_path, monkeypatch, capfd):
+    # Boxes drawn on the wrong picture's size would fall outside a smaller one, whose decoding then
+    # fails and is skipped: every file of each share must come back, and no warning.
+    monkeypatch.setattr(pipeline, "CACHE_LIMIT_BYTES", 0)
+    for number in range(30):
+        folder = tmp_path / "train" / f"class{number % 3}"
+        folder.mkdir(parents=True, exist_ok=True)
+        size = (16 + 40 * (number % 4), 16 + 53 * (number % 5))  # 16 to 136 high, 16 to 228 wide
+        Image.fromarray(np.full((*size, 3), 8 * number, np.uint8)).save(folder / f"{number}.jpg", quality=100)
+    for name in range(3):
+        (tmp_path / "val" / f"class{name}").mkdir(parents=True)
+        Image.fromarray(np.zeros((24, 24, 3), np.uint8)).save(tmp_path / "val" / f"class{name}" / "0.jpg")
+    source = sources.open_dataset(f"folder:{tmp_path}", image_size=16)
+    assert len(set(source.train_files.sizes)) == 20 and source.train_files.kinds.only_jpeg
+    shares = []
+    for pipeline_id in (0, 1):
+        context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=pipeline_id, num_replicas_in_sync=2)
+        batches = pipeline.training_dataset(source, image_size=16, augmentation="imagenet", batch_size=10, seed=1, input_context=context)
+        images = np.concatenate([images.numpy() for images, _ in batches.take(6)])  # 6 batches of 5: two passes over 15 files
+        for one_pass in (images[:15], images[15:]):
+            shares.append(sorted(int(round(value / 8)) for value in one_pass[:, 8, 8, 0]))
+    assert shares[0] == shares[1] and shares[2] == shares[3] and sorted(shares[0] + shares[2]) == list(range(30))
+    assert "warning" not in capfd.readouterr().err
 
 
 @pytest.mark.parametrize("from_bytes", [False, True], ids=["decoded-and-cached", "crops-from-bytes"])

@@ -179,5 +179,5 @@ def test_the_folder_index_is_image_dataset_from_directorys_own(tmp_path):
         assert labels == [classes.index(os.path.basename(os.path.dirname(path))) for path in paths]
     training, validation = keras.utils.image_dataset_from_directory(str(tmp_path), validation_split=0.2, subset="both", **{**options, "shuffle": True, "seed": 3})
     paths, _ = internals.keras_index_image_folder(str(tmp_path), class_names=classes, shuffle=True, seed=3)
-    assert internals.keras_training_or_validation_split(paths, 0.2, "training") == training.file_paths
-    assert internals.keras_training_or_validation_split(paths, 0.2, "validation") == validation.file_paths
+    assert internals.keras_training_or_validation_split(paths, validation_split=0.2, subset="training") == training.file_paths
+    assert internals.keras_training_or_validation_split(paths, validation_split=0.2, subset="validation") == validation.file_paths

@@ -3,7 +3,9 @@ upright by EXIF, the paper's random-resized crop decoded straight from a JPEG's 
 will not decode skipped and named.
 
 A folder dataset is a PictureFiles list: paths, labels and EXIF orientations (and what their headers
-said of them all: PictureKinds), nothing per file beyond them, so that a million files cost a few hundred megabytes of Python strings and nothing decoded.
+said of them all: PictureKinds; and each one's size where the headers were read, up to 20,000
+files), nothing per file beyond them, so that a million files cost a few hundred megabytes of Python
+strings and nothing decoded.
 """
 
 import dataclasses
@@ -52,7 +54,7 @@ RECORD_PICTURES = PictureKinds(only_jpeg=False, any_turned=False)
 
 @dataclasses.dataclass(eq=False)
 class PictureFiles:
-    """Picture files with their labels and EXIF orientations (1-8), in one fixed order."""
+    """Picture files with their labels, EXIF orientations (1-8) and, when known, sizes, in one fixed order."""
 
     paths: list
     labels: list
@@ -139,7 +141,7 @@ class PictureFiles:
             raise ValueError("these pictures' sizes were not read")
         if self._sizes_made is None:
             with tf.init_scope():
-                self._sizes_made = tf.constant(self.sizes, tf.int32)
+                self._sizes_made = tf.reshape(tf.constant(self.sizes, tf.int32), [-1, 2])  # [0, 2] for none
         return self._sizes_made
 
 
@@ -160,8 +162,8 @@ def skipping_undecodable(numbered, *, count, warning, warn_when):
     tf.data's ignore_errors drops a failing element silently (its warning is a C++ log line that
     TF_CPP_MIN_LOG_LEVEL hides). The survivors keep their positions, so a gap shows what was
     dropped; an element past the end (removed again) finds a gap at the end. The warning is made
-    and printed only when there is a gap. It also drops a failure to read: what is read must be checked before
-    (records.RecordShards.records checks that the shards are there).
+    and printed only when there is a gap. It also drops a failure to read: what is read must be
+    checked before (records.RecordShards.records checks that the shards are there).
 
     The element past the end is told apart by its position, not by its label: a record's label may
     be anything (pipeline.LABEL_OUT_OF_RANGE checks it afterwards).
@@ -380,6 +382,8 @@ def decode_crop(encoded, orientation, box, image_size, *, kinds):
     """
     if not kinds.only_jpeg:
         raise ValueError(f"decode_crop decodes JPEGs only; these pictures are {kinds}")
+    # The header's shape as decoded now, not the size read when the folder was opened: a DCT scaling
+    # places the box on the picture as libjpeg scales it (a file replaced since fails, and is skipped).
     crop = _decoded_jpeg_box(encoded, box, tf.io.extract_jpeg_shape(encoded), image_size, kinds.dct_ratios(image_size))
     crop = tf.ensure_shape(crop, (image_size, image_size, 3))
     return upright(crop, orientation) if kinds.any_turned else crop

@@ -440,12 +440,12 @@ def _open_folder(path, *, seed, evaluation=False):
             train_files, validation_files = [], _indexed(path, classes, shuffle=False)
         else:
             indexed = _indexed(path, classes, shuffle=True, seed=seed)  # the validation split is carved off reproducibly
-            train_files = internals.keras_training_or_validation_split(indexed, VALIDATION_FRACTION, "training")
-            validation_files = internals.keras_training_or_validation_split(indexed, VALIDATION_FRACTION, "validation")
-            if not train_files:
-                raise DatasetError(f"Folder {path!r} has too few images to carve a validation split off ({len(indexed)} found).")
+            train_files = internals.keras_training_or_validation_split(indexed, validation_split=VALIDATION_FRACTION, subset="training")
+            validation_files = internals.keras_training_or_validation_split(indexed, validation_split=VALIDATION_FRACTION, subset="validation")
     except ValueError as error:
         raise DatasetError(f"Cannot read images from folder {path!r}: {error}") from None
+    if not train_files and not evaluation:
+        raise DatasetError(f"Folder {path!r} has too few images to carve a validation split off ({len(validation_files)} found).")
     undecodable_name = next((file for file, _ in train_files + validation_files if not _utf8(file)), None)
     if undecodable_name:
         raise DatasetError(f"{shown(undecodable_name)} has a file name that is not UTF-8, which TensorFlow cannot read: rename it.")
@@ -474,7 +474,7 @@ def _open_folder(path, *, seed, evaluation=False):
         if left_out and not train_files:
             where = os.path.join(path, "train") if own_splits else path
             raise DatasetError(f"None of the {len(left_out)} training pictures in {where!r} is a readable image (e.g. {left_out[0]}).")
-    training_pictures = _picture_files(train_files, train_headers)
+    training_pictures = _picture_files(train_files, train_headers, keep_sizes=True)
     validation_pictures = _picture_files(validation_files, validation_headers)
     return DataSource(
         name=f"{FOLDER_PREFIX}{path}",
@@ -511,9 +511,10 @@ def _utf8(path):
     return True
 
 
-def _picture_files(files, headers):
+def _picture_files(files, headers, *, keep_sizes=False):
     """PictureFiles of `files`, (path, label)s, with what their `headers` say (None: not read; the
-    pictures are then taken as stored, and their formats and sizes as not known)."""
+    pictures are then taken as stored, and their formats and sizes as not known); each picture's
+    size kept when `keep_sizes` (training pictures, whose crops are drawn on it)."""
     orientations = [header.orientation for header in headers] if headers is not None else [1] * len(files)
     kinds = PictureKinds(
         only_jpeg=headers is not None and all(header.jpeg for header in headers),
@@ -522,7 +523,7 @@ def _picture_files(files, headers):
     )
     return PictureFiles(
         paths=[path for path, _ in files], labels=[label for _, label in files], orientations=orientations, kinds=kinds,
-        sizes=[header.size for header in headers] if headers is not None else None,
+        sizes=[header.size for header in headers] if keep_sizes and headers is not None else None,
     )
 
 
