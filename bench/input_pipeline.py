@@ -236,10 +236,11 @@ def _consume(batches, count, batch_size, started, how):
     first = None
     for images, _ in batches.take(count):
         seen += int(images.shape[0])
+        # Up to the last batch, not the iterator's release after it: with tf.data's autotuning
+        # model on (the references), its thread can hold that up for seconds (pipeline._with_options).
+        seconds, cpu_seconds = time.perf_counter() - started[0], time.process_time() - started[1]
         if first is None:
-            first = time.perf_counter() - started[0]
-    seconds = time.perf_counter() - started[0]
-    cpu_seconds = time.process_time() - started[1]
+            first = seconds
     after_first = (seen - batch_size) / (seconds - first) if seen > batch_size else None
     return {
         "images": seen,

@@ -578,6 +578,20 @@ def test_evaluation_batches_are_centre_crops_without_randomness():
     np.testing.assert_array_equal(first, second)
 
 
+def test_training_and_evaluation_input_run_without_the_autotuning_model_that_holds_up_an_iterators_release():
+    # pipeline._with_options says why: its thread went on sleeping after an iterator was released,
+    # by up to its optimisation period (seconds, measured), at every epoch's new validation iterator.
+    source = synthetic_source(32, examples=8)
+    training = pipeline.training_dataset(source, image_size=32, augmentation="imagenet", batch_size=4, seed=0)
+    evaluation = pipeline.evaluation_dataset(source, image_size=32, preprocessing=Preprocessing(0.875), batch_size=4)
+    for dataset in (training, evaluation):
+        options = dataset.options()
+        assert options.autotune.enabled is False
+        # AUTOTUNE maps then run min(initial_parallelism, cores) calls at once: all the cores.
+        assert options.autotune.initial_parallelism >= 1024
+        assert next(iter(dataset))[0].shape == (4, 32, 32, 3)
+
+
 def test_pictures_stored_sideways_are_turned_upright_as_classify_py_turns_them(tmp_path):
     """A phone's photo stored sideways with an EXIF orientation: training and evaluation see it the
     way up classify.py (ImageOps.exif_transpose) and browsers show it."""
