@@ -229,18 +229,20 @@ def _clock():
 def _consume(batches, count, batch_size, started, how):
     """Takes `count` batches; figures from `started` (_clock()), set-up included. CPU time per image
     is the steadier figure on a shared machine, whose cores come and go: wall-clock rates of the
-    same run move by 2x there from one minute to the next."""
+    same pipeline move by tens of percent there from one minute to the next."""
     import resource
 
     seen = 0
-    first = None
+    first = seconds = cpu_seconds = None
     for images, _ in batches.take(count):
         seen += int(images.shape[0])
         # Up to the last batch, not the iterator's release after it: with tf.data's autotuning
-        # model on (the references), its thread can hold that up for seconds (pipeline._with_options).
+        # model on (the references), its thread can hold that up for seconds (pipeline.with_input_options).
         seconds, cpu_seconds = time.perf_counter() - started[0], time.process_time() - started[1]
         if first is None:
             first = seconds
+    if not seen:
+        raise SystemExit(f"error: the pipeline gave no batch of {batch_size} ({how}): generate or give more files.")
     after_first = (seen - batch_size) / (seconds - first) if seen > batch_size else None
     return {
         "images": seen,

@@ -579,8 +579,9 @@ def test_evaluation_batches_are_centre_crops_without_randomness():
 
 
 def test_training_and_evaluation_input_run_without_the_autotuning_model_that_holds_up_an_iterators_release():
-    # pipeline._with_options says why: its thread went on sleeping after an iterator was released,
-    # by up to its optimisation period (seconds, measured), at every epoch's new validation iterator.
+    # pipeline.with_input_options says why: its thread went on sleeping after an iterator was
+    # released, by up to its optimisation period (seconds, measured), at every epoch's new validation
+    # iterator. The service's client keeps them too (test_data_service.py).
     source = synthetic_source(32, examples=8)
     training = pipeline.training_dataset(source, image_size=32, augmentation="imagenet", batch_size=4, seed=0)
     evaluation = pipeline.evaluation_dataset(source, image_size=32, preprocessing=Preprocessing(0.875), batch_size=4)

@@ -81,6 +81,8 @@ def test_the_service_makes_exactly_the_batches_the_local_pipeline_makes(folder, 
     process, _ = start_service("--port", port, "--workers", 1)
     try:
         served, local = served_and_local(folder, port, augmentation=augmentation, batch_size=6, job_name="same-batches")
+        # The client's dataset is a new one: it keeps the pipeline's options (pipeline.with_input_options).
+        assert served.options().autotune.enabled is False and served.options().autotune.initial_parallelism >= 1024
         # Over two epochs of 44 pictures: the batches run across the epochs' boundary.
         for (local_images, local_labels), (images, labels) in zip(local.take(16), served.take(16)):
             np.testing.assert_array_equal(images.numpy(), np.round(local_images.numpy()))

@@ -101,7 +101,7 @@ def training_dataset(
             return images, tf.one_hot(labels, classes)
 
     dataset = images.batch(batch_size, drop_remainder=True).map(one_hot)
-    return _with_options(dataset.prefetch(tf.data.AUTOTUNE), shard_policy=tf.data.experimental.AutoShardPolicy.OFF if input_context else None)
+    return with_input_options(dataset.prefetch(tf.data.AUTOTUNE), shard_policy=tf.data.experimental.AutoShardPolicy.OFF if input_context else None)
 
 
 def is_cached(source):
@@ -332,10 +332,12 @@ def evaluation_dataset(source, *, image_size, preprocessing, batch_size):
     dataset = source.validation.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size)
     if estimated_bytes(source.validation_examples, (image_size, image_size)) * 4 < CACHE_LIMIT_BYTES:
         dataset = dataset.cache()
-    return _with_options(dataset.prefetch(tf.data.AUTOTUNE))
+    return with_input_options(dataset.prefetch(tf.data.AUTOTUNE))
 
 
-def _with_options(dataset, *, shard_policy=None):
+def with_input_options(dataset, *, shard_policy=None):
+    """`dataset` with the tf.data options of every input pipeline here (what the comments say why);
+    `shard_policy`: how tf.distribute shares it out (None: by batch; OFF when it shares itself out)."""
     options = tf.data.Options()
     # Unless the pipeline shares itself out (shard_policy OFF): under multi-worker training each
     # worker reads every n-th batch, which works for any source.

@@ -69,6 +69,7 @@ def distributed(dataset, address, *, job_name):
     """
     import tensorflow as tf
 
+    from keras_resnet.data import pipeline
     from keras_resnet.data.pictures import plain
 
     # Pictures travel as 8-bit pixels, rounded: a quarter of float32's bytes. Measured (2 cores, a
@@ -77,7 +78,11 @@ def distributed(dataset, address, *, job_name):
     served = as_bytes.apply(
         tf.data.experimental.service.distribute(processing_mode="distributed_epoch", service=str(address), job_name=job_name)
     )
-    return served.map(plain(lambda images, labels: (tf.cast(images, tf.float32), labels)))
+    # The client's side is a new dataset, without the pipeline's options (the workers keep them).
+    return pipeline.with_input_options(
+        served.map(plain(lambda images, labels: (tf.cast(images, tf.float32), labels))),
+        shard_policy=tf.data.experimental.AutoShardPolicy.OFF,  # what the service's own dataset sets
+    )
 
 
 def check_reachable(address, *, otherwise="or train without --data-service"):
