@@ -474,6 +474,75 @@ def test_a_folder_whose_training_pictures_all_fail_to_decode_stops_instead_of_lo
         next(iter(batches))
 
 
+@pytest.mark.parametrize(
+    "rows_per_segment, optimized", [(4096, True), (12, True), (12, False)],
+    ids=["one-segment", "segments-of-three-batches", "without-tf.data's-rewrites"],
+)
+def test_a_batch_with_a_picture_that_will_not_decode_is_redone_without_it_and_stays_whole(tmp_path, monkeypatch, capfd, rows_per_segment, optimized):
+    # Read by file, each batch is decoded at once (pictures.decoded_batches): a damaged picture fails
+    # its batch, whose other pictures are decoded again and kept, in their place; the batch is
+    # filled up to its size with repeats. Against the same folder undamaged, seed and crops alike.
+    monkeypatch.setattr(pipeline, "CACHE_LIMIT_BYTES", 0)
+    monkeypatch.setattr(pictures, "ROWS_PER_SEGMENT", rows_per_segment)
+    intact = id_pictures(tmp_path / "intact", count=30)
+    root = shutil.copytree(intact, tmp_path / "damaged")
+    noise = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (24, 36, 3), dtype=np.uint8)).save(noise, format="JPEG", quality=95)
+    damaged = [root / "train" / "class1" / "7.jpg", root / "train" / "class2" / "20.jpg"]
+    for path in damaged:
+        path.write_bytes(noise.getvalue()[: len(noise.getvalue()) // 2])  # the header opens in Pillow; the data is cut short
+
+    def batches(folder):
+        source = sources.open_dataset(f"folder:{folder}", image_size=16)
+        assert source.train_examples == 30 and pipeline.reads_encoded(source, "imagenet")
+        batches = pipeline.training_dataset(source, image_size=16, augmentation="imagenet", batch_size=4, seed=3)
+        if not optimized:  # tf.data's rewrites (fusing a map and a batch among them) off: the same batches
+            options = tf.data.Options()
+            options.experimental_optimization.apply_default_optimizations = False
+            batches = batches.with_options(options)
+        return list(batches.take(30))  # 4 passes
+
+    expected, got = batches(intact), batches(root)
+    ids = [np.round(images[:, 8, 8, 0].numpy() / 8).astype(int) for images, _ in got]
+    intact_ids = [np.round(images[:, 8, 8, 0].numpy() / 8).astype(int) for images, _ in expected]
+    for (images, labels), batch_ids in zip(got, ids):
+        assert images.shape == (4, 16, 16, 3) and labels.shape == (4, 3)
+        assert (np.argmax(labels.numpy(), axis=1) == batch_ids % 3).all()  # each picture with its own label
+    failed = [bool({7, 20} & set(batch_ids)) for batch_ids in intact_ids]
+    redone, start = 0, 0
+    while start < len(got):
+        end = start + 1
+        if failed[start]:  # a run of failed batches: their other pictures in as many batches, filled up with repeats
+            while end < len(got) and failed[end]:
+                end += 1
+            assert set(np.concatenate(ids[start:end])) == set(np.concatenate(intact_ids[start:end])) - {7, 20}
+            redone += 1
+        else:  # the same crops, in the same order
+            np.testing.assert_array_equal(got[start][0].numpy(), expected[start][0].numpy())
+        start = end
+    assert redone >= 3  # each pass has both damaged pictures, the first three whole
+    warnings = sorted(line for line in capfd.readouterr().err.splitlines() if line.startswith("warning:"))
+    assert warnings == [f"warning: training picture {path} cannot be decoded (damaged, or not an image): skipped." for path in damaged]
+
+
+def test_batches_of_one_go_on_past_pictures_that_will_not_decode(tmp_path, monkeypatch, capfd):
+    # A batch of one that fails is a whole batch that failed: training goes on to the next picture
+    # that decodes (NOTHING_DECODED only for a segment of which none does).
+    monkeypatch.setattr(pipeline, "CACHE_LIMIT_BYTES", 0)
+    root = id_pictures(tmp_path / "ids", count=12)
+    noise = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (24, 36, 3), dtype=np.uint8)).save(noise, format="JPEG", quality=95)
+    kept = {3, 8}
+    for path in (root / "train").rglob("*.jpg"):
+        if int(path.stem) not in kept:
+            path.write_bytes(noise.getvalue()[: len(noise.getvalue()) // 2])  # the header opens in Pillow; the data is cut short
+    source = sources.open_dataset(f"folder:{root}", image_size=16)
+    batches = pipeline.training_dataset(source, image_size=16, augmentation="imagenet", batch_size=1, seed=0)
+    ids = [int(round(float(images[0, 8, 8, 0]) / 8)) for images, _ in batches.take(6)]
+    assert sorted(ids) == [3, 3, 3, 8, 8, 8]  # three passes of the two that decode
+    assert sum(line.startswith("warning: training picture") for line in capfd.readouterr().err.splitlines()) == 10
+
+
 def test_crops_drawn_for_a_whole_epoch_are_each_pictures_own_and_decode_the_same():
     # Drawn at once for many pictures (an epoch's), from the same random numbers, the boxes are
     # those drawn one picture at a time, the fallback of pictures too narrow for any try included.

@@ -377,15 +377,22 @@ def test_trains_on_a_tfds_dataset(tmp_path):
 
 
 @pytest.mark.integration
-def test_a_folder_of_pictures_that_all_fail_to_decode_is_one_line(tmp_path, capfd):
+@pytest.mark.parametrize("by_file", [False, True], ids=["decoded-and-cached", "crops-from-bytes"])
+def test_a_folder_of_pictures_that_all_fail_to_decode_is_one_line(tmp_path, capfd, monkeypatch, by_file):
+    from keras_resnet.data import pipeline
+
+    if by_file:
+        monkeypatch.setattr(pipeline, "CACHE_LIMIT_BYTES", 0)  # as for a folder too large to keep decoded
     root = write_folder(tmp_path / "pictures", per_class=4, splits=("train", "val"))
     for path in (root / "train").rglob("*.jpg"):
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # headers whole, data cut short
     for path in (root / "train").rglob("*.png"):
         path.unlink()
-    assert train.main(["--depth", "8", "--dataset", f"folder:{root}", "--epochs", "1", "--output", str(tmp_path / "run")]) == 1
+    network = ["--depth", "18", "--image-size", "32"] if by_file else ["--depth", "8"]  # the ImageNet family's crops, by file
+    assert train.main([*network, "--dataset", f"folder:{root}", "--epochs", "1", "--output", str(tmp_path / "run")]) == 1
     err = capfd.readouterr().err
-    assert err.splitlines()[-1].startswith("error: None of the training pictures could be decoded in a whole pass over folder:")
+    how = "training files, read one after another (a run of up to 4,096; those of the first pass named above)" if by_file else "training files (each named above)"
+    assert err.splitlines()[-1] == f"error: None of the training pictures could be decoded {'in' if by_file else 'in a whole pass over'} folder:{root}'s 6 {how}: repair or replace them."
     assert "cannot be decoded (damaged, or not an image): skipped." in err
 
 

@@ -1,6 +1,6 @@
 """Picture files as tf.data reads them: decoding as classify.py decodes (Pillow's rules), turning
-upright by EXIF, the paper's random-resized crop decoded straight from a JPEG's bytes, and files that
-will not decode skipped and named.
+upright by EXIF, the paper's random-resized crop decoded straight from a JPEG's bytes, pictures
+decoded straight into their batches, and files that will not decode skipped and named.
 
 A folder dataset is a PictureFiles list: paths, labels and EXIF orientations (and what their headers
 said of them all: PictureKinds; and each one's size where the headers were read, up to 20,000
@@ -9,6 +9,7 @@ strings and nothing decoded.
 """
 
 import dataclasses
+import logging
 import os
 import sys
 
@@ -146,14 +147,18 @@ class PictureFiles:
 
 
 def _printed(lines):
-    """Prints `lines` (a string tensor) on stderr, one per line: an op, for functions that tf.data
-    runs. tf.print, not Python: the input pipeline may run on a tf.data service worker, another
-    process, where no Python function of this one can be called."""
-    with tf.control_dependencies([tf.print(tf.strings.reduce_join(lines, separator="\n"), output_stream=sys.stderr)]):
-        return tf.cast(tf.size(lines), tf.int64)
+    """Prints `lines` (a string tensor) on stderr, one per line, when there are any: an op, for
+    functions that tf.data runs. tf.print, not Python: the input pipeline may run on a tf.data
+    service worker, another process, where no Python function of this one can be called."""
+
+    def printed():
+        with tf.control_dependencies([tf.print(tf.strings.reduce_join(lines, separator="\n"), output_stream=sys.stderr)]):
+            return tf.cast(tf.size(lines), tf.int64)
+
+    return tf.cond(tf.size(lines) > 0, printed, lambda: tf.constant(0, tf.int64))
 
 
-def skipping_undecodable(numbered, *, count, warning, warn_when):
+def skipping_undecodable(numbered, *, count, warning, warn_when, kept_before=0):
     """One pass's (image, label) elements, those whose map failed skipped and reported.
 
     A pass in which everything failed raises NOTHING_DECODED (an InvalidArgumentError, when iterated)
@@ -177,11 +182,14 @@ def skipping_undecodable(numbered, *, count, warning, warn_when):
             that failed: the lines to print on stderr, a string tensor.
         warn_when: Called in the graph as warn_when(whole_pass) (`whole_pass`: a bool tensor, true
             when the run is the whole pass): whether to print it, a bool or bool tensor.
+        kept_before: Elements of the same pass kept elsewhere (decoded_batches' batches that
+            decoded whole): a pass of which none of `numbered` decodes raises NOTHING_DECODED only
+            when this is 0.
 
     Returns:
         A tf.data.Dataset of the (image, label) elements that did not fail, in order.
     """
-    count = tf.cast(count, tf.int64)
+    count, kept_before = tf.cast(count, tf.int64), tf.cast(kept_before, tf.int64)
     sample = numbered.element_spec[1]
     past_end = tf.data.Dataset.from_tensors(
         (count, tf.zeros([0 if size is None else size for size in sample.shape], sample.dtype), tf.constant(-1, tf.int64))
@@ -201,7 +209,7 @@ def skipping_undecodable(numbered, *, count, warning, warn_when):
         )
         # An Assert of string data only is one op; assert_positive's int64 message data would wrap it
         # in a conditional, run per picture.
-        nothing = tf.debugging.Assert((kept_now > 0) | (count == 0), [NOTHING_DECODED])
+        nothing = tf.debugging.Assert((kept_now + kept_before > 0) | (count == 0), [NOTHING_DECODED])
         with tf.control_dependencies([gap, nothing]):
             return tf.stack([position + 1, kept_now]), (real, image, label)
 
@@ -212,6 +220,137 @@ def skipping_undecodable(numbered, *, count, warning, warn_when):
         .filter(plain(lambda real, image, label: real))
         .map(plain(lambda real, image, label: (image, label)))
     )
+
+
+# Rows (pictures) of decoded_batches' segments, rounded down to whole batches (at least one). A
+# segment's rows are gathered before its first picture is decoded (a few milliseconds for these).
+ROWS_PER_SEGMENT = 1 << 12
+
+
+def decoded_batches(rows, decode, *, batch_size, name_failed, rows_per_segment=None):
+    """Batches of the pictures that `rows` describe, each decoded by `decode` straight into its place
+    in its batch; one that fails to decode is skipped and named, the batch stays whole.
+
+    The decoding is fused with the batching (_mapped_and_batched): each call writes its picture into
+    the batch, with no stage per picture after it (measured on 224x224 crops of JPEGs of ImageNet's
+    sizes, 2 cores: 10 % more pictures per second once running than through skipping_undecodable's
+    stages, which cost tens of microseconds each per picture). A picture that fails fails its whole
+    batch, which is dropped (ignore_errors); when the next batch shows the gap in the batches'
+    numbers, the rows of the dropped batch (and of any dropped just after it) are decoded again one
+    by one through skipping_undecodable (the failing ones skipped and named by `name_failed`) and
+    batched in its place, the last such batch filled up with repeats of its pictures.
+
+    Rows are taken in segments of whole batches, `rows_per_segment` rows or one batch when that
+    is more; an end marker shows a gap at a segment's end. A segment of which nothing decodes
+    raises NOTHING_DECODED.
+
+    Args:
+        rows: An endless tf.data.Dataset of rows (tuples of tensors, nested or not), one per picture.
+        decode: Called in the graph as decode(*row): the picture and its label (int64).
+        batch_size: The batches' size.
+        name_failed: Called in the graph as name_failed(*rows) for each run of rows that failed
+            again, the rows batched: the lines to print on stderr about them, a string tensor
+            (empty: nothing to print).
+        rows_per_segment: The rows of a segment (None: ROWS_PER_SEGMENT), rounded down to whole
+            batches, at least one.
+
+    Returns:
+        A tf.data.Dataset of (images [batch_size, ...], labels [batch_size]) batches.
+    """
+    batches_per_segment = max(1, (rows_per_segment or ROWS_PER_SEGMENT) // batch_size)
+    # Traced once for both of its uses: the batches and the batches redone.
+    decode = tf.function(decode, input_signature=list(rows.element_spec)).get_concrete_function()
+
+    @plain
+    def segment(*columns):
+        numbered = tf.data.Dataset.from_tensor_slices((tf.range(batches_per_segment * batch_size, dtype=tf.int64), columns))
+
+        @plain
+        def decode_numbered(number, row):
+            image, label = decode(*row)
+            return image, label, number // batch_size  # its batch's number in the segment
+
+        fast = _mapped_and_batched(numbered, decode_numbered, batch_size)
+        images, labels, _ = fast.element_spec
+        # Past the segment's last batch: shows the gap of failed batches at its end.
+        end = tf.data.Dataset.from_tensors(
+            (tf.zeros([0, *images.shape[1:]], images.dtype), tf.zeros([0], labels.dtype), tf.fill([1], tf.constant(batches_per_segment, tf.int64)))
+        )
+
+        @plain
+        def gap_before(state, batch):
+            """state: the number of the batch expected next, the batches decoded whole so far."""
+            images, labels, numbers = batch
+            number = numbers[0]
+            return tf.stack([number + 1, state[1] + 1]), (images, labels, state[0], number, state[1])
+
+        @plain
+        def with_failed_before(images, labels, expected, number, decoded_whole):
+            whole_batch = tf.cast(number < batches_per_segment, tf.int64)  # 0 for the end marker
+            this = tf.data.Dataset.from_tensors((images, labels)).take(whole_batch)
+
+            def redone_first():  # its datasets are made only when a batch failed
+                failed = tf.range(expected * batch_size, tf.minimum(number, batches_per_segment) * batch_size)
+                # Nothing decoded in the segment: none of these, no whole batch before, and this one
+                # not whole either (the end marker after a segment of failed batches).
+                kept_before = (decoded_whole + whole_batch) * batch_size
+                return _redone(columns, failed, decode, batch_size=batch_size, name_failed=name_failed, kept_before=kept_before).concatenate(this)
+
+            return tf.cond(number > expected, redone_first, lambda: this)
+
+        return fast.ignore_errors().concatenate(end).scan(tf.constant([0, 0], tf.int64), gap_before).flat_map(with_failed_before)
+
+    @plain
+    def whole(images, labels):  # the shapes that concatenating with the end marker leaves open
+        return tf.ensure_shape(images, [batch_size, *images.shape[1:]]), tf.ensure_shape(labels, [batch_size])
+
+    # The next segment's rows are gathered while this one's pictures are decoded (a segment of
+    # records holds their encoded pictures: reading them takes a while).
+    segments = rows.batch(batches_per_segment * batch_size, drop_remainder=True).prefetch(1)
+    return segments.flat_map(segment).map(whole)
+
+
+def _mapped_and_batched(dataset, function, batch_size):
+    """`dataset` through `function` straight into batches of `batch_size` (the last incomplete one
+    dropped), `function` run on many elements at once: tf.data's fused map and batch, asked for by
+    name (tf.data.experimental.map_and_batch), not left to the rewrite of a map followed by a batch,
+    which tf.data's debug mode and options without its default optimizations leave out. Fused, a
+    batch takes exactly `batch_size` elements even when `function` fails on one of them (the batch
+    fails); a batch alone stops at the failure and starts the next batch with the element after it,
+    which would shift decoded_batches' numbering. The name is deprecated in favour of that rewrite:
+    its warning is held back."""
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        return dataset.apply(
+            tf.data.experimental.map_and_batch(function, batch_size, drop_remainder=True, num_parallel_calls=tf.data.AUTOTUNE)
+        )
+    finally:
+        logger.setLevel(level)
+
+
+def _redone(columns, failed, decode, *, batch_size, name_failed, kept_before):
+    """The rows `failed` of `columns` (a batch that did not decode whole) decoded one by one, those
+    that fail skipped and named, batched, the last batch filled up with repeats of its pictures."""
+    rows = tf.nest.map_structure(lambda column: tf.gather(column, failed), columns)
+    numbered = tf.data.Dataset.from_tensor_slices((tf.range(tf.size(failed, out_type=tf.int64)), rows)).map(
+        plain(lambda number, row: (number, *decode(*row))), num_parallel_calls=tf.data.AUTOTUNE
+    )
+    kept = skipping_undecodable(
+        numbered,
+        count=tf.size(failed),
+        warning=lambda first, last: name_failed(*tf.nest.map_structure(lambda column: tf.gather(column, tf.range(first, last)), rows)),
+        warn_when=lambda whole_pass: True,
+        kept_before=kept_before,
+    )
+
+    @plain
+    def filled(images, labels):
+        picks = tf.range(batch_size) % tf.shape(labels)[0]
+        return tf.gather(images, picks), tf.gather(labels, picks)
+
+    return kept.batch(batch_size).map(filled)
 
 
 def shown(path):

@@ -13,7 +13,8 @@ gives the same augmented epochs.
 Training input: decoded pictures kept in memory when they fit (is_cached: the stated rule); else,
 for the "imagenet" augmentation, a folder's pictures are read by file, TFRecord shards (tfrecord:,
 TFDS's own) by shard, and only each random crop is decoded from a JPEG's bytes (the Model Garden's
-and the TPU reference's decode-and-crop). Under tf.distribute (distribute_datasets_from_function)
+and the TPU reference's decode-and-crop), straight into its batch (pictures.decoded_batches: no
+stage per picture after the decoding). Under tf.distribute (distribute_datasets_from_function)
 each input pipeline reads its own share of the files or shards; a source without them (generated,
 TFDS kept decoded) is split by example.
 """
@@ -22,7 +23,7 @@ import tensorflow as tf
 
 from keras_resnet.data import records
 from keras_resnet.data.pictures import (
-    CROP_RANDOM_NUMBERS, RECORD_PICTURES, decode_crop, decode_random_crop, plain, random_crop_box, random_crop_boxes, skipping_undecodable,
+    CROP_RANDOM_NUMBERS, RECORD_PICTURES, UNDECODABLE, decode_crop, decode_random_crop, decoded_batches, plain, random_crop_box, random_crop_boxes,
 )
 
 AUGMENTATIONS = ("cifar", "imagenet")
@@ -31,6 +32,9 @@ CACHE_LIMIT_BYTES = 2 << 30
 _PIPELINE_SEED_STRIDE = 1_000_003
 # The graph-level seed of the functions that make an epoch (any but 0: see _shuffled).
 _FUNCTION_GRAPH_SEED = 1
+# Records in a segment of pictures.decoded_batches (whole batches, at least one): their encoded
+# pictures are gathered before the segment's first is decoded.
+RECORDS_PER_SEGMENT = 1 << 9
 # TFRecord shards read at once (the Model Garden's cycle length for ImageNet's 1,024 shards is 16
 # on a TPU host's many cores).
 _SHARDS_READ_AT_ONCE = 4
@@ -68,7 +72,8 @@ def training_dataset(
 
     Returns:
         A tf.data.Dataset. Iterating it raises an InvalidArgumentError for a label outside the
-        classes (LABEL_OUT_OF_RANGE) or a pass in which no picture decodes (pictures.NOTHING_DECODED).
+        classes (LABEL_OUT_OF_RANGE) or when no picture decodes (pictures.NOTHING_DECODED): in a
+        pass over pictures decoded whole, in a segment of pictures.decoded_batches read by file or record.
 
     Raises:
         EmptyShare: This input pipeline's share of TFRecord shards holds no record.
@@ -80,17 +85,19 @@ def training_dataset(
     # Each input pipeline draws its own crops and orders (pipeline 0's are a single pipeline's).
     run_seed, seed = seed, seed + shard * _PIPELINE_SEED_STRIDE
     if reads_encoded(source, augmentation) and source.train_records is not None:
-        images = _crops_from_records(
+        batches = _crops_from_records(
             source.train_records, image_size=image_size, seed=seed, order_seed=run_seed, min_crop_area=min_crop_area, shards=shards,
-            shard=shard, shuffle_buffer=shuffle_buffer,
+            shard=shard, shuffle_buffer=shuffle_buffer, batch_size=batch_size,
         )
     elif reads_encoded(source, augmentation):
-        images = _crops_from_files(source.train_files, image_size=image_size, seed=seed, min_crop_area=min_crop_area, shards=shards, shard=shard)
+        batches = _crops_from_files(
+            source.train_files, image_size=image_size, seed=seed, min_crop_area=min_crop_area, shards=shards, shard=shard, batch_size=batch_size
+        )
     else:
-        images = _augmented(
+        batches = _augmented(
             _decoded_share(source, shards=shards, shard=shard), image_size=image_size, augmentation=augmentation, seed=seed,
             min_crop_area=min_crop_area, shuffle_buffer=min(shuffle_buffer, source.train_examples), cached=is_cached(source),
-        )
+        ).batch(batch_size, drop_remainder=True)
 
     @plain
     def one_hot(images, labels):
@@ -100,7 +107,7 @@ def training_dataset(
         with tf.control_dependencies([in_range]):
             return images, tf.one_hot(labels, classes)
 
-    dataset = images.batch(batch_size, drop_remainder=True).map(one_hot)
+    dataset = batches.map(one_hot)
     return with_input_options(dataset.prefetch(tf.data.AUTOTUNE), shard_policy=tf.data.experimental.AutoShardPolicy.OFF if input_context else None)
 
 
@@ -191,11 +198,12 @@ def _augmented(dataset, *, image_size, augmentation, seed, min_crop_area, shuffl
     return tf.data.Dataset.range(1 << 62).flat_map(epoch)
 
 
-def _crops_from_records(shards_of_records, *, image_size, seed, order_seed, min_crop_area, shards, shard, shuffle_buffer):
+def _crops_from_records(shards_of_records, *, image_size, seed, order_seed, min_crop_area, shards, shard, shuffle_buffer, batch_size):
     """Endless epochs over this pipeline's share of the TFRecord shards (every `shards`-th shard from
     `shard` when there are enough of them, else every `shards`-th record), each epoch in a new order
     of shards, some read at once, their records through a shuffle buffer, and only each picture's random
-    crop decoded; a record whose picture will not decode is skipped and counted. A shard missing
+    crop decoded, straight into its batch (pictures.decoded_batches; batches run on from one epoch
+    into the next); a record whose picture will not decode is skipped and counted. A shard missing
     when an epoch starts stops training (records.SHARD_MISSING). `order_seed`: the same for every pipeline of a run
     (split by record, all must read the records in one order to take every `shards`-th of it)."""
     counts = shards_of_records.counts
@@ -215,33 +223,32 @@ def _crops_from_records(shards_of_records, *, image_size, seed, order_seed, min_
 
     @plain
     def epoch(number):
-        epoch_seed = number + (seed << 20)
+        """The epoch's rows: each record numbered in the epoch's order, with the epoch's number."""
         shard_order_seed = tf.constant(seed if by_file else order_seed, tf.int64)
         order = tf.random.experimental.stateless_shuffle(share, seed=tf.stack([shard_order_seed, number]))
         stream = shards_of_records.records(order=order, interleave=_SHARDS_READ_AT_ONCE)
         if not by_file:
             stream = stream.shard(shards, shard)
+        numbered = _shuffled(stream, shuffle_buffer, number + (seed << 20)).enumerate()
+        return tf.data.Dataset.zip((numbered, tf.data.Dataset.from_tensors(number).repeat()))
 
-        @plain
-        def crop(position, record):
-            encoded, label = record
-            random_seed = tf.stack([epoch_seed, position])
-            return position, _crop_of_bytes(encoded, 1, random_seed, min_crop_area, image_size, kinds=RECORD_PICTURES), label
+    @plain
+    def crop(numbered, number):
+        position, (encoded, label) = numbered
+        random_seed = tf.stack([number + (seed << 20), position])
+        return _crop_of_bytes(encoded, 1, random_seed, min_crop_area, image_size, kinds=RECORD_PICTURES), label
 
-        crops = _shuffled(stream, shuffle_buffer, epoch_seed).enumerate().map(crop, num_parallel_calls=tf.data.AUTOTUNE)
-        return skipping_undecodable(
-            crops,
-            count=examples,
-            # Records have no names, and after interleaving and shuffling not even their shard is
-            # known: they are counted, in this pipeline's first pass. A pass of which nothing
-            # decoded stops training in one line (the trainer's) instead.
-            warning=lambda first, last: tf.strings.join(
-                ["warning: ", tf.strings.as_string(last - first), f" training record(s){records.UNDECODABLE}"]
-            )[tf.newaxis],
-            warn_when=lambda whole_pass: tf.logical_and(tf.equal(number, 0), tf.logical_not(whole_pass)),
-        )
+    @plain
+    def counted(numbered, number):
+        # Records have no names, and after interleaving and shuffling not even their shard is
+        # known: those of this pipeline's first pass are counted.
+        first_pass = tf.reduce_sum(tf.cast(tf.equal(number, 0), tf.int64))
+        line = tf.strings.join(["warning: ", tf.strings.as_string(first_pass), f" training record(s){records.UNDECODABLE}"])
+        return tf.boolean_mask(line[tf.newaxis], (first_pass > 0)[tf.newaxis])
 
-    return tf.data.Dataset.range(1 << 62).flat_map(epoch)
+    rows = tf.data.Dataset.range(1 << 62).flat_map(epoch)
+    # Records hold their pictures' bytes (about 110 KB each for ImageNet's): fewer in a segment.
+    return decoded_batches(rows, crop, batch_size=batch_size, name_failed=counted, rows_per_segment=RECORDS_PER_SEGMENT)
 
 
 def _shuffled(dataset, buffer, seed):
@@ -256,10 +263,11 @@ def _shuffled(dataset, buffer, seed):
     return dataset.shuffle(buffer, seed=seed)
 
 
-def _crops_from_files(files, *, image_size, seed, min_crop_area, shards, shard):
+def _crops_from_files(files, *, image_size, seed, min_crop_area, shards, shard, batch_size):
     """Endless epochs over this pipeline's share of `files` (every `shards`-th file from `shard`),
     each in a new order (a seeded permutation of the file list: no shuffle buffer of decoded
-    pictures), each picture read and only its random crop decoded, resized and flipped.
+    pictures), each picture read and only its random crop decoded, resized and flipped, straight
+    into its batch (pictures.decoded_batches); batches run on from one epoch into the next.
 
     Where the folder's headers gave every picture's size and all are JPEGs (files.sizes,
     files.kinds), an epoch's crops and flips are drawn at once when it starts (random_crop_boxes: a
@@ -268,37 +276,41 @@ def _crops_from_files(files, *, image_size, seed, min_crop_area, shards, shard):
     share = tf.range(shard, len(files), shards, dtype=tf.int64)
     drawn_beforehand = files.sizes is not None and files.kinds.only_jpeg
     sizes = files.sizes_tensor() if drawn_beforehand else None
+    paths, labels, turns = files._tensors()
 
     @plain
     def epoch(number):
+        """The epoch's rows: each file's index, the epoch's number, its place in the epoch and, drawn
+        beforehand, its crop and flip."""
         order = tf.random.experimental.stateless_shuffle(share, seed=tf.stack([tf.constant(seed, tf.int64), number]))
+        rows = (order, tf.fill(tf.shape(order), number), tf.range(tf.size(order, out_type=tf.int64)))
+        if not drawn_beforehand:
+            return rows
         epoch_seed = number + (seed << 20)
+        uniform = tf.random.stateless_uniform(tf.concat([tf.shape(order), CROP_RANDOM_NUMBERS], 0), seed=tf.stack([epoch_seed, -1]))
+        boxes = random_crop_boxes(tf.gather(sizes, order), uniform, min_crop_area)
+        mirrored = tf.random.stateless_uniform(tf.shape(order), seed=tf.stack([epoch_seed, -2])) < 0.5
+        return (*rows, boxes, mirrored)
+
+    @plain
+    def crop(index, number, position, box=None, mirrored=None):
+        """One file's training picture, float32 (image_size, image_size, 3), and its label."""
+        encoded, orientation = tf.io.read_file(tf.gather(paths, index)), tf.gather(turns, index)
         if drawn_beforehand:
-            uniform = tf.random.stateless_uniform(tf.concat([tf.shape(order), CROP_RANDOM_NUMBERS], 0), seed=tf.stack([epoch_seed, -1]))
-            boxes = random_crop_boxes(tf.gather(sizes, order), uniform, min_crop_area)
-            mirrored = tf.random.stateless_uniform(tf.shape(order), seed=tf.stack([epoch_seed, -2])) < 0.5
+            image = decode_crop(encoded, orientation, box, image_size, kinds=files.kinds)
+            image = tf.cond(mirrored, lambda: tf.image.flip_left_right(image), lambda: image)
+        else:
+            random_seed = tf.stack([number + (seed << 20), position])
+            image = _crop_of_bytes(encoded, orientation, random_seed, min_crop_area, image_size, kinds=files.kinds)
+        return image, tf.gather(labels, index)
 
-        @plain
-        def crop(encoded, orientation, position):
-            """One file's training picture: its random crop and flip, drawn from the epoch and `position`.
+    @plain
+    def named(index, number, *_):
+        first_pass = tf.boolean_mask(index, tf.equal(number, 0))  # named in the first pass only
+        return tf.strings.join(["warning: training picture ", tf.gather(paths, first_pass), UNDECODABLE])
 
-            Args:
-                encoded: The file's bytes.
-                orientation: Its EXIF orientation.
-                position: Its place in the epoch's order.
-
-            Returns:
-                A float32 tensor (image_size, image_size, 3).
-            """
-            if drawn_beforehand:
-                image = decode_crop(encoded, orientation, tf.gather(boxes, position), image_size, kinds=files.kinds)
-                return tf.cond(tf.gather(mirrored, position), lambda: tf.image.flip_left_right(image), lambda: image)
-            random_seed = tf.stack([epoch_seed, position])
-            return _crop_of_bytes(encoded, orientation, random_seed, min_crop_area, image_size, kinds=files.kinds)
-
-        return files.decoded(crop, order=order, name_skipped=tf.equal(number, 0))  # named in the first pass
-
-    return tf.data.Dataset.range(1 << 62).flat_map(epoch)
+    rows = tf.data.Dataset.range(1 << 62).map(epoch).unbatch()
+    return decoded_batches(rows, crop, batch_size=batch_size, name_failed=named)
 
 
 def _crop_of_bytes(encoded, orientation, random_seed, min_crop_area, image_size, *, kinds):

@@ -360,11 +360,16 @@ def _stopped_in_words(session, counter, backup):
             raise TrainingError(f"{pipeline.LABEL_OUT_OF_RANGE} (0 to {len(source.class_names) - 1}): {where}.") from None
         if pictures.NOTHING_DECODED not in str(error):
             raise
-        kind = "records" if source.train_records is not None else "files (each named above)"
-        raise TrainingError(
-            f"{pictures.NOTHING_DECODED} in a whole pass over {data.dataset}'s {source.train_examples} training {kind}: "
-            f"repair or replace them."
-        ) from None
+        if not pipeline.reads_encoded(source, data.augmentation):
+            where = f"in a whole pass over {data.dataset}'s {source.train_examples} training files (each named above)"
+        elif source.train_records is not None:  # checked in runs: pictures.decoded_batches' segments
+            where = f"in {data.dataset}'s {source.train_examples} training records, read one after another (a run of up to {pipeline.RECORDS_PER_SEGMENT:,})"
+        else:
+            where = (
+                f"in {data.dataset}'s {source.train_examples} training files, read one after another (a run of up to "
+                f"{pictures.ROWS_PER_SEGMENT:,}; those of the first pass named above)"
+            )
+        raise TrainingError(f"{pictures.NOTHING_DECODED} {where}: repair or replace them.") from None
 
 
 def _divergence_cause(config, source, plan):
