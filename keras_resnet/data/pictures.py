@@ -78,7 +78,7 @@ class PictureFiles:
             sizes=None if self.sizes is None else self.sizes[:count],
         )
 
-    def decoded(self, decode, *, order=None, skip_undecodable=True, name_skipped=True):
+    def decoded(self, decode, *, order=None, skip_undecodable=True):
         """The files at some indices, read and decoded, with their labels.
 
         Args:
@@ -87,8 +87,6 @@ class PictureFiles:
             order: The files' indices, an int64 tensor; None: all, in order.
             skip_undecodable: Leave out a training file whose decoding fails (see skipping_undecodable);
                 False: the error stops the iteration.
-            name_skipped: Whether a skipped file is named on stderr (a bool or bool tensor: a pipeline
-                names them in its first pass only).
 
         Returns:
             A tf.data.Dataset of (decoded picture, int64 label), in the order of `order`.
@@ -108,11 +106,13 @@ class PictureFiles:
         return skipping_undecodable(
             decoded,
             count=tf.size(order),
-            warning=lambda first, last: tf.strings.join(
-                ["warning: training picture ", tf.gather(paths, tf.gather(order, tf.range(first, last))), UNDECODABLE]
-            ),
-            warn_when=lambda whole_pass: name_skipped,
+            warning=lambda first, last: self.undecodable_warnings(tf.gather(order, tf.range(first, last))),
         )
+
+    def undecodable_warnings(self, indices):
+        """The warning lines naming the files at `indices` (an int64 tensor) as skipped: a string tensor."""
+        paths, _, _ = self._tensors()
+        return tf.strings.join(["warning: training picture ", tf.gather(paths, indices), UNDECODABLE])
 
     def decoded_whole(self, *, order=None, skip_undecodable=True):
         """(uint8 RGB picture at its own size, upright, int64 label) per file, as `decoded`. The
@@ -158,7 +158,7 @@ def _printed(lines):
     return tf.cond(tf.size(lines) > 0, printed, lambda: tf.constant(0, tf.int64))
 
 
-def skipping_undecodable(numbered, *, count, warning, warn_when, kept_before=0):
+def skipping_undecodable(numbered, *, count, warning, kept_before=0):
     """One pass's (image, label) elements, those whose map failed skipped and reported.
 
     A pass in which everything failed raises NOTHING_DECODED (an InvalidArgumentError, when iterated)
@@ -179,9 +179,7 @@ def skipping_undecodable(numbered, *, count, warning, warn_when, kept_before=0):
             are to be skipped.
         count: The number of elements in the pass (an int or an integer tensor).
         warning: Called in the graph as warning(first, last) for a run of positions [first, last)
-            that failed: the lines to print on stderr, a string tensor.
-        warn_when: Called in the graph as warn_when(whole_pass) (`whole_pass`: a bool tensor, true
-            when the run is the whole pass): whether to print it, a bool or bool tensor.
+            that failed: the lines to print on stderr, a string tensor (empty: nothing to print).
         kept_before: Elements of the same pass kept elsewhere (decoded_batches' batches that
             decoded whole): a pass of which none of `numbered` decodes raises NOTHING_DECODED only
             when this is 0.
@@ -203,7 +201,7 @@ def skipping_undecodable(numbered, *, count, warning, warn_when, kept_before=0):
         kept_now = kept + tf.cast(real, tf.int64)
         # One conditional per picture, whose printing branch runs only for a gap to be named.
         gap = tf.cond(
-            (position > expected) & tf.convert_to_tensor(warn_when(kept_now == 0)),
+            position > expected,
             lambda: _printed(warning(expected, position)),
             lambda: tf.constant(0, tf.int64),
         )
@@ -341,7 +339,6 @@ def _redone(columns, failed, decode, *, batch_size, name_failed, kept_before):
         numbered,
         count=tf.size(failed),
         warning=lambda first, last: name_failed(*tf.nest.map_structure(lambda column: tf.gather(column, tf.range(first, last)), rows)),
-        warn_when=lambda whole_pass: True,
         kept_before=kept_before,
     )
 

@@ -23,7 +23,7 @@ import tensorflow as tf
 
 from keras_resnet.data import records
 from keras_resnet.data.pictures import (
-    CROP_RANDOM_NUMBERS, RECORD_PICTURES, UNDECODABLE, decode_crop, decode_random_crop, decoded_batches, plain, random_crop_box, random_crop_boxes,
+    CROP_RANDOM_NUMBERS, RECORD_PICTURES, decode_crop, decode_random_crop, decoded_batches, plain, random_crop_box, random_crop_boxes,
 )
 
 AUGMENTATIONS = ("cifar", "imagenet")
@@ -306,8 +306,7 @@ def _crops_from_files(files, *, image_size, seed, min_crop_area, shards, shard, 
 
     @plain
     def named(index, number, *_):
-        first_pass = tf.boolean_mask(index, tf.equal(number, 0))  # named in the first pass only
-        return tf.strings.join(["warning: training picture ", tf.gather(paths, first_pass), UNDECODABLE])
+        return files.undecodable_warnings(tf.boolean_mask(index, tf.equal(number, 0)))  # in the first pass only
 
     rows = tf.data.Dataset.range(1 << 62).map(epoch).unbatch()
     return decoded_batches(rows, crop, batch_size=batch_size, name_failed=named)
