@@ -3,6 +3,7 @@
 import dataclasses
 import io
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -289,6 +290,21 @@ def test_folder_errors(tmp_path):
         sources.open_dataset(f"folder:{broken}", image_size=32)
 
 
+def test_a_validation_png_whose_checksum_is_wrong_is_not_readable_though_it_opens_and_decodes(tmp_path):
+    # Pillow checks a PNG's chunk checksums in verify() alone: the validation split still runs it.
+    root = write_folder(tmp_path / "pictures", splits=("train", "val"), per_class=4)
+    png = next((root / "val" / "dogs").glob("*.png"))
+    data = bytearray(png.read_bytes())
+    idat = data.index(b"IDAT")
+    length = int.from_bytes(data[idat - 4 : idat], "big")
+    data[idat + 4 + length] ^= 0xFF  # the first byte of IDAT's checksum; its data intact
+    png.write_bytes(bytes(data))
+    with Image.open(png) as image:
+        image.load()  # opens and decodes
+    with pytest.raises(sources.DatasetError, match=rf"{re.escape(str(png))} is not a readable image \(1 such file\(s\) in the validation split\)"):
+        sources.open_dataset(f"folder:{root}", image_size=32)
+
+
 def test_training_pictures_that_will_not_open_or_decode_are_left_out_and_named_in_the_first_pass(tmp_path, capfd):
     root = write_folder(tmp_path / "pictures", splits=("train", "val"), per_class=6)
     (root / "train" / "cats" / "garbage.png").write_bytes(b"not a picture")  # Pillow cannot open it
@@ -365,6 +381,9 @@ def test_a_crop_decoded_from_jpeg_bytes_is_that_box_of_the_whole_picture(subsamp
         seed = tf.constant([3, index], tf.int64)
         (top, left, _), (rows, columns, _) = (value.numpy() for value in pictures.random_crop_box(tf.shape(whole), seed, 0.08))
         crop = pictures.decode_random_crop(encoded, 1, seed, 0.08, 64).numpy()
+        # Resized from float32: exactly what TensorFlow's resize makes of the decoded 8-bit window.
+        window = tf.io.decode_and_crop_jpeg(encoded, [top, left, rows, columns], channels=3)
+        np.testing.assert_array_equal(crop, tf.image.resize(window, (64, 64)).numpy())
         box = tf.image.resize(whole[top : top + rows, left : left + columns], (64, 64)).numpy()
         # The fast IDCT, and 4:2:0 chroma upsampled from the blocks decoded: a few levels apart at most.
         assert np.abs(crop - box).max() <= 16 and np.abs(crop - box).mean() < 2.0  # a box 4 pixels off: 17 on average

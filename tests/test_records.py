@@ -1,6 +1,7 @@
 """--dataset tfrecord:PATTERN: shards in the Model Garden's and the TPU reference's layout, written here."""
 
 import io
+import re
 
 import numpy as np
 import pytest
@@ -63,6 +64,38 @@ def test_a_damaged_shard_is_named(shards):
     path = shards / "train-00001-of-00004"
     path.write_bytes(path.read_bytes()[:-20])
     with pytest.raises(sources.DatasetError, match=r"train-00001-of-00004 ends inside a record"):
+        sources.open_dataset(f"tfrecord:{shards}/train-*", image_size=32)
+
+
+def damage(path, *, at=0.5):
+    """Changes one byte of the shard at `path`, at `at` of its length: the record holding it fails
+    its checksum (of its data, or of its length when that byte is one of the length's)."""
+    data = bytearray(path.read_bytes())
+    data[int(len(data) * at)] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("how", ["a byte of the data", "the first record's length", "cut short"])
+def test_the_shard_holding_a_record_that_will_not_read_is_found_from_tensorflows_error(tmp_path, how):
+    folder = write_shards(tmp_path / "data", shards=3, per_shard=5)
+    paths = sorted(str(path) for path in folder.glob("train-*"))
+    damaged = folder / "train-00002-of-00003"
+    if how == "cut short":
+        damaged.write_bytes(damaged.read_bytes()[:-20])
+    else:
+        damage(damaged, at=0.5 if how == "a byte of the data" else 0.0)
+    with pytest.raises(tf.errors.DataLossError) as raised:
+        for _ in tf.data.TFRecordDataset(paths):
+            pass
+    assert records.damaged_shard(paths, raised.value) == paths[2]
+    assert records.damaged_shard(paths[:2], raised.value) is None  # the others read whole at that byte
+    message = records.damaged_shard_message(paths[:2], raised.value)
+    assert message.startswith(f"A shard of records is damaged: one of the 2 shard(s) in {folder} (") and " record at byte " in message
+
+
+def test_a_validation_shard_damaged_before_opening_is_named(shards):
+    damage(shards / "validation-00001-of-00002")
+    with pytest.raises(sources.DatasetError, match=rf"^A shard of records is damaged: {shards}/validation-00001-of-00002 \((corrupted|truncated) record at byte \d+\)\. Copy it again or write it anew\.$"):
         sources.open_dataset(f"tfrecord:{shards}/train-*", image_size=32)
 
 
@@ -257,6 +290,29 @@ def test_train_py_names_a_missing_shard_in_one_line(tmp_path, capsys, monkeypatc
         f"error: A training shard cannot be found where training reads it: {folder}/train-00001-of-00002. "
         f"Every machine that reads the shards (each worker of a tf.data service too) needs them at the same path."
     )
+
+
+@pytest.mark.integration
+def test_train_py_names_a_shard_damaged_after_it_was_opened_in_one_line(tmp_path, capsys, monkeypatch):
+    import train
+
+    folder = write_shards(tmp_path / "data", shards=2, per_shard=4)
+    write_shards(folder, shards=1, per_shard=2, split="validation")
+    opened = sources.open_dataset
+
+    def open_then_damage_a_shard(*args, **kwargs):
+        source = opened(*args, **kwargs)
+        damage(folder / "train-00001-of-00002")  # its records were counted from their framing: still whole
+        return source
+
+    monkeypatch.setattr(sources, "open_dataset", open_then_damage_a_shard)
+    assert train.main(["--depth", "18", "--image-size", "32", "--dataset", f"tfrecord:{folder}/train-*", "--steps", "2", "--output", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err
+    assert re.fullmatch(
+        rf"error: A shard of records is damaged: {folder}/train-00001-of-00002 \((corrupted|truncated) record at byte \d+\)\. Copy it again or write it anew\.",
+        err.splitlines()[-1],
+    )
+    assert "Traceback" not in err
 
 
 def test_records_of_other_features_are_one_line(tmp_path):

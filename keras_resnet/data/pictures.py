@@ -547,7 +547,11 @@ def _decoded_window(encoded, box, shape, ratio, size):
         start = tf.minimum(tf.cast(tf.round(tf.cast(box[:2], tf.float32) / ratio), tf.int32), scaled - 1)
         end = tf.minimum(tf.cast(tf.round(tf.cast(box[:2] + box[2:], tf.float32) / ratio), tf.int32), scaled)
         box = tf.concat([start, tf.maximum(end - start, 1)], 0)
-    return tf.image.resize(tf.io.decode_and_crop_jpeg(encoded, box, channels=3, ratio=ratio), size)
+    # Resized from float32: the same values as from the decoded 8-bit pixels, sooner (measured
+    # here on a 375x420 crop: cast and resized 200-245 µs, against 330 µs from 8 bits; the saving
+    # is about a tenth of a training picture's time).
+    crop = tf.cast(tf.io.decode_and_crop_jpeg(encoded, box, channels=3, ratio=ratio), tf.float32)
+    return tf.image.resize(crop, size)
 
 
 # EXIF orientation → (transpose, then flip left-right, then flip upside down): 1 as stored; 2 mirrored;

@@ -13,6 +13,7 @@ pictures.
 import dataclasses
 import glob
 import os
+import re
 import struct
 
 import tensorflow as tf
@@ -29,6 +30,9 @@ VALIDATION_NAMES = ("validation", "val", "test")
 # The error when training's shards are no longer all there (a worker without a copy of them),
 # followed by ":] [" and their paths in the error's text.
 SHARD_MISSING = "A training shard cannot be found"
+# The error when a record will not read (its checksum fails, or it ends early): a shard damaged
+# or changed after it was counted.
+SHARD_DAMAGED = "A shard of records is damaged"
 # How records whose picture will not decode are counted, after their number.
 UNDECODABLE = " hold a picture that cannot be decoded: skipped (counted in the first pass)."
 
@@ -75,8 +79,8 @@ class RecordShards:
         with tf.init_scope():  # captured by reference, not a constant in the graph of an epoch's function
             paths = tf.constant(self.paths)
         selected = paths if order is None else tf.gather(paths, order)
-        # A shard that cannot be opened would fail again on every try, and the training pipeline
-        # drops failures (pictures.skipping_undecodable): missing ones stop it here, named.
+        # A shard that cannot be opened would fail again on every try: missing ones stop the
+        # pipeline here, named, not with TensorFlow's error for the first one read.
         missing = tf.sparse.to_dense(tf.sets.difference(selected[tf.newaxis], tf.io.matching_files(selected)[tf.newaxis]))
         present = tf.debugging.Assert(tf.equal(tf.size(missing), 0), [f"{SHARD_MISSING}:", tf.strings.reduce_join(missing, separator=", ")])
         with tf.control_dependencies([present]):
@@ -115,7 +119,64 @@ def median_shorter_side(shards, *, sample=200):
             f"{shards.paths[0]}'s records are not pictures with labels as expected: each needs the features "
             f"{shards.image_key!r} (the encoded picture) and {shards.label_key!r} (an int64) ({reason(error)})."
         ) from None
+    except tf.errors.DataLossError as error:
+        raise RecordsError(damaged_shard_message(shards.paths, error)) from None
     return int(sorted(sides)[(len(sides) - 1) // 2]) if sides else None
+
+
+def damaged_shard_message(paths, error):
+    """SHARD_DAMAGED in one line for TensorFlow's DataLossError `error` met reading the shards
+    `paths`, naming the damaged one where damaged_shard finds it."""
+    shard = damaged_shard(paths, error)
+    where = shard if shard else f"one of the {len(paths)} shard(s) in {os.path.dirname(paths[0]) or '.'}"
+    found = _UNREAD_RECORD.search(str(error))
+    what = f"{found.group(1)} record at byte {found.group(2)}" if found else reason(error)
+    return f"{SHARD_DAMAGED}: {where} ({what}). Copy it again or write it anew."
+
+
+# TensorFlow's words for a record that will not read, and the byte where the record starts.
+_UNREAD_RECORD = re.compile(r"(corrupted|truncated) record at (\d+)")
+
+
+def damaged_shard(paths, error):
+    """The shard among `paths` that holds the record TensorFlow's DataLossError `error` could not
+    read, None when none is found. TensorFlow names the byte where that record or its data starts
+    ("corrupted record at N", "truncated record at N"), not its file: each shard with a record
+    there is read up to that record, which fails to read in the damaged one."""
+    found = _UNREAD_RECORD.search(str(error))
+    if found is None:
+        return None
+    for path in paths:
+        number = _record_starting_at(path, int(found.group(2)))
+        if number is None:
+            continue
+        try:
+            for _ in tf.data.TFRecordDataset(path).skip(number).take(1):
+                pass
+        except tf.errors.DataLossError:
+            return path
+    return None
+
+
+def _record_starting_at(path, offset):
+    """The number of the record of the shard at `path` whose framing (its length and the length's
+    checksum, 12 bytes) or data starts at byte `offset`: TensorFlow names the one or the other,
+    whichever failed its checksum. None: no record of the shard starts there, or it cannot be read."""
+    number = 0
+    try:
+        with open(path, "rb") as file:
+            while file.tell() <= offset:
+                if file.tell() in (offset, offset - 12):
+                    return number
+                header = file.read(8)
+                if len(header) < 8:
+                    return None
+                (length,) = struct.unpack("<Q", header)
+                file.seek(4 + length + 4, os.SEEK_CUR)
+                number += 1
+    except OSError:
+        return None
+    return None
 
 
 def count_records(path):

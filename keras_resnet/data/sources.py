@@ -68,6 +68,8 @@ class DataSource:
     train_files: PictureFiles | None = None
     # TFRecord shards of encoded training pictures (the pipeline reads them by shard, not decoded).
     train_records: records.RecordShards | None = None
+    # Every TFRecord file the source reads, training and validation (to name one found damaged).
+    record_files: list = dataclasses.field(default_factory=list)
 
     @functools.cached_property
     def train(self):
@@ -200,6 +202,7 @@ def _open_records(name):
         train_examples=train.examples,
         validation_examples=validation.examples,
         train_records=train,
+        record_files=train.paths + validation.paths,
         validation_split_name=f"{len(validation.paths)} validation shard(s)",
         picture_side=picture_side,
     )
@@ -282,6 +285,7 @@ def _open_tfds(name, *, data_dir):
         picture_side=min(shape[:2]) if None not in shape[:2] else None,
         validation_split_name=f"TFDS split {validation_split}",
         train_records=train_records,
+        record_files=list(train_records.paths) if train_records is not None else [],
     )
 
 
@@ -537,18 +541,24 @@ class _Header:
 
 def _header(path, *, verify=False):
     """What a picture's header says (its decoded RGB size, its EXIF orientation), with `verify`
-    checking the whole file as Pillow reads it; None for a file that is not a readable picture."""
-    from PIL import Image
+    running Pillow's checks of the file too (a PNG's checksums); None for a file that is not a
+    readable picture."""
+    from PIL import Image, ImageFile
 
     try:
-        if verify:
-            with Image.open(path) as image:
-                image.verify()
-        with Image.open(path) as image:  # verify() leaves the file unusable: read the header again
+        with Image.open(path) as image:
             width, height = image.size
             orientation = image.getexif().get(0x0112, 1)
             # MPO (a camera's multi-picture file) is JPEG frames: TensorFlow decodes the first.
             jpeg = image.format in ("JPEG", "MPO")
+            # verify() checks more than opening did only for a format whose plugin has its own
+            # (PNG's, its chunks' checksums, in Pillow 13), and must come straight after opening,
+            # before the EXIF read above may have loaded the picture: only those are opened again
+            # (ImageNet's 50,000 validation JPEGs are opened once, not twice).
+            check_again = verify and type(image).verify is not ImageFile.ImageFile.verify
+        if check_again:
+            with Image.open(path) as image:
+                image.verify()
     except Exception:  # PIL raises many kinds for damaged files
         return None
     return _Header(

@@ -344,6 +344,10 @@ def _stopped_in_words(session, counter, backup):
         raise _storage_error(error, run, resume_lib.continuation(run, backup)) from None
     except pipeline.EmptyShare as error:
         raise TrainingError(str(error)) from None
+    except tf.errors.DataLossError as error:  # a TFRecord file damaged after it was opened
+        if not source.record_files:
+            raise
+        raise TrainingError(records.damaged_shard_message(source.record_files, error)) from None
     except tf.errors.InvalidArgumentError as error:
         if records.SHARD_MISSING in str(error):
             missing = re.search(re.escape(records.SHARD_MISSING) + r":\] \[(.*?)\]", str(error))
