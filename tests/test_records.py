@@ -272,47 +272,35 @@ def test_a_shard_that_cannot_be_read_stops_training_instead_of_hanging(tmp_path)
 
 
 @pytest.mark.integration
-def test_train_py_names_a_missing_shard_in_one_line(tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("what", ["missing", "damaged"])
+def test_train_py_names_a_shard_lost_or_damaged_after_it_was_opened_in_one_line(tmp_path, capsys, monkeypatch, what):
     import train
 
     folder = write_shards(tmp_path / "data", shards=2, per_shard=4)
     write_shards(folder, shards=1, per_shard=2, split="validation")
+    shard = folder / "train-00001-of-00002"
     opened = sources.open_dataset
 
-    def open_then_lose_a_shard(*args, **kwargs):
+    def open_then_change_a_shard(*args, **kwargs):
         source = opened(*args, **kwargs)
-        (folder / "train-00001-of-00002").unlink(missing_ok=True)
+        if what == "missing":
+            shard.unlink(missing_ok=True)  # e.g. a worker whose copy lacks it
+        else:
+            damage(shard)  # its records were counted from their framing: still whole
         return source
 
-    monkeypatch.setattr(sources, "open_dataset", open_then_lose_a_shard)
-    assert train.main(["--depth", "18", "--image-size", "32", "--dataset", f"tfrecord:{folder}/train-*", "--steps", "2", "--output", str(tmp_path / "run")]) == 1
-    assert capsys.readouterr().err.splitlines()[-1] == (
-        f"error: A training shard cannot be found where training reads it: {folder}/train-00001-of-00002. "
-        f"Every machine that reads the shards (each worker of a tf.data service too) needs them at the same path."
-    )
-
-
-@pytest.mark.integration
-def test_train_py_names_a_shard_damaged_after_it_was_opened_in_one_line(tmp_path, capsys, monkeypatch):
-    import train
-
-    folder = write_shards(tmp_path / "data", shards=2, per_shard=4)
-    write_shards(folder, shards=1, per_shard=2, split="validation")
-    opened = sources.open_dataset
-
-    def open_then_damage_a_shard(*args, **kwargs):
-        source = opened(*args, **kwargs)
-        damage(folder / "train-00001-of-00002")  # its records were counted from their framing: still whole
-        return source
-
-    monkeypatch.setattr(sources, "open_dataset", open_then_damage_a_shard)
+    monkeypatch.setattr(sources, "open_dataset", open_then_change_a_shard)
     assert train.main(["--depth", "18", "--image-size", "32", "--dataset", f"tfrecord:{folder}/train-*", "--steps", "2", "--output", str(tmp_path / "run")]) == 1
     err = capsys.readouterr().err
-    assert re.fullmatch(
-        rf"error: A shard of records is damaged: {folder}/train-00001-of-00002 \((corrupted|truncated) record at byte \d+\)\. Copy it again or write it anew\.",
-        err.splitlines()[-1],
+    expected = (
+        re.escape(
+            f"error: A training shard cannot be found where training reads it: {shard}. "
+            f"Every machine that reads the shards (each worker of a tf.data service too) needs them at the same path."
+        )
+        if what == "missing"
+        else rf"error: A shard of records is damaged: {re.escape(str(shard))} \((corrupted|truncated) record at byte \d+\)\. Copy it again or write it anew\."
     )
-    assert "Traceback" not in err
+    assert re.fullmatch(expected, err.splitlines()[-1]) and "Traceback" not in err
 
 
 def test_records_of_other_features_are_one_line(tmp_path):
