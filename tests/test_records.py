@@ -1,6 +1,7 @@
 """--dataset tfrecord:PATTERN: shards in the Model Garden's and the TPU reference's layout, written here."""
 
 import io
+import os
 import re
 
 import numpy as np
@@ -60,9 +61,13 @@ def test_training_crops_come_from_the_records_and_each_pipeline_reads_its_own_sh
     assert "split by shard over 2 workers" in pipeline.describe_training_input(source, "imagenet", workers=2)
 
 
-def test_a_damaged_shard_is_named(shards):
+@pytest.mark.parametrize("how", ["cut short", "a length beyond any file"])
+def test_a_damaged_shard_is_named(shards, how):
     path = shards / "train-00001-of-00004"
-    path.write_bytes(path.read_bytes()[:-20])
+    if how == "cut short":
+        path.write_bytes(path.read_bytes()[:-20])
+    else:
+        damage(path, at=7 / path.stat().st_size)  # the top byte of the first record's length
     with pytest.raises(sources.DatasetError, match=r"train-00001-of-00004 ends inside a record"):
         sources.open_dataset(f"tfrecord:{shards}/train-*", image_size=32)
 
@@ -80,6 +85,8 @@ def test_the_shard_holding_a_record_that_will_not_read_is_found_from_tensorflows
     folder = write_shards(tmp_path / "data", shards=3, per_shard=5)
     paths = sorted(str(path) for path in folder.glob("train-*"))
     damaged = folder / "train-00002-of-00003"
+    twin = folder / "twin-00002"  # the same records intact: a record at the same byte, which reads
+    twin.write_bytes(damaged.read_bytes())
     if how == "cut short":
         damaged.write_bytes(damaged.read_bytes()[:-20])
     else:
@@ -88,14 +95,23 @@ def test_the_shard_holding_a_record_that_will_not_read_is_found_from_tensorflows
         for _ in tf.data.TFRecordDataset(paths):
             pass
     assert records.damaged_shard(paths, raised.value) == paths[2]
-    assert records.damaged_shard(paths[:2], raised.value) is None  # the others read whole at that byte
-    message = records.damaged_shard_message(paths[:2], raised.value)
-    assert message.startswith(f"A shard of records is damaged: one of the 2 shard(s) in {folder} (") and " record at byte " in message
+    assert records.damaged_shard([*paths[:2], str(twin)], raised.value) is None
+    assert re.fullmatch(
+        rf"A shard of records is damaged: one of the 3 record file\(s\) in {re.escape(str(folder))}, or a copy of it that another "
+        rf"machine reads \(TensorFlow: (corrupted|truncated) record at byte \d+\)\. Copy it again or write it anew\.",
+        records.damaged_shard_message([*paths[:2], str(twin)], raised.value),
+    )
+    other = tf.errors.DataLossError(None, None, "an error that names no byte")
+    assert records.damaged_shard(paths, other) is None
+    assert records.damaged_shard_message([], other, remedy="Do this.") == (
+        "A shard of records is damaged: one of the dataset's record files (an error that names no byte). Do this."
+    )
 
 
 def test_a_validation_shard_damaged_before_opening_is_named(shards):
     damage(shards / "validation-00001-of-00002")
-    with pytest.raises(sources.DatasetError, match=rf"^A shard of records is damaged: {shards}/validation-00001-of-00002 \((corrupted|truncated) record at byte \d+\)\. Copy it again or write it anew\.$"):
+    shard = re.escape(str(shards / "validation-00001-of-00002"))
+    with pytest.raises(sources.DatasetError, match=rf"^A shard of records is damaged: {shard} \(TensorFlow: corrupted record at byte \d+\)\. Copy it again or write it anew\.$"):
         sources.open_dataset(f"tfrecord:{shards}/train-*", image_size=32)
 
 
@@ -211,6 +227,8 @@ def test_a_tfds_dataset_is_trained_on_from_its_own_records_without_decoding_them
     name, data_dir = prepared_tfds
     source = sources.open_dataset(name, image_size=24, data_dir=str(data_dir))
     assert source.train_records is not None and all(str(data_dir) in path for path in source.train_records.paths)
+    # Its training and test files, to name one that a damaged record is found in.
+    assert sorted({re.fullmatch(r".*-(\w+)\.tfrecord-\d+-of-\d+", os.path.basename(path)).group(1) for path in source.record_files}) == ["test", "train"]
     assert (source.train_records.examples, source.train_examples, source.validation_examples) == (30, 30, 9)
     assert pipeline.reads_encoded(source, "imagenet") and not pipeline.reads_encoded(source, "cifar")
     assert pipeline.describe_training_input(source, "imagenet", workers=1).startswith("1 TFRecord shard(s)")
@@ -298,7 +316,8 @@ def test_train_py_names_a_shard_lost_or_damaged_after_it_was_opened_in_one_line(
             f"Every machine that reads the shards (each worker of a tf.data service too) needs them at the same path."
         )
         if what == "missing"
-        else rf"error: A shard of records is damaged: {re.escape(str(shard))} \((corrupted|truncated) record at byte \d+\)\. Copy it again or write it anew\."
+        else rf"error: A shard of records is damaged: {re.escape(str(shard))} \(TensorFlow: corrupted record at byte \d+\)\. Copy it again or "
+        rf"write it anew\. Nothing was saved yet: the same command starts the run afresh\."
     )
     assert re.fullmatch(expected, err.splitlines()[-1]) and "Traceback" not in err
 

@@ -124,17 +124,25 @@ def median_shorter_side(shards, *, sample=200):
     return int(sorted(sides)[(len(sides) - 1) // 2]) if sides else None
 
 
-def damaged_shard_message(paths, error):
-    """SHARD_DAMAGED in one line for TensorFlow's DataLossError `error` met reading the shards
-    `paths`, naming the damaged one where damaged_shard finds it."""
+def damaged_shard_message(paths, error, *, remedy="Copy it again or write it anew."):
+    """SHARD_DAMAGED in one line for TensorFlow's DataLossError `error` met reading the record
+    files `paths` (empty: not known), naming the damaged one where damaged_shard finds it, then
+    `remedy`: what to do."""
     shard = damaged_shard(paths, error)
-    where = shard if shard else f"one of the {len(paths)} shard(s) in {os.path.dirname(paths[0]) or '.'}"
+    if shard:
+        where = shard
+    elif paths:  # e.g. a tf.data service worker's own copy, which this machine reads whole
+        where = f"one of the {len(paths)} record file(s) in {os.path.dirname(paths[0]) or '.'}, or a copy of it that another machine reads"
+    else:
+        where = "one of the dataset's record files"
     found = _UNREAD_RECORD.search(str(error))
-    what = f"{found.group(1)} record at byte {found.group(2)}" if found else reason(error)
-    return f"{SHARD_DAMAGED}: {where} ({what}). Copy it again or write it anew."
+    what = f"TensorFlow: {found.group(1)} record at byte {found.group(2)}" if found else reason(error)
+    return f"{SHARD_DAMAGED}: {where} ({what}). {remedy}"
 
 
-# TensorFlow's words for a record that will not read, and the byte where the record starts.
+# TensorFlow's words for a record that will not read, and the byte where the record starts (its
+# length's checksum failed, or the file ends inside it) or where its data starts (12 bytes on: the
+# data's checksum failed).
 _UNREAD_RECORD = re.compile(r"(corrupted|truncated) record at (\d+)")
 
 
@@ -155,6 +163,8 @@ def damaged_shard(paths, error):
                 pass
         except tf.errors.DataLossError:
             return path
+        except tf.errors.OpError:  # gone or unreadable since: not the one that read as damaged
+            continue
     return None
 
 
@@ -165,13 +175,16 @@ def _record_starting_at(path, offset):
     number = 0
     try:
         with open(path, "rb") as file:
-            while file.tell() <= offset:
+            size = os.fstat(file.fileno()).st_size
+            while file.tell() <= offset and file.tell() < size:
                 if file.tell() in (offset, offset - 12):
                     return number
                 header = file.read(8)
                 if len(header) < 8:
                     return None
                 (length,) = struct.unpack("<Q", header)
+                if 4 + length + 4 > size - file.tell():  # a damaged length, past the end
+                    return None
                 file.seek(4 + length + 4, os.SEEK_CUR)
                 number += 1
     except OSError:
@@ -189,9 +202,10 @@ def count_records(path):
             if len(header) < 8:
                 raise RecordsError(f"{path} ends inside a record: a damaged or partly copied shard.")
             (length,) = struct.unpack("<Q", header)
-            file.seek(4 + length + 4, os.SEEK_CUR)
-            if file.tell() > size:
+            # Checked before seeking: a damaged length can be beyond what a seek takes.
+            if 4 + length + 4 > size - file.tell():
                 raise RecordsError(f"{path} ends inside a record: a damaged or partly copied shard.")
+            file.seek(4 + length + 4, os.SEEK_CUR)
             count += 1
     return count
 

@@ -285,8 +285,19 @@ def _open_tfds(name, *, data_dir):
         picture_side=min(shape[:2]) if None not in shape[:2] else None,
         validation_split_name=f"TFDS split {validation_split}",
         train_records=train_records,
-        record_files=list(train_records.paths) if train_records is not None else [],
+        record_files=_tfds_record_files(builder, (train_split, validation_split)),
     )
+
+
+def _tfds_record_files(builder, splits):
+    """The files of TFDS's prepared `splits` (a slice: its whole split's) when they are TFRecord
+    files, to name one found damaged; [] when TFDS stores them otherwise."""
+    import tensorflow_datasets as tfds
+
+    if builder.info.file_format != tfds.core.FileFormat.TFRECORD:
+        return []
+    names = dict.fromkeys(split.split("[")[0] for split in splits)
+    return [os.fspath(path) for name in names if name in builder.info.splits for path in builder.info.splits[name].filepaths]
 
 
 def _count(builder, split, dataset):

@@ -326,13 +326,8 @@ def _stopped_in_words(session, counter, backup):
     except RuntimeError as error:
         if "NaN or Inf loss" not in str(error):
             raise
-        continuation = resume_lib.continuation(run, backup)
-        if continuation:
-            kept = f"The same command continues from {continuation}, saved before."
-        else:
-            kept = "Nothing was saved yet: the same command starts the run afresh."
         raise TrainingError(
-            f"The loss became NaN or infinite at step {counter.step}: training stopped. {kept} "
+            f"The loss became NaN or infinite at step {counter.step}: training stopped. {_kept_in_words(run, backup)} "
             f"Try a lower --lr, a warm-up (--warmup-epochs) or --precision float32, with a new --output."
         ) from None
     except Diverged as divergence:
@@ -344,10 +339,12 @@ def _stopped_in_words(session, counter, backup):
         raise _storage_error(error, run, resume_lib.continuation(run, backup)) from None
     except pipeline.EmptyShare as error:
         raise TrainingError(str(error)) from None
-    except tf.errors.DataLossError as error:  # a TFRecord file damaged after it was opened
-        if not source.record_files:
-            raise
-        raise TrainingError(records.damaged_shard_message(source.record_files, error)) from None
+    except tf.errors.DataLossError as error:  # a record file damaged after it was opened
+        remedy = (
+            "Copy it again or write it anew" if data.dataset.startswith(records.PREFIX)
+            else "Delete TFDS's prepared copy of the dataset (in --data-dir) and run again: TFDS prepares it anew"
+        )
+        raise TrainingError(records.damaged_shard_message(source.record_files, error, remedy=f"{remedy}. {_kept_in_words(run, backup)}")) from None
     except tf.errors.InvalidArgumentError as error:
         if records.SHARD_MISSING in str(error):
             missing = re.search(re.escape(records.SHARD_MISSING) + r":\] \[(.*?)\]", str(error))
@@ -374,6 +371,14 @@ def _stopped_in_words(session, counter, backup):
                 f"{pictures.ROWS_PER_SEGMENT:,}; those of the first pass named above)"
             )
         raise TrainingError(f"{pictures.NOTHING_DECODED} {where}: repair or replace them.") from None
+
+
+def _kept_in_words(run, backup):
+    """What the same command does after training stopped: continue from the state saved, or start afresh."""
+    continuation = resume_lib.continuation(run, backup)
+    if continuation:
+        return f"The same command continues from {continuation}, saved before."
+    return "Nothing was saved yet: the same command starts the run afresh."
 
 
 def _divergence_cause(config, source, plan):
