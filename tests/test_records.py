@@ -67,16 +67,16 @@ def test_a_damaged_shard_is_named(shards, how):
     if how == "cut short":
         path.write_bytes(path.read_bytes()[:-20])
     else:
-        damage(path, at=7 / path.stat().st_size)  # the top byte of the first record's length
+        damage(path, byte=7)  # the top byte of the first record's length
     with pytest.raises(sources.DatasetError, match=r"train-00001-of-00004 ends inside a record"):
         sources.open_dataset(f"tfrecord:{shards}/train-*", image_size=32)
 
 
-def damage(path, *, at=0.5):
-    """Changes one byte of the shard at `path`, at `at` of its length: the record holding it fails
-    its checksum (of its data, or of its length when that byte is one of the length's)."""
+def damage(path, *, byte=None):
+    """Changes one byte of the shard at `path` (default: the middle one): the record holding it
+    fails its checksum (of its data, or of its length when that byte is one of the length's)."""
     data = bytearray(path.read_bytes())
-    data[int(len(data) * at)] ^= 0xFF
+    data[len(data) // 2 if byte is None else byte] ^= 0xFF
     path.write_bytes(bytes(data))
 
 
@@ -90,15 +90,15 @@ def test_the_shard_holding_a_record_that_will_not_read_is_found_from_tensorflows
     if how == "cut short":
         damaged.write_bytes(damaged.read_bytes()[:-20])
     else:
-        damage(damaged, at=0.5 if how == "a byte of the data" else 0.0)
+        damage(damaged, byte=None if how == "a byte of the data" else 0)
     with pytest.raises(tf.errors.DataLossError) as raised:
         for _ in tf.data.TFRecordDataset(paths):
             pass
     assert records.damaged_shard(paths, raised.value) == paths[2]
     assert records.damaged_shard([*paths[:2], str(twin)], raised.value) is None
     assert re.fullmatch(
-        rf"A shard of records is damaged: one of the 3 record file\(s\) in {re.escape(str(folder))}, or a copy of it that another "
-        rf"machine reads \(TensorFlow: (corrupted|truncated) record at byte \d+\)\. Copy it again or write it anew\.",
+        rf"A shard of records is damaged: one of the 3 record file\(s\) in {re.escape(str(folder))}, or another machine's copy "
+        rf"of one \(TensorFlow: (corrupted|truncated) record at byte \d+\)\. Copy it again or write it anew\.",
         records.damaged_shard_message([*paths[:2], str(twin)], raised.value),
     )
     other = tf.errors.DataLossError(None, None, "an error that names no byte")
@@ -227,8 +227,14 @@ def test_a_tfds_dataset_is_trained_on_from_its_own_records_without_decoding_them
     name, data_dir = prepared_tfds
     source = sources.open_dataset(name, image_size=24, data_dir=str(data_dir))
     assert source.train_records is not None and all(str(data_dir) in path for path in source.train_records.paths)
-    # Its training and test files, to name one that a damaged record is found in.
-    assert sorted({re.fullmatch(r".*-(\w+)\.tfrecord-\d+-of-\d+", os.path.basename(path)).group(1) for path in source.record_files}) == ["test", "train"]
+    # Its training and test files, to name one that a damaged record is found in (a slice: the files it reads).
+    import tensorflow_datasets as tfds
+
+    builder = tfds.builder(name, data_dir=str(data_dir))
+    files = {split: [os.fspath(path) for path in builder.info.splits[split].filepaths] for split in ("train", "test")}
+    assert source.record_files == files["train"] + files["test"] and all(os.path.isfile(path) for path in source.record_files)
+    assert sources._tfds_record_files(builder, ("train[:90%]", "train[90%:]", "nonesuch")) == files["train"]
+    assert source.damaged_records_remedy == f"Delete TFDS's prepared copy in {builder.data_dir} and run again: TFDS prepares it anew"
     assert (source.train_records.examples, source.train_examples, source.validation_examples) == (30, 30, 9)
     assert pipeline.reads_encoded(source, "imagenet") and not pipeline.reads_encoded(source, "cifar")
     assert pipeline.describe_training_input(source, "imagenet", workers=1).startswith("1 TFRecord shard(s)")

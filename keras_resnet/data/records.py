@@ -31,8 +31,9 @@ VALIDATION_NAMES = ("validation", "val", "test")
 # followed by ":] [" and their paths in the error's text.
 SHARD_MISSING = "A training shard cannot be found"
 # The error when a record will not read (its checksum fails, or it ends early): a shard damaged
-# or changed after it was counted.
+# or changed after it was counted; and what to do about a shard of one's own.
 SHARD_DAMAGED = "A shard of records is damaged"
+RECOPY = "Copy it again or write it anew"
 # How records whose picture will not decode are counted, after their number.
 UNDECODABLE = " hold a picture that cannot be decoded: skipped (counted in the first pass)."
 
@@ -124,7 +125,7 @@ def median_shorter_side(shards, *, sample=200):
     return int(sorted(sides)[(len(sides) - 1) // 2]) if sides else None
 
 
-def damaged_shard_message(paths, error, *, remedy="Copy it again or write it anew."):
+def damaged_shard_message(paths, error, *, remedy=f"{RECOPY}."):
     """SHARD_DAMAGED in one line for TensorFlow's DataLossError `error` met reading the record
     files `paths` (empty: not known), naming the damaged one where damaged_shard finds it, then
     `remedy`: what to do."""
@@ -132,7 +133,7 @@ def damaged_shard_message(paths, error, *, remedy="Copy it again or write it ane
     if shard:
         where = shard
     elif paths:  # e.g. a tf.data service worker's own copy, which this machine reads whole
-        where = f"one of the {len(paths)} record file(s) in {os.path.dirname(paths[0]) or '.'}, or a copy of it that another machine reads"
+        where = f"one of the {len(paths)} record file(s) in {os.path.dirname(paths[0]) or '.'}, or another machine's copy of one"
     else:
         where = "one of the dataset's record files"
     found = _UNREAD_RECORD.search(str(error))
@@ -204,7 +205,7 @@ def count_records(path):
             (length,) = struct.unpack("<Q", header)
             # Checked before seeking: a damaged length can be beyond what a seek takes.
             if 4 + length + 4 > size - file.tell():
-                raise RecordsError(f"{path} ends inside a record: a damaged or partly copied shard.")
+                raise RecordsError(f"{path} ends inside a record, or holds a damaged record length: a damaged or partly copied shard.")
             file.seek(4 + length + 4, os.SEEK_CUR)
             count += 1
     return count

@@ -68,8 +68,10 @@ class DataSource:
     train_files: PictureFiles | None = None
     # TFRecord shards of encoded training pictures (the pipeline reads them by shard, not decoded).
     train_records: records.RecordShards | None = None
-    # Every TFRecord file the source reads, training and validation (to name one found damaged).
+    # Every TFRecord file the source reads, training and validation (to name one found damaged),
+    # and what to do about one that is.
     record_files: list = dataclasses.field(default_factory=list)
+    damaged_records_remedy: str = "Check the dataset's files"
 
     @functools.cached_property
     def train(self):
@@ -203,6 +205,7 @@ def _open_records(name):
         validation_examples=validation.examples,
         train_records=train,
         record_files=train.paths + validation.paths,
+        damaged_records_remedy=records.RECOPY,
         validation_split_name=f"{len(validation.paths)} validation shard(s)",
         picture_side=picture_side,
     )
@@ -286,18 +289,24 @@ def _open_tfds(name, *, data_dir):
         validation_split_name=f"TFDS split {validation_split}",
         train_records=train_records,
         record_files=_tfds_record_files(builder, (train_split, validation_split)),
+        damaged_records_remedy=f"Delete TFDS's prepared copy in {builder.data_dir} and run again: TFDS prepares it anew",
     )
 
 
 def _tfds_record_files(builder, splits):
-    """The files of TFDS's prepared `splits` (a slice: its whole split's) when they are TFRecord
-    files, to name one found damaged; [] when TFDS stores them otherwise."""
+    """The files that TFDS reads for `splits` (names, slices) when they are TFRecord files, to name
+    one found damaged; [] when TFDS stores them otherwise."""
     import tensorflow_datasets as tfds
 
     if builder.info.file_format != tfds.core.FileFormat.TFRECORD:
         return []
-    names = dict.fromkeys(split.split("[")[0] for split in splits)
-    return [os.fspath(path) for name in names if name in builder.info.splits for path in builder.info.splits[name].filepaths]
+    paths = {}
+    for split in splits:
+        try:
+            paths.update(dict.fromkeys(os.fspath(path) for path in builder.info.splits[split].filepaths))
+        except (KeyError, ValueError):  # not a split TFDS knows, or one without files
+            continue
+    return list(paths)
 
 
 def _count(builder, split, dataset):

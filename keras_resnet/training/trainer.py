@@ -340,11 +340,8 @@ def _stopped_in_words(session, counter, backup):
     except pipeline.EmptyShare as error:
         raise TrainingError(str(error)) from None
     except tf.errors.DataLossError as error:  # a record file damaged after it was opened
-        remedy = (
-            "Copy it again or write it anew" if data.dataset.startswith(records.PREFIX)
-            else "Delete TFDS's prepared copy of the dataset (in --data-dir) and run again: TFDS prepares it anew"
-        )
-        raise TrainingError(records.damaged_shard_message(source.record_files, error, remedy=f"{remedy}. {_kept_in_words(run, backup)}")) from None
+        remedy = f"{source.damaged_records_remedy}. {_kept_in_words(run, backup)}"
+        raise TrainingError(records.damaged_shard_message(source.record_files, error, remedy=remedy)) from None
     except tf.errors.InvalidArgumentError as error:
         if records.SHARD_MISSING in str(error):
             missing = re.search(re.escape(records.SHARD_MISSING) + r":\] \[(.*?)\]", str(error))
