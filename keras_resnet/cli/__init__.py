@@ -23,9 +23,17 @@ from keras_resnet.ranges import Range
 USAGE_ERROR = 2
 
 
+def print_line(line):
+    """`line` on stderr in one write. print() writes a line and its end separately, and with stderr
+    unbuffered (PYTHONUNBUFFERED) TensorFlow's C++ log lines from other threads (the input pipeline
+    still decoding a damaged picture) can land between the two, leaving the line glued to theirs."""
+    sys.stderr.write(f"{line}\n")
+    sys.stderr.flush()
+
+
 def usage_error(message):
     """Bad input, as every program reports it: one line on stderr; returns exit code 2."""
-    print(f"error: {message}", file=sys.stderr)
+    print_line(f"error: {message}")
     return USAGE_ERROR
 
 

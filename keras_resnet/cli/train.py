@@ -13,7 +13,7 @@
 import dataclasses
 import sys
 
-from keras_resnet.cli import ArgumentParser, HelpFormatter, Number, usage_error
+from keras_resnet.cli import ArgumentParser, HelpFormatter, Number, print_line, usage_error
 from keras_resnet.nets import specs
 from keras_resnet.quiet import import_tensorflow_quietly, list_devices_quietly
 from keras_resnet.run import config as config_lib
@@ -140,10 +140,10 @@ def main(argv=None):
     except (config_lib.UsageError, DatasetError) as error:
         return usage_error(error)
     except trainer.TrainingError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print_line(f"error: {error}")
         return 1
     except trainer.Interrupted as message:
-        print(message, file=sys.stderr)
+        print_line(message)
         return 130
 
 
