@@ -348,3 +348,38 @@ def test_a_negative_label_stops_training_in_one_line(tmp_path, capsys):
     write_shards(folder, shards=1, per_shard=2, split="validation")
     assert train.main(["--depth", "18", "--image-size", "32", "--dataset", f"tfrecord:{folder}/train-*", "--steps", "2", "--output", str(tmp_path / "run")]) == 1
     assert capsys.readouterr().err.splitlines()[-1].startswith("error: A training example has a label outside the classes of the dataset (0 to 3): check that labels.txt")
+
+
+@pytest.mark.integration
+def test_evaluation_and_conversion_name_a_validation_shard_damaged_beyond_what_opening_read(tmp_path, capsys, monkeypatch):
+    # Opening reads a validation shard's framing and its first 200 records: damage further on
+    # shows only when the split is read (here: damaged just after opening).
+    import train
+    from keras_resnet.litert.dataset import ConversionData
+    from keras_resnet.litert.trained import ConversionError
+    from keras_resnet.run.directory import RunDirectory
+
+    folder = write_shards(tmp_path / "data", shards=2, per_shard=4)
+    write_shards(folder, shards=1, per_shard=2, split="validation")
+    output = tmp_path / "run"
+    assert train.main(["--depth", "18", "--image-size", "32", "--dataset", f"tfrecord:{folder}/train-*", "--steps", "2", "--output", str(output)]) == 0
+    shard = folder / "validation-00000-of-00001"
+    intact, opened = shard.read_bytes(), sources.open_dataset
+
+    def open_then_damage(*args, **kwargs):
+        shard.write_bytes(intact)
+        source = opened(*args, **kwargs)
+        damage(shard)
+        return source
+
+    monkeypatch.setattr(sources, "open_dataset", open_then_damage)
+    capsys.readouterr()
+    assert train.main(["--evaluate", str(output)]) == 2
+    err = capsys.readouterr().err
+    expected = rf"A shard of records is damaged: {re.escape(str(shard))} \(TensorFlow: corrupted record at byte \d+\)\. Copy it again or write it anew"
+    assert re.fullmatch(rf"error: {expected}\.", err.splitlines()[-1]) and "Traceback" not in err
+    data = ConversionData(RunDirectory(str(output)).read_config())
+    with pytest.raises(ConversionError, match=rf"^{expected}, then convert again\.$"):
+        data.validation()
+    with pytest.raises(ConversionError, match=rf"^{expected}, then convert again\.$"):
+        data.device_pictures()

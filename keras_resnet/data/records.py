@@ -173,42 +173,39 @@ def _record_starting_at(path, offset):
     """The number of the record of the shard at `path` whose framing (its length and the length's
     checksum, 12 bytes) or data starts at byte `offset`: TensorFlow names the one or the other,
     whichever failed its checksum. None: no record of the shard starts there, or it cannot be read."""
-    number = 0
     try:
         with open(path, "rb") as file:
-            size = os.fstat(file.fileno()).st_size
-            while file.tell() <= offset and file.tell() < size:
-                if file.tell() in (offset, offset - 12):
+            for number, start in enumerate(_record_starts(file, path)):
+                if start in (offset, offset - 12):
                     return number
-                header = file.read(8)
-                if len(header) < 8:
+                if start > offset:
                     return None
-                (length,) = struct.unpack("<Q", header)
-                if 4 + length + 4 > size - file.tell():  # a damaged length, past the end
-                    return None
-                file.seek(4 + length + 4, os.SEEK_CUR)
-                number += 1
-    except OSError:
+    except (OSError, RecordsError):
         return None
     return None
 
 
 def count_records(path):
-    """The records in a TFRecord file, from its framing (length, its CRC, the data, its CRC):
-    seeks over the data instead of reading it."""
-    count, size = 0, os.path.getsize(path)
+    """The records in a TFRecord file, from its framing: seeks over the data instead of reading it."""
     with open(path, "rb") as file:
-        while file.tell() < size:
-            header = file.read(8)
-            if len(header) < 8:
-                raise RecordsError(f"{path} ends inside a record: a damaged or partly copied shard.")
-            (length,) = struct.unpack("<Q", header)
-            # Checked before seeking: a damaged length can be beyond what a seek takes.
-            if 4 + length + 4 > size - file.tell():
-                raise RecordsError(f"{path} ends inside a record, or holds a damaged record length: a damaged or partly copied shard.")
-            file.seek(4 + length + 4, os.SEEK_CUR)
-            count += 1
-    return count
+        return sum(1 for _ in _record_starts(file, path))
+
+
+def _record_starts(file, path):
+    """The byte at which each record of the TFRecord file open as `file` (at `path`) starts, from its
+    framing (length, the length's CRC, the data, its CRC), each given before its length is read.
+    RecordsError where the file ends inside a record or a length reaches past its end."""
+    size = os.fstat(file.fileno()).st_size
+    while file.tell() < size:
+        yield file.tell()
+        header = file.read(8)
+        if len(header) < 8:
+            raise RecordsError(f"{path} ends inside a record: a damaged or partly copied shard.")
+        (length,) = struct.unpack("<Q", header)
+        # Checked before seeking: a damaged length can be beyond what a seek takes.
+        if 4 + length + 4 > size - file.tell():
+            raise RecordsError(f"{path} ends inside a record, or holds a damaged record length: a damaged or partly copied shard.")
+        file.seek(4 + length + 4, os.SEEK_CUR)
 
 
 def validation_pattern(pattern):

@@ -1,6 +1,7 @@
 """One conversion: every requested target written, labelled, measured against the Keras model and
 reported. A target that fails is reported and the others still written."""
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -178,11 +179,13 @@ def _produce(target, trained, data, settings, *, log):
     model = trained.model
     representative = None
     try:
-        if spec.quantization_aware:
-            model = _quantization_aware_model(trained, data, settings, log=log)
-        elif spec.integer:
-            representative = data.calibration_images
-        return targets_lib.convert(model, target, image_size=trained.image_size, representative_images=representative)
+        # A record file damaged beyond what opening the data read: named (data.records_read).
+        with data.records_read() if data is not None else contextlib.nullcontext():
+            if spec.quantization_aware:
+                model = _quantization_aware_model(trained, data, settings, log=log)
+            elif spec.integer:
+                representative = data.calibration_images
+            return targets_lib.convert(model, target, image_size=trained.image_size, representative_images=representative)
     except ConversionError as error:
         raise TargetFailed(str(error)) from None
     except Exception as error:  # the converter reports failures as many kinds of exception

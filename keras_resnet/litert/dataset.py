@@ -3,6 +3,7 @@
 files are measured on), training batches for calibration and quantization-aware fine-tuning, and a
 few samples per class for the page."""
 
+import contextlib
 import os
 import re
 import shutil
@@ -42,6 +43,20 @@ class ConversionData:
             raise ConversionError(str(error)) from None
         self._validation = None
 
+    @contextlib.contextmanager
+    def records_read(self):
+        """TensorFlow's DataLossError for a record file damaged beyond what opening the data read, as
+        a ConversionError naming the file."""
+        import tensorflow as tf
+
+        from keras_resnet.data import records
+
+        try:
+            yield
+        except tf.errors.DataLossError as error:
+            remedy = f"{self.source.damaged_records_remedy}, then convert again."
+            raise ConversionError(records.damaged_shard_message(self.source.record_files, error, remedy=remedy)) from None
+
     @property
     def wanted(self):
         return self.eval_images or self.source.validation_examples
@@ -57,9 +72,10 @@ class ConversionData:
                 self.source, image_size=data.image_size, preprocessing=data.preprocessing(), batch_size=256
             ).unbatch().take(self.wanted)
             images, labels = [], []
-            for image, label in dataset.as_numpy_iterator():
-                images.append(image)
-                labels.append(np.argmax(label))
+            with self.records_read():
+                for image, label in dataset.as_numpy_iterator():
+                    images.append(image)
+                    labels.append(np.argmax(label))
             self._validation = (np.stack(images), np.asarray(labels))
         images, labels = self._validation
         return (images[:limit], labels[:limit]) if limit else (images, labels)
@@ -72,10 +88,11 @@ class ConversionData:
 
         if self.source.validation_files is not None:
             return list(self.source.validation_files[: self.wanted])
-        return [
-            (Image.fromarray(np.asarray(image, np.uint8)), int(label))
-            for image, label in self.source.validation.take(self.wanted).as_numpy_iterator()
-        ]
+        with self.records_read():
+            return [
+                (Image.fromarray(np.asarray(image, np.uint8)), int(label))
+                for image, label in self.source.validation.take(self.wanted).as_numpy_iterator()
+            ]
 
     def training(self):
         """Training batches, augmented as in training."""
@@ -93,9 +110,10 @@ class ConversionData:
 
     def calibration_images(self):
         """`calibration_steps` training batches, one image at a time (the models have batch 1)."""
-        for images, _ in self.training().take(self.calibration_steps).as_numpy_iterator():
-            for image in images:
-                yield image[None]
+        with self.records_read():
+            for images, _ in self.training().take(self.calibration_steps).as_numpy_iterator():
+                for image in images:
+                    yield image[None]
 
 
 def device_inputs(pictures, preprocessing, image_size):

@@ -7,9 +7,10 @@ import os
 import sys
 
 import keras
+import tensorflow as tf
 
-from keras_resnet.data import pipeline, sources
-from keras_resnet.errors import UsageError
+from keras_resnet.data import pipeline, records, sources
+from keras_resnet.errors import DatasetError, UsageError
 from keras_resnet.runtime import reason
 from keras_resnet.run import directory as run_dir_lib
 from keras_resnet.run.directory import RunDirectory
@@ -45,7 +46,7 @@ def evaluate(path, *, dataset=None, batch_size=None, data_dir=None, log=print):
         UsageError: The path is no run directory or .keras file, the model cannot be loaded, its
             classes do not match the data's, or the figures cannot be written (ConfigFileError for a
             damaged config.json).
-        DatasetError: The data cannot be opened.
+        DatasetError: The data cannot be opened, or a record file of it is damaged.
     """
     model_path, config, class_names, in_run = _model_to_evaluate(path, dataset=dataset)
     data = config.data
@@ -75,7 +76,10 @@ def evaluate(path, *, dataset=None, batch_size=None, data_dir=None, log=print):
     batch_size = batch_size or min(config.training.batch_size, 128)
     batches = pipeline.evaluation_dataset(source, image_size=data.image_size, preprocessing=data.preprocessing(), batch_size=batch_size)
     steps = -(-source.validation_examples // batch_size)
-    probabilities, truth, losses = evaluation.predict(model, batches, steps=steps, verbose=1 if sys.stdout.isatty() else 2)
+    try:
+        probabilities, truth, losses = evaluation.predict(model, batches, steps=steps, verbose=1 if sys.stdout.isatty() else 2)
+    except tf.errors.DataLossError as error:  # a record file damaged beyond what opening the data read
+        raise DatasetError(records.damaged_shard_message(source.record_files, error, remedy=f"{source.damaged_records_remedy}.")) from None
     figures = evaluation.results(probabilities, truth, class_names, losses=losses, penalty=evaluation.weight_penalty(model))
     log(
         f"{model_path} on {figures['pictures']} pictures of {data.dataset} ({source.validation_split_name}): {evaluation.summary(figures)}. "
