@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_resnet import files, internals
-from keras_resnet.data import jpeg_headers, records, synthetic
+from keras_resnet.data import records, synthetic
 from keras_resnet.data.pictures import PictureFiles, PictureKinds, shown
 from keras_resnet.errors import DatasetError
 from keras_resnet.runtime import reason
@@ -563,30 +563,24 @@ def _header(path, *, verify=False):
     """What a picture's header says (its decoded RGB size, its EXIF orientation), with `verify`
     running Pillow's checks of the file too (a PNG's checksums); None for a file that is not a
     readable picture."""
-    # A training JPEG's header is read from its markers (jpeg_headers: Pillow's figures in a fraction
-    # of its time); anything else, and every validation picture, is opened by Pillow.
-    known = None if verify else jpeg_headers.read(path)
-    if known is not None:
-        (height, width, orientation), jpeg = known, True
-    else:
-        from PIL import Image, ImageFile
+    from PIL import Image, ImageFile
 
-        try:
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            orientation = image.getexif().get(0x0112, 1)
+            # MPO (a camera's multi-picture file) is JPEG frames: TensorFlow decodes the first.
+            jpeg = image.format in ("JPEG", "MPO")
+            # verify() checks more than opening did only for a format whose plugin has its own
+            # (PNG's, its chunks' checksums, in Pillow 13), and must come straight after opening,
+            # before the EXIF read above may have loaded the picture: only those are opened again
+            # (ImageNet's 50,000 validation JPEGs are opened once, not twice).
+            check_again = verify and type(image).verify is not ImageFile.ImageFile.verify
+        if check_again:
             with Image.open(path) as image:
-                width, height = image.size
-                orientation = image.getexif().get(0x0112, 1)
-                # MPO (a camera's multi-picture file) is JPEG frames: TensorFlow decodes the first.
-                jpeg = image.format in ("JPEG", "MPO")
-                # verify() checks more than opening did only for a format whose plugin has its own
-                # (PNG's, its chunks' checksums, in Pillow 13), and must come straight after opening,
-                # before the EXIF read above may have loaded the picture: only those are opened again
-                # (ImageNet's 50,000 validation JPEGs are opened once, not twice).
-                check_again = verify and type(image).verify is not ImageFile.ImageFile.verify
-            if check_again:
-                with Image.open(path) as image:
-                    image.verify()
-        except Exception:  # PIL raises many kinds for damaged files
-            return None
+                image.verify()
+    except Exception:  # PIL raises many kinds for damaged files
+        return None
     return _Header(
         decoded_bytes=width * height * 3, orientation=orientation if orientation in range(1, 9) else 1, size=(height, width), jpeg=jpeg,
     )
