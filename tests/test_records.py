@@ -378,8 +378,17 @@ def test_evaluation_and_conversion_name_a_validation_shard_damaged_beyond_what_o
     err = capsys.readouterr().err
     expected = rf"A shard of records is damaged: {re.escape(str(shard))} \(TensorFlow: corrupted record at byte \d+\)\. Copy it again or write it anew"
     assert re.fullmatch(rf"error: {expected}\.", err.splitlines()[-1]) and "Traceback" not in err
-    data = ConversionData(RunDirectory(str(output)).read_config())
+    config = RunDirectory(str(output)).read_config()
+    data = ConversionData(config)
     with pytest.raises(ConversionError, match=rf"^{expected}, then convert again\.$"):
         data.validation()
     with pytest.raises(ConversionError, match=rf"^{expected}, then convert again\.$"):
         data.device_pictures()
+    # Calibration's training batches (read by the converter, a generator) name a damaged training shard too.
+    monkeypatch.setattr(sources, "open_dataset", opened)
+    shard.write_bytes(intact)
+    training_shard = folder / "train-00001-of-00002"
+    damage(training_shard, byte=100)  # in its first record's data: its framing still whole, and opening counts its records
+    data = ConversionData(config)
+    with pytest.raises(ConversionError, match=rf"^A shard of records is damaged: {re.escape(str(training_shard))} \(TensorFlow: corrupted record at byte \d+\)\. Copy it again or write it anew, then convert again\.$"):
+        list(data.calibration_images())

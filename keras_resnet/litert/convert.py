@@ -1,7 +1,6 @@
 """One conversion: every requested target written, labelled, measured against the Keras model and
 reported. A target that fails is reported and the others still written."""
 
-import contextlib
 import dataclasses
 import json
 import os
@@ -53,7 +52,8 @@ def convert(trained, settings, *, log=print):
 
     Raises:
         ConversionError: the output directory cannot be written, the run's dataset cannot be opened,
-            or Pillow cannot read one of its validation pictures (before anything is converted).
+            or Pillow cannot read one of its validation pictures (before anything is converted), or
+            a record file of the dataset is damaged beyond what opening it read.
         OSError: a write failed later (a full disk: the files written so far are complete).
     """
     _check_output(settings.output)
@@ -179,13 +179,14 @@ def _produce(target, trained, data, settings, *, log):
     model = trained.model
     representative = None
     try:
-        # A record file damaged beyond what opening the data read: named (data.records_read).
-        with data.records_read() if data is not None else contextlib.nullcontext():
-            if spec.quantization_aware:
+        if spec.quantization_aware:
+            # Its fine-tuning reads the training records: a damaged one is named (data.records_read),
+            # as calibration_images names one met in calibration.
+            with data.records_read():
                 model = _quantization_aware_model(trained, data, settings, log=log)
-            elif spec.integer:
-                representative = data.calibration_images
-            return targets_lib.convert(model, target, image_size=trained.image_size, representative_images=representative)
+        elif spec.integer:
+            representative = data.calibration_images
+        return targets_lib.convert(model, target, image_size=trained.image_size, representative_images=representative)
     except ConversionError as error:
         raise TargetFailed(str(error)) from None
     except Exception as error:  # the converter reports failures as many kinds of exception

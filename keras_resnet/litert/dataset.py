@@ -28,7 +28,8 @@ class ConversionData:
         calibration_steps: training batches for post-training calibration.
 
     Raises:
-        ConversionError: the dataset cannot be opened (moved, offline, corrupt).
+        ConversionError: the dataset cannot be opened (moved, offline, corrupt); later, from the
+            methods that read it, a record file of it is damaged (records_read).
     """
 
     def __init__(self, config, *, eval_images=None, calibration_steps=4):
@@ -46,7 +47,8 @@ class ConversionData:
     @contextlib.contextmanager
     def records_read(self):
         """TensorFlow's DataLossError for a record file damaged beyond what opening the data read, as
-        a ConversionError naming the file."""
+        a ConversionError naming the file (for a source of record files: another source's
+        DataLossError, such as a picture file cut short while it was read, goes on as it is)."""
         import tensorflow as tf
 
         from keras_resnet.data import records
@@ -54,6 +56,8 @@ class ConversionData:
         try:
             yield
         except tf.errors.DataLossError as error:
+            if not self.source.record_files:
+                raise
             remedy = f"{self.source.damaged_records_remedy}, then convert again."
             raise ConversionError(records.damaged_shard_message(self.source.record_files, error, remedy=remedy)) from None
 

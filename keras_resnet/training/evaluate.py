@@ -79,6 +79,8 @@ def evaluate(path, *, dataset=None, batch_size=None, data_dir=None, log=print):
     try:
         probabilities, truth, losses = evaluation.predict(model, batches, steps=steps, verbose=1 if sys.stdout.isatty() else 2)
     except tf.errors.DataLossError as error:  # a record file damaged beyond what opening the data read
+        if not source.record_files:
+            raise
         raise DatasetError(records.damaged_shard_message(source.record_files, error, remedy=f"{source.damaged_records_remedy}.")) from None
     figures = evaluation.results(probabilities, truth, class_names, losses=losses, penalty=evaluation.weight_penalty(model))
     log(
