@@ -81,7 +81,7 @@ def damage(path, *, byte=None):
 
 
 @pytest.mark.parametrize("how", ["a byte of the data", "the first record's length", "cut short"])
-def test_the_shard_holding_a_record_that_will_not_read_is_found_from_tensorflows_error(tmp_path, how):
+def test_the_shard_holding_a_record_that_will_not_read_is_found_from_tensorflows_error(tmp_path, monkeypatch, how):
     folder = write_shards(tmp_path / "data", shards=3, per_shard=5)
     paths = sorted(str(path) for path in folder.glob("train-*"))
     damaged = folder / "train-00002-of-00003"
@@ -103,6 +103,14 @@ def test_the_shard_holding_a_record_that_will_not_read_is_found_from_tensorflows
     )
     other = tf.errors.DataLossError(None, None, "an error that names no byte")
     assert records.damaged_shard(paths, other) is None
+    # A Ctrl-C during the search (slow over many shards) ends it: the line says what is known.
+    def interrupted(path, offset):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(records, "_record_starting_at", interrupted)
+    assert records.damaged_shard_message(paths, raised.value).startswith(
+        f"A shard of records is damaged: one of the 3 record file(s) in {folder}, or another machine's copy of one (TensorFlow: "
+    )
     assert records.damaged_shard_message([], other, remedy="Do this.") == (
         "A shard of records is damaged: one of the dataset's record files (an error that names no byte). Do this."
     )

@@ -128,8 +128,12 @@ def median_shorter_side(shards, *, sample=200):
 def damaged_shard_message(paths, error, *, remedy=f"{RECOPY}."):
     """SHARD_DAMAGED in one line for TensorFlow's DataLossError `error` met reading the record
     files `paths` (empty: not known), naming the damaged one where damaged_shard finds it, then
-    `remedy`: what to do."""
-    shard = damaged_shard(paths, error)
+    `remedy`: what to do. A Ctrl-C during the search (it reads each candidate file up to a record:
+    minutes for many shards on slow storage) ends it, and the line says what is known without it."""
+    try:
+        shard = damaged_shard(paths, error)
+    except KeyboardInterrupt:
+        shard = None
     if shard:
         where = shard
     elif paths:  # e.g. a tf.data service worker's own copy, which this machine reads whole
