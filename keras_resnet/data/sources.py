@@ -81,6 +81,15 @@ class DataSource:
     def validation(self):
         return self.make_validation()
 
+    def damaged_records_line(self, error, *, then):
+        """The one line for TensorFlow's DataLossError `error`, met reading a record file of this
+        source damaged beyond what opening it read: the file named (records.damaged_shard_message),
+        the source's remedy, then `then` (e.g. ". " and what was kept). None for a source without
+        record files, whose DataLossError is something else (a picture file cut short as it was read)."""
+        if not self.record_files:
+            return None
+        return records.damaged_shard_message(self.record_files, error, remedy=f"{self.damaged_records_remedy}{then}")
+
     def train_bytes(self):
         """What the decoded training split takes in memory, when known (None: not known)."""
         if self.decoded_train_bytes is not None:

@@ -51,15 +51,13 @@ class ConversionData:
         DataLossError, such as a picture file cut short while it was read, goes on as it is)."""
         import tensorflow as tf
 
-        from keras_resnet.data import records
-
         try:
             yield
         except tf.errors.DataLossError as error:
-            if not self.source.record_files:
+            line = self.source.damaged_records_line(error, then=", then convert again.")
+            if line is None:
                 raise
-            remedy = f"{self.source.damaged_records_remedy}, then convert again."
-            raise ConversionError(records.damaged_shard_message(self.source.record_files, error, remedy=remedy)) from None
+            raise ConversionError(line) from None
 
     @property
     def wanted(self):

@@ -9,7 +9,7 @@ import sys
 import keras
 import tensorflow as tf
 
-from keras_resnet.data import pipeline, records, sources
+from keras_resnet.data import pipeline, sources
 from keras_resnet.errors import DatasetError, UsageError
 from keras_resnet.runtime import reason
 from keras_resnet.run import directory as run_dir_lib
@@ -79,9 +79,10 @@ def evaluate(path, *, dataset=None, batch_size=None, data_dir=None, log=print):
     try:
         probabilities, truth, losses = evaluation.predict(model, batches, steps=steps, verbose=1 if sys.stdout.isatty() else 2)
     except tf.errors.DataLossError as error:  # a record file damaged beyond what opening the data read
-        if not source.record_files:
+        line = source.damaged_records_line(error, then=".")
+        if line is None:
             raise
-        raise DatasetError(records.damaged_shard_message(source.record_files, error, remedy=f"{source.damaged_records_remedy}.")) from None
+        raise DatasetError(line) from None
     figures = evaluation.results(probabilities, truth, class_names, losses=losses, penalty=evaluation.weight_penalty(model))
     log(
         f"{model_path} on {figures['pictures']} pictures of {data.dataset} ({source.validation_split_name}): {evaluation.summary(figures)}. "

@@ -340,8 +340,10 @@ def _stopped_in_words(session, counter, backup):
     except pipeline.EmptyShare as error:
         raise TrainingError(str(error)) from None
     except tf.errors.DataLossError as error:  # a record file damaged after it was opened
-        remedy = f"{source.damaged_records_remedy}. {_kept_in_words(run, backup)}"
-        raise TrainingError(records.damaged_shard_message(source.record_files, error, remedy=remedy)) from None
+        line = source.damaged_records_line(error, then=f". {_kept_in_words(run, backup)}")
+        if line is None:
+            raise
+        raise TrainingError(line) from None
     except tf.errors.InvalidArgumentError as error:
         if records.SHARD_MISSING in str(error):
             missing = re.search(re.escape(records.SHARD_MISSING) + r":\] \[(.*?)\]", str(error))
