@@ -21,7 +21,7 @@ from support.assertions import one_line_error, one_line_error_in_process
 from support.pictures import write_folder
 from support.requirements import require_strace
 from support.programs import REPOSITORY, TINY, backup_step, load_models_in_fresh_processes, run_train, wait_for_backup_step
-from keras_resnet.data import synthetic
+from keras_resnet.data import pipeline, sources, synthetic
 from keras_resnet.run import config as config_lib
 from keras_resnet.run.directory import LOCK_FILE, RunDirectory
 from keras_resnet.run.resolve import resolve
@@ -466,11 +466,14 @@ def free_ports(count):
 
 @pytest.mark.e2e
 def test_multi_worker_training_on_two_local_processes_ends_with_identical_models(tmp_path):
+    # 33 validation pictures in batches of 16 over 2 workers: the last batch (1 picture) leaves the
+    # second worker an empty batch in every evaluation (distribute.multi_worker_fit).
+    tiny = [*TINY[:TINY.index("--validation-examples")], "--validation-examples", "33"]
     cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
     output = tmp_path / "mw"
     processes = [
         subprocess.Popen(
-            [sys.executable, os.path.join(REPOSITORY, "train.py"), *TINY, "--epochs", "2", "--output", str(output)],
+            [sys.executable, os.path.join(REPOSITORY, "train.py"), *tiny, "--epochs", "2", "--output", str(output)],
             env={**os.environ, "PYTHONPATH": REPOSITORY, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})},
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
@@ -486,6 +489,15 @@ def test_multi_worker_training_on_two_local_processes_ends_with_identical_models
     for mine, theirs in zip(chief.weights, worker.weights):
         np.testing.assert_array_equal(mine.numpy(), theirs.numpy(), err_msg=mine.path)
     assert json.load(open(output / "metrics.json"))["steps"] == 8
+    # The last epoch's validation figures, shared out over the workers, are those of the last model
+    # evaluated in one process on the same 33 pictures: each counted once.
+    run = config_lib.RunConfig.read(output / "config.json")
+    source = sources.open_configured(run.data, seed=run.training.seed)
+    validation = pipeline.evaluation_dataset(source, image_size=run.data.image_size, preprocessing=run.data.preprocessing(), batch_size=16)
+    expected = chief.evaluate(validation, return_dict=True, verbose=0)
+    last_epoch = RunDirectory(str(output)).read_history()[-1]
+    for name in ("accuracy", "top5", "loss"):
+        np.testing.assert_allclose(last_epoch[f"val_{name}"], expected[name], rtol=1e-5, err_msg=name)
 
 
 @pytest.mark.e2e
