@@ -130,27 +130,16 @@ def is_multi_worker(strategy):
 @contextlib.contextmanager
 def multi_worker_fit(model, strategy):
     """Around fit() under MultiWorkerMirroredStrategy, mends three places where Keras 3.15 and
-    TensorFlow 2.21 break (keras-team/keras#20585, tensorflow/tensorflow#72388, the third below);
-    elsewhere it does nothing.
+    TensorFlow 2.21 break (keras-team/keras#20585, tensorflow/tensorflow#72388, and
+    empty_evaluation_batches_skipped's); elsewhere it does nothing.
     - Before training Keras cross-worker reduces the first input batch only to learn its shapes,
       and that eager reduce fails: `model` learns them from one local replica's batch instead.
     - Keras averages per-replica scalar metrics over axis 0, which scalars lack: they are averaged
       over the replicas, as single-worker training reports them. This one is Keras-wide, so it is
-      undone when the block ends.
-    - A validation split that the workers cannot share out evenly (33 pictures in batches of 16
-      over 2 workers) ends with a worker whose share has run out while another's has not:
-      tf.distribute then hands it a batch of no pictures, so that the workers stay in step. oneDNN's
-      Conv2D (TensorFlow 2.21 on CPUs) returns its input unchanged for an empty batch, and the next
-      layer fails on that shape. `model` skips an empty evaluation batch instead: it holds nothing to count."""
+      undone when the block ends."""
     if not is_multi_worker(strategy):
         yield
         return
-
-    evaluate_batch = model.test_step
-
-    def test_step_skipping_empty_batches(data):
-        pictures = tf.nest.flatten(data)[0]
-        return tf.cond(tf.shape(pictures)[0] > 0, lambda: evaluate_batch(data), model.get_metrics_result)
 
     def build_from_one_local_batch(iterator=None, data_batch=None):
         if iterator is not None:
@@ -182,9 +171,31 @@ def multi_worker_fit(model, strategy):
         return original(values, strategy_, reduction)
 
     internals.keras_replace_symbolic_build(model, build_from_one_local_batch)
+    with empty_evaluation_batches_skipped(model, strategy), internals.keras_reduce_per_replica_replaced(mean_over_replicas):
+        yield
+
+
+@contextlib.contextmanager
+def empty_evaluation_batches_skipped(model, strategy):
+    """Within the block, `model` evaluates a batch of no pictures as nothing, under
+    MultiWorkerMirroredStrategy (elsewhere it does nothing).
+
+    A validation split that the workers cannot share out evenly (33 pictures in batches of 16 over
+    2 workers) ends with a worker whose share has run out while another's has not: tf.distribute
+    then hands it a batch of no pictures, so that the workers stay in step. oneDNN's Conv2D
+    (TensorFlow 2.21 on CPUs) returns its input unchanged for an empty batch, and the next layer
+    fails on that shape."""
+    if not is_multi_worker(strategy):
+        yield
+        return
+    evaluate_batch = model.test_step
+
+    def test_step_skipping_empty_batches(data):
+        pictures = tf.nest.flatten(data)[0]
+        return tf.cond(tf.shape(pictures)[0] > 0, lambda: evaluate_batch(data), model.get_metrics_result)
+
     model.test_step = test_step_skipping_empty_batches  # this model's, for the block
     try:
-        with internals.keras_reduce_per_replica_replaced(mean_over_replicas):
-            yield
+        yield
     finally:
         del model.test_step  # Keras' own again

@@ -201,7 +201,8 @@ def _train(session, *, defaults_chosen):
         if ended is not None and not any(int(row["epoch"]) == ended + 1 for row in run.read_history()):
             # Stopped between an epoch's last step (backed up) and that epoch's end: finish it first.
             log(f"{run} trained epoch {ended + 1} to its last step but stopped before the epoch ended: evaluating it now.")
-            _end_epoch_by_hand(model, ended, validation, epoch_end)
+            with distribute.empty_evaluation_batches_skipped(model, session.strategy):
+                _end_epoch_by_hand(model, ended, validation, epoch_end)
         if done < plan.total_steps:
             _announce(session, defaults_chosen)
             try:
