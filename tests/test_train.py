@@ -446,12 +446,33 @@ def test_interrupted_run_resumes_with_the_same_command_and_the_same_step_count(s
 # -- distribution -------------------------------------------------------------------------------
 
 
+# 33 validation pictures in batches of 16 over 2 replicas: the last batch (1 picture) leaves the
+# second replica an empty batch in every evaluation (distribute.empty_evaluation_batches_skipped).
+UNEVEN_VALIDATION = [*TINY[:TINY.index("--validation-examples")], "--validation-examples", "33"]
+
+
+def assert_validation_figures_of_one_process(run_path):
+    """The last epoch's validation figures, shared out over the replicas, are those of the last
+    model evaluated in this one process on the same pictures: each picture counted once (one
+    counted twice or left out moves the loss by about 3 %). Top-1 and top-5 within half a picture:
+    another CPU's kernels may round a near tie the other way at another batch size."""
+    run = config_lib.RunConfig.read(run_path / "config.json")
+    source = sources.open_configured(run.data, seed=run.training.seed)
+    validation = pipeline.evaluation_dataset(source, image_size=run.data.image_size, preprocessing=run.data.preprocessing(), batch_size=16)
+    expected = keras.saving.load_model(run_path / "last.keras").evaluate(validation, return_dict=True, verbose=0)
+    last_epoch = RunDirectory(str(run_path)).read_history()[-1]
+    np.testing.assert_allclose(last_epoch["val_loss"], expected["loss"], rtol=1e-3)
+    for name in ("accuracy", "top5"):
+        np.testing.assert_allclose(last_epoch[f"val_{name}"], expected[name], atol=0.5 / 33, err_msg=name)
+
+
 @pytest.mark.integration
 def test_mirrored_strategy_over_two_logical_cpus(tmp_path):
-    result = run_train(*TINY, "--epochs", "1", "--cpu-replicas", "2", "--output", str(tmp_path / "m"))
+    result = run_train(*UNEVEN_VALIDATION, "--epochs", "1", "--cpu-replicas", "2", "--output", str(tmp_path / "m"))
     assert result.returncode == 0, result.stderr
     assert "over 2 replicas [mirrored]" in result.stdout
     assert json.load(open(tmp_path / "m" / "metrics.json"))["replicas"] == 2
+    assert_validation_figures_of_one_process(tmp_path / "m")
 
 
 def free_ports(count):
@@ -466,14 +487,11 @@ def free_ports(count):
 
 @pytest.mark.e2e
 def test_multi_worker_training_on_two_local_processes_ends_with_identical_models(tmp_path):
-    # 33 validation pictures in batches of 16 over 2 workers: the last batch (1 picture) leaves the
-    # second worker an empty batch in every evaluation (distribute.multi_worker_fit).
-    tiny = [*TINY[:TINY.index("--validation-examples")], "--validation-examples", "33"]
     cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
     output = tmp_path / "mw"
     processes = [
         subprocess.Popen(
-            [sys.executable, os.path.join(REPOSITORY, "train.py"), *tiny, "--epochs", "2", "--output", str(output)],
+            [sys.executable, os.path.join(REPOSITORY, "train.py"), *UNEVEN_VALIDATION, "--epochs", "2", "--output", str(output)],
             env={**os.environ, "PYTHONPATH": REPOSITORY, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})},
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
@@ -489,15 +507,7 @@ def test_multi_worker_training_on_two_local_processes_ends_with_identical_models
     for mine, theirs in zip(chief.weights, worker.weights):
         np.testing.assert_array_equal(mine.numpy(), theirs.numpy(), err_msg=mine.path)
     assert json.load(open(output / "metrics.json"))["steps"] == 8
-    # The last epoch's validation figures, shared out over the workers, are those of the last model
-    # evaluated in one process on the same 33 pictures: each counted once.
-    run = config_lib.RunConfig.read(output / "config.json")
-    source = sources.open_configured(run.data, seed=run.training.seed)
-    validation = pipeline.evaluation_dataset(source, image_size=run.data.image_size, preprocessing=run.data.preprocessing(), batch_size=16)
-    expected = chief.evaluate(validation, return_dict=True, verbose=0)
-    last_epoch = RunDirectory(str(output)).read_history()[-1]
-    for name in ("accuracy", "top5", "loss"):
-        np.testing.assert_allclose(last_epoch[f"val_{name}"], expected[name], rtol=1e-5, err_msg=name)
+    assert_validation_figures_of_one_process(output)
 
 
 @pytest.mark.e2e

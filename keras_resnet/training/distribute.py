@@ -4,6 +4,7 @@ import contextlib
 import json
 import os
 
+import keras
 import tensorflow as tf
 
 from keras_resnet import internals
@@ -128,17 +129,20 @@ def is_multi_worker(strategy):
 
 
 @contextlib.contextmanager
-def multi_worker_fit(model, strategy):
-    """Around fit() under MultiWorkerMirroredStrategy, mends three places where Keras 3.15 and
-    TensorFlow 2.21 break (keras-team/keras#20585, tensorflow/tensorflow#72388, and
-    empty_evaluation_batches_skipped's); elsewhere it does nothing.
-    - Before training Keras cross-worker reduces the first input batch only to learn its shapes,
-      and that eager reduce fails: `model` learns them from one local replica's batch instead.
-    - Keras averages per-replica scalar metrics over axis 0, which scalars lack: they are averaged
-      over the replicas, as single-worker training reports them. This one is Keras-wide, so it is
-      undone when the block ends."""
+def keras_mended(model, strategy):
+    """Around fit() and evaluate() of `model` under a strategy of several replicas, mends the places
+    where Keras 3.15 and TensorFlow 2.21 break; with one replica it does nothing.
+    - Several replicas: an empty evaluation batch is skipped (empty_evaluation_batches_skipped).
+    - MultiWorkerMirroredStrategy (keras-team/keras#20585, tensorflow/tensorflow#72388):
+      - Before training Keras cross-worker reduces the first input batch only to learn its
+        shapes, and that eager reduce fails: `model` learns them from one local replica's batch
+        instead.
+      - Keras averages per-replica scalar metrics over axis 0, which scalars lack: they are
+        averaged over the replicas, as single-worker training reports them. This one is
+        Keras-wide, so it is undone when the block ends."""
     if not is_multi_worker(strategy):
-        yield
+        with empty_evaluation_batches_skipped(model, strategy):
+            yield
         return
 
     def build_from_one_local_batch(iterator=None, data_batch=None):
@@ -177,25 +181,29 @@ def multi_worker_fit(model, strategy):
 
 @contextlib.contextmanager
 def empty_evaluation_batches_skipped(model, strategy):
-    """Within the block, `model` evaluates a batch of no pictures as nothing, under
-    MultiWorkerMirroredStrategy (elsewhere it does nothing).
+    """Within the block, `model` evaluates a batch of no pictures as nothing, under a strategy of
+    several replicas (with one it does nothing).
 
-    A validation split that the workers cannot share out evenly (33 pictures in batches of 16 over
-    2 workers) ends with a worker whose share has run out while another's has not: tf.distribute
-    then hands it a batch of no pictures, so that the workers stay in step. oneDNN's Conv2D
+    A validation split that the replicas cannot share out evenly (33 pictures in batches of 16 over
+    2 replicas) ends with a replica whose share has run out while another's has not: tf.distribute
+    then hands it a batch of no pictures, so that the replicas stay in step. oneDNN's Conv2D
     (TensorFlow 2.21 on CPUs) returns its input unchanged for an empty batch, and the next layer
-    fails on that shape."""
-    if not is_multi_worker(strategy):
+    fails on that shape. Keras keeps the evaluation function it traced until it is told to trace
+    again: it is dropped when the block starts and when it ends."""
+    if strategy.num_replicas_in_sync == 1:
         yield
         return
     evaluate_batch = model.test_step
 
     def test_step_skipping_empty_batches(data):
-        pictures = tf.nest.flatten(data)[0]
+        pictures, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        pictures = tf.nest.flatten(pictures)[0]
         return tf.cond(tf.shape(pictures)[0] > 0, lambda: evaluate_batch(data), model.get_metrics_result)
 
     model.test_step = test_step_skipping_empty_batches  # this model's, for the block
+    model.test_function = None  # traced again, with it
     try:
         yield
     finally:
         del model.test_step  # Keras' own again
+        model.test_function = None

@@ -201,7 +201,7 @@ def _train(session, *, defaults_chosen):
         if ended is not None and not any(int(row["epoch"]) == ended + 1 for row in run.read_history()):
             # Stopped between an epoch's last step (backed up) and that epoch's end: finish it first.
             log(f"{run} trained epoch {ended + 1} to its last step but stopped before the epoch ended: evaluating it now.")
-            with distribute.empty_evaluation_batches_skipped(model, session.strategy):
+            with distribute.keras_mended(model, session.strategy):
                 _end_epoch_by_hand(model, ended, validation, epoch_end)
         if done < plan.total_steps:
             _announce(session, defaults_chosen)
@@ -397,7 +397,7 @@ def _divergence_cause(config, source, plan):
 
 def _fit(model, session, *, done, validation, callbacks, interrupt):
     config, plan, log = session.config, session.plan, session.log
-    with interrupt.catching(), distribute.multi_worker_fit(model, session.strategy):
+    with interrupt.catching(), distribute.keras_mended(model, session.strategy):
         for initial_epoch, final_epoch, steps in plan_fits(done, plan.total_steps, plan.steps_per_epoch, breaks=(plan.freeze_steps,)):
             start_step = max(done, initial_epoch * plan.steps_per_epoch)
             if plan.freeze_steps:
