@@ -14,7 +14,7 @@ import pytest
 
 import train
 from support.assertions import one_line_error_in_process
-from support.programs import backup_step, load_models_in_fresh_processes, REPOSITORY, TINY
+from support.programs import backup_step, load_models_in_fresh_processes, REPOSITORY, TINY, UNEVEN_VALIDATION, run_train
 from support.requirements import small_filesystem
 from keras_resnet import files
 from keras_resnet.run.directory import RunDirectory, read_history
@@ -85,6 +85,21 @@ def test_killed_while_saving_an_epochs_model_after_its_backup_the_same_command_e
     rows = read_history(run.history)
     assert [(int(row["epoch"]), int(row["step"])) for row in rows] == [(1, 4), (2, 8), (3, 12)]
     assert "loss" not in rows[epoch - 1] and "val_accuracy" in rows[epoch - 1]  # its training figures died with the process
+
+
+def test_an_epoch_ended_on_resuming_is_evaluated_over_two_replicas_with_an_uneven_validation_split(tmp_path):
+    # The epoch ended by hand evaluates outside fit(): under the same mends (distribute.keras_mended),
+    # here the empty batch that 33 validation pictures in batches of 16 leave the second replica.
+    run = RunDirectory(tmp_path / "run")
+    args = [*UNEVEN_VALIDATION, "--epochs", "2", "--save-every-steps", "4", "--cpu-replicas", "2", "--output", run.path]
+    kill(start_paused(args, "last.keras#2", cwd=tmp_path))
+    assert history_epochs(run) == [1]
+
+    result = run_train(*args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "trained epoch 2 to its last step but stopped before the epoch ended: evaluating it now." in result.stdout
+    rows = read_history(run.history)
+    assert [int(row["epoch"]) for row in rows] == [1, 2] and "val_accuracy" in rows[1]
 
 
 def test_killed_while_writing_a_backup_resumes_from_the_previous_one(tmp_path, capsys):

@@ -20,7 +20,7 @@ import train
 from support.assertions import one_line_error, one_line_error_in_process
 from support.pictures import write_folder
 from support.requirements import require_strace
-from support.programs import REPOSITORY, TINY, backup_step, load_models_in_fresh_processes, run_train, wait_for_backup_step
+from support.programs import REPOSITORY, TINY, UNEVEN_VALIDATION, backup_step, load_models_in_fresh_processes, run_train, wait_for_backup_step
 from keras_resnet.data import pipeline, sources, synthetic
 from keras_resnet.run import config as config_lib
 from keras_resnet.run.directory import LOCK_FILE, RunDirectory
@@ -444,11 +444,6 @@ def test_interrupted_run_resumes_with_the_same_command_and_the_same_step_count(s
 
 
 # -- distribution -------------------------------------------------------------------------------
-
-
-# 33 validation pictures in batches of 16 over 2 replicas: the last batch (1 picture) leaves the
-# second replica an empty batch in every evaluation (distribute.empty_evaluation_batches_skipped).
-UNEVEN_VALIDATION = [*TINY[:TINY.index("--validation-examples")], "--validation-examples", "33"]
 
 
 def assert_validation_figures_of_one_process(run_path):
