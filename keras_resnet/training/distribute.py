@@ -130,13 +130,15 @@ def is_multi_worker(strategy):
 
 @contextlib.contextmanager
 def keras_mended(model, strategy):
-    """Around fit() and evaluate() of `model` under a strategy of several replicas, mends the places
-    where Keras 3.15 and TensorFlow 2.21 break; with one replica it does nothing.
+    """Around fit() and evaluate() of `model` under tf.distribute, mends the places where Keras
+    3.15 and TensorFlow 2.21 break; with one replica outside MultiWorkerMirroredStrategy it does
+    nothing.
     - Several replicas: an empty evaluation batch is skipped (empty_evaluation_batches_skipped).
     - MultiWorkerMirroredStrategy (keras-team/keras#20585, tensorflow/tensorflow#72388):
       - Before training Keras cross-worker reduces the first input batch only to learn its
         shapes, and that eager reduce fails: `model` learns them from one local replica's batch
-        instead.
+        instead. This one stays with the model after the block (it does the same as Keras' for
+        the rest of the run).
       - Keras averages per-replica scalar metrics over axis 0, which scalars lack: they are
         averaged over the replicas, as single-worker training reports them. This one is
         Keras-wide, so it is undone when the block ends."""
@@ -194,7 +196,10 @@ def empty_evaluation_batches_skipped(model, strategy):
         yield
         return
     evaluate_batch = model.test_step
+    replaced = model.__dict__.get("test_step")  # an enclosing block's, if any
 
+    # A replica may skip: Keras' evaluation step holds no cross-replica collective (batch norm
+    # reduces over the replicas only in training), so the others do not wait for it.
     def test_step_skipping_empty_batches(data):
         pictures, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         pictures = tf.nest.flatten(pictures)[0]
@@ -205,5 +210,8 @@ def empty_evaluation_batches_skipped(model, strategy):
     try:
         yield
     finally:
-        del model.test_step  # Keras' own again
+        if replaced is None:
+            model.__dict__.pop("test_step", None)  # Keras' own again
+        else:
+            model.test_step = replaced
         model.test_function = None

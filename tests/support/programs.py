@@ -9,10 +9,11 @@ import time
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # A tiny, fast train.py configuration: ResNet-8 on 16x16 synthetic images, 4 steps per epoch.
-TINY = ["--depth", "8", "--image-size", "16", "--batch-size", "16", "--train-examples", "64", "--validation-examples", "32"]
+TINY_MODEL = ["--depth", "8", "--image-size", "16", "--batch-size", "16", "--train-examples", "64"]
+TINY = [*TINY_MODEL, "--validation-examples", "32"]
 # TINY with 33 validation pictures: in batches of 16 over 2 replicas, the last batch (1 picture)
 # leaves the second replica an empty batch in every evaluation (distribute.empty_evaluation_batches_skipped).
-UNEVEN_VALIDATION = [*TINY[:-1], "33"]
+UNEVEN_VALIDATION = [*TINY_MODEL, "--validation-examples", "33"]
 # Short training on the embedded dataset that still gives a model worth quantizing: ResNet-8 (about
 # 95 % top-1 in under a minute on 2 cores). The conversion bounds are checked on its 1000 validation
 # images. The session fixture trained_run and the committed fixture (support/fixtures.py) are this.
