@@ -196,7 +196,6 @@ def empty_evaluation_batches_skipped(model, strategy):
         yield
         return
     evaluate_batch = model.test_step
-    replaced = model.__dict__.get("test_step")  # an enclosing block's, if any
 
     # A replica may skip: Keras' evaluation step holds no cross-replica collective (batch norm
     # reduces over the replicas only in training), so the others do not wait for it.
@@ -210,8 +209,5 @@ def empty_evaluation_batches_skipped(model, strategy):
     try:
         yield
     finally:
-        if replaced is None:
-            model.__dict__.pop("test_step", None)  # Keras' own again
-        else:
-            model.test_step = replaced
+        model.__dict__.pop("test_step", None)  # Keras' own again
         model.test_function = None
